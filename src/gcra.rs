@@ -1,0 +1,303 @@
+//! The GCRA decision, as pure functions over theoretical arrival times (TATs).
+//!
+//! A key's whole state is one `u64`: its TAT in nanoseconds on the store's clock. A key with
+//! no state behaves exactly like one whose TAT is `<= now`, so a store may forget any key
+//! whose TAT has passed without changing a single decision: that is what makes eviction of
+//! idle keys lossless.
+//!
+//! [`decide`] handles several limits for one request at once: either every limit admits the
+//! request and all of them are consumed, or none is consumed.
+
+use std::time::Duration;
+
+use crate::quota::Quota;
+
+/// GCRA parameters of one limit, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GcraParams {
+    /// Emission interval `T = period / count`.
+    pub interval_ns: u64,
+    /// `burst × T`: how far the TAT may run ahead of now after admitting a request.
+    pub limit_ns: u64,
+    /// Once a request is refused, the key stays refused for this long (0 = no block).
+    pub block_ns: u64,
+}
+
+impl GcraParams {
+    /// Parameters for `quota`, with an optional block period.
+    pub fn new(quota: &Quota, block: Duration) -> GcraParams {
+        let interval_ns = quota.interval_ns();
+        GcraParams {
+            interval_ns,
+            // Validated by `Quota::with_burst` to fit in u64 / 4.
+            limit_ns: interval_ns.saturating_mul(u64::from(quota.burst())),
+            block_ns: u64::try_from(block.as_nanos()).unwrap_or(u64::MAX / 4),
+        }
+    }
+}
+
+/// One limit to decide for a request: which state (key) and which parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Check {
+    /// The state's key: a keyed 64-bit hash of (rule name, request key).
+    pub key: u64,
+    /// The limit's parameters.
+    pub params: GcraParams,
+    /// A shadow limit is decided and counted but never refuses the request.
+    pub shadow: bool,
+}
+
+/// Remaining capacity and timing of one limit after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LimitState {
+    /// Index of the check in the request's list.
+    pub index: usize,
+    /// Requests that would still be admitted right now.
+    pub remaining: u64,
+    /// Until the limit is back at full capacity.
+    pub reset_after: Duration,
+    /// Until a request would be admitted by this limit (zero when it admits now).
+    pub retry_after: Duration,
+}
+
+/// The outcome of deciding all limits of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// Whether the request is admitted (every enforced limit admits it).
+    pub admitted: bool,
+    /// Bit `i` is set when check `i` refused the request (shadow checks included).
+    pub denied_mask: u64,
+    /// Until the request would be admitted by every enforced limit (zero when admitted).
+    pub retry_after: Duration,
+    /// The limit to report in headers: when refused, the enforced limit with the longest
+    /// wait; when admitted, the limit with the fewest remaining requests (ties: the later
+    /// reset).
+    pub headline: LimitState,
+}
+
+/// The most checks one request may carry (one bit each in [`Decision::denied_mask`]).
+pub const MAX_CHECKS: usize = 64;
+
+fn ns(d: u64) -> Duration {
+    Duration::from_nanos(d)
+}
+
+/// Decides `checks` at time `now` (ns) against their current TATs in `tats` (0 for a key
+/// with no state), updating `tats` in place to the state to store.
+///
+/// Returns the decision and a mask of the entries of `tats` that changed and must be
+/// written back. When the request is admitted, every limit is consumed; when it is refused,
+/// none is, except that a limit with a block period that refuses a request for the first
+/// time has its TAT pushed so the key stays refused until `now + block`. Requests refused
+/// during the block do not extend it.
+///
+/// Checks beyond [`MAX_CHECKS`] are ignored; callers validate the count beforehand.
+pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
+    let n = checks.len().min(tats.len()).min(MAX_CHECKS);
+    let mut decision = Decision {
+        admitted: true,
+        ..Decision::default()
+    };
+    let mut worst_wait = 0u64;
+    for i in 0..n {
+        let p = &checks[i].params;
+        let ahead = tat_of(tats[i]).max(now) + p.interval_ns - now;
+        if ahead > p.limit_ns {
+            decision.denied_mask |= 1 << i;
+            if !checks[i].shadow {
+                decision.admitted = false;
+                worst_wait = worst_wait.max(ahead - p.limit_ns);
+            }
+        }
+    }
+    let mut changed = 0u64;
+    if decision.admitted {
+        for i in 0..n {
+            if decision.denied_mask & (1 << i) == 0 {
+                tats[i] = tat_of(tats[i]).max(now) + checks[i].params.interval_ns;
+                changed |= 1 << i;
+            }
+        }
+    } else {
+        for i in 0..n {
+            let p = &checks[i].params;
+            let refused = decision.denied_mask & (1 << i) != 0 && !checks[i].shadow;
+            // A key already blocked keeps its block: refusals during it do not extend it.
+            if refused && p.block_ns > 0 && tats[i] & BLOCKED == 0 {
+                // Admitted again exactly when the block ends: TAT - (limit - T) = now + block.
+                let blocked_tat = now + p.block_ns + (p.limit_ns - p.interval_ns);
+                if blocked_tat > tats[i] {
+                    tats[i] = blocked_tat | BLOCKED;
+                    changed |= 1 << i;
+                    worst_wait = worst_wait.max(p.block_ns);
+                }
+            }
+        }
+    }
+    decision.retry_after = ns(worst_wait);
+    decision.headline = headline(now, &checks[..n], tats, &decision);
+    (decision, changed)
+}
+
+/// Flag bit of a stored TAT: the key is serving a block period. TATs stay below 2^62
+/// (clock readings plus limits validated to fit in `u64::MAX / 4`).
+pub const BLOCKED: u64 = 1 << 63;
+
+/// The theoretical arrival time in a stored state (without the block flag).
+pub fn tat_of(stored: u64) -> u64 {
+    stored & !BLOCKED
+}
+
+/// Whether a stored state carries no information at `now`: forgetting the key changes no
+/// decision.
+pub fn is_idle(stored: u64, now: u64) -> bool {
+    tat_of(stored) <= now
+}
+
+/// State of check `i` given its (post-decision) TAT.
+fn state(now: u64, i: usize, p: &GcraParams, tat: u64) -> LimitState {
+    let ahead = tat.saturating_sub(now);
+    // Room for further requests: each needs T of slack under `limit`.
+    let remaining = p.limit_ns.saturating_sub(ahead) / p.interval_ns;
+    let next = tat.max(now) + p.interval_ns - now;
+    LimitState {
+        index: i,
+        remaining,
+        reset_after: ns(ahead),
+        retry_after: ns(next.saturating_sub(p.limit_ns)),
+    }
+}
+
+fn headline(now: u64, checks: &[Check], tats: &[u64], d: &Decision) -> LimitState {
+    let states = checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c, state(now, i, &c.params, tat_of(tats[i]))));
+    let best = if d.admitted {
+        states
+            .map(|(_, s)| s)
+            .min_by_key(|s| (s.remaining, std::cmp::Reverse(s.reset_after)))
+    } else {
+        states
+            .filter(|(c, s)| !c.shadow && d.denied_mask & (1 << s.index) != 0)
+            .map(|(_, s)| s)
+            .max_by_key(|s| s.retry_after)
+    };
+    best.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn check(key: u64, count: u32, secs: u64, burst: u32, block_secs: u64) -> Check {
+        let q = Quota::new(count, Duration::from_secs(secs))
+            .unwrap()
+            .with_burst(burst)
+            .unwrap();
+        Check {
+            key,
+            params: GcraParams::new(&q, Duration::from_secs(block_secs)),
+            shadow: false,
+        }
+    }
+
+    #[test]
+    fn five_per_ten_seconds() {
+        let c = [check(1, 5, 10, 5, 0)];
+        let mut tat = [0u64];
+        for i in 0..5 {
+            let (d, changed) = decide(0, &c, &mut tat);
+            assert!(d.admitted, "request {i}");
+            assert_eq!(changed, 1);
+            assert_eq!(d.headline.remaining, 4 - i);
+        }
+        let (d, changed) = decide(0, &c, &mut tat);
+        assert!(!d.admitted);
+        assert_eq!(changed, 0);
+        assert_eq!(d.denied_mask, 1);
+        assert_eq!(d.retry_after, Duration::from_secs(2));
+        assert_eq!(d.headline.reset_after, Duration::from_secs(10));
+        assert_eq!(tat[0], 10 * S);
+        assert!(is_idle(tat[0], 10 * S) && !is_idle(tat[0], 10 * S - 1));
+        // One nanosecond early is still refused; exactly on time is admitted.
+        assert!(!decide(2 * S - 1, &c, &mut tat).0.admitted);
+        assert!(decide(2 * S, &c, &mut tat).0.admitted);
+    }
+
+    #[test]
+    fn refused_request_consumes_nothing_anywhere() {
+        // Instance limit 100/10 s, plus an hourly endpoint limit of 1.
+        let c = [check(1, 100, 10, 100, 0), check(2, 1, 3600, 1, 0)];
+        let mut tats = [0u64, 0];
+        assert!(decide(0, &c, &mut tats).0.admitted);
+        let before = tats;
+        let (d, changed) = decide(0, &c, &mut tats);
+        assert!(!d.admitted);
+        assert_eq!(d.denied_mask, 0b10);
+        assert_eq!(changed, 0);
+        assert_eq!(tats, before);
+        assert_eq!(d.retry_after, Duration::from_secs(3600));
+        assert_eq!(d.headline.index, 1);
+    }
+
+    #[test]
+    fn block_period_extends_refusal() {
+        let c = [check(1, 1, 1, 1, 60)];
+        let mut tat = [0u64];
+        assert!(decide(0, &c, &mut tat).0.admitted);
+        let (d, changed) = decide(0, &c, &mut tat);
+        assert!(!d.admitted);
+        assert_eq!(changed, 1);
+        assert_eq!(d.retry_after, Duration::from_secs(60));
+        let (d, changed) = decide(60 * S - 1, &c, &mut tat);
+        assert!(!d.admitted);
+        assert_eq!(changed, 0, "a refusal during the block does not extend it");
+        assert_eq!(d.retry_after, Duration::from_nanos(1));
+        assert!(decide(60 * S, &c, &mut tat).0.admitted);
+        assert_eq!(tat[0] & BLOCKED, 0, "admission clears the block");
+        // The next refusal starts a new block.
+        let (d, _) = decide(60 * S, &c, &mut tat);
+        assert_eq!(d.retry_after, Duration::from_secs(60));
+        assert!(!is_idle(tat[0], 120 * S - 1));
+        assert!(is_idle(tat[0], 120 * S));
+    }
+
+    #[test]
+    fn shadow_refusal_admits_and_is_reported() {
+        let mut c = [check(1, 10, 10, 10, 0), check(2, 1, 10, 1, 0)];
+        c[1].shadow = true;
+        let mut tats = [0u64, 0];
+        assert!(decide(0, &c, &mut tats).0.admitted);
+        let (d, changed) = decide(0, &c, &mut tats);
+        assert!(d.admitted);
+        assert_eq!(d.denied_mask, 0b10);
+        assert_eq!(changed, 0b01);
+        assert_eq!(d.headline.index, 1);
+        assert_eq!(d.headline.remaining, 0);
+    }
+
+    #[test]
+    fn admitted_headline_is_most_restrictive() {
+        let c = [check(1, 100, 10, 100, 0), check(2, 10, 10, 10, 0)];
+        let mut tats = [0u64, 0];
+        let (d, _) = decide(0, &c, &mut tats);
+        assert_eq!(d.headline.index, 1);
+        assert_eq!(d.headline.remaining, 9);
+        assert_eq!(d.headline.reset_after, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn burst_larger_than_count() {
+        let c = [check(1, 20, 10, 40, 0)];
+        let mut tat = [0u64];
+        for _ in 0..40 {
+            assert!(decide(0, &c, &mut tat).0.admitted);
+        }
+        let (d, _) = decide(0, &c, &mut tat);
+        assert!(!d.admitted);
+        assert_eq!(d.retry_after, Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,418 @@
+//! The embedded in-memory store: sharded, exact, bounded.
+//!
+//! State is one `u64` (the GCRA theoretical arrival time) per key, in shards of
+//! `HashMap<u64, u64>` behind their own mutex, so requests for keys in different shards
+//! never contend. A request with several limits locks the shards involved in ascending
+//! order, decides, writes and unlocks: the decision is atomic and exact under contention.
+//!
+//! **Bounded.** A key whose TAT has passed holds no information (see [`crate::gcra`]), so
+//! it can be dropped without changing any decision. Shards drop such idle keys as they
+//! grow (amortized, on the insert path: no background thread is needed), and shrink their
+//! tables when most keys are gone, returning the memory. The total number of keys never
+//! exceeds [`MemoryStoreBuilder::max_keys`]: each shard holds at most its share, and when a
+//! full shard has no idle key left, it evicts the eighth of its keys that are closest to
+//! becoming idle. Such a forced eviction forgets recent usage of those keys (the store
+//! errs towards admitting), and is counted in [`EvictionStats::forced`].
+//!
+//! [`MemoryStore::spawn_sweeper`] optionally sweeps idle keys on a timer, for services
+//! whose traffic can stop entirely.
+
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use crate::clock::{Clock, TokioClock};
+use crate::gcra::{decide, is_idle, tat_of, Check, Decision, MAX_CHECKS};
+use crate::store::{Store, StoreError};
+
+/// Keys are already keyed 64-bit hashes: hashing them again would be wasted work.
+#[derive(Default, Clone, Copy)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>;
+
+struct ShardMap {
+    map: Map,
+    inserts_since_sweep: usize,
+}
+
+/// One shard on its own cache line, so neighbouring shards' locks do not false-share.
+#[repr(align(64))]
+struct Shard(Mutex<ShardMap>);
+
+struct Inner<C> {
+    clock: C,
+    shards: Box<[Shard]>,
+    shard_mask: usize,
+    shard_cap: usize,
+    idle_evicted: AtomicU64,
+    forced_evicted: AtomicU64,
+}
+
+/// The embedded store. Cheap to clone; clones share state.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_throttle::gcra::{Check, GcraParams};
+/// use tower_throttle::store::{MemoryStore, Store};
+/// use tower_throttle::Quota;
+///
+/// # tokio_test_block_on(async {
+/// let store = MemoryStore::new();
+/// let quota = Quota::new(2, Duration::from_secs(1))?;
+/// let check = Check { key: 42, params: GcraParams::new(&quota, Duration::ZERO), shadow: false };
+/// assert!(store.check(&[check]).await?.admitted);
+/// assert!(store.check(&[check]).await?.admitted);
+/// assert!(!store.check(&[check]).await?.admitted);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub struct MemoryStore<C = TokioClock> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for MemoryStore<C> {
+    fn clone(&self) -> Self {
+        MemoryStore {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for MemoryStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.inner.shards.len())
+            .field(
+                "max_keys",
+                &(self.inner.shard_cap * self.inner.shards.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many keys a [`MemoryStore`] has dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EvictionStats {
+    /// Idle keys dropped (no information lost).
+    pub idle: u64,
+    /// Keys dropped while still holding usage, because the store was full.
+    pub forced: u64,
+}
+
+/// Why a [`MemoryStore`] could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemoryStoreError {
+    /// `max_keys` was zero.
+    ZeroMaxKeys,
+    /// The shard count was zero or not a power of two.
+    BadShardCount,
+}
+
+impl std::fmt::Display for MemoryStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemoryStoreError::ZeroMaxKeys => "max_keys must be at least 1",
+            MemoryStoreError::BadShardCount => "shard count must be a power of two",
+        })
+    }
+}
+
+impl std::error::Error for MemoryStoreError {}
+
+/// Builds a [`MemoryStore`].
+#[derive(Debug, Clone)]
+pub struct MemoryStoreBuilder<C = TokioClock> {
+    clock: C,
+    max_keys: usize,
+    shards: Option<usize>,
+}
+
+/// Default bound on tracked keys.
+pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
+
+impl MemoryStore {
+    /// A store on tokio's clock holding at most [`DEFAULT_MAX_KEYS`] keys.
+    pub fn new() -> Self {
+        Self::builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
+    }
+
+    /// Configure a store.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            clock: TokioClock::new(),
+            max_keys: DEFAULT_MAX_KEYS,
+            shards: None,
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock> MemoryStoreBuilder<C> {
+    /// Use another clock (e.g. [`crate::clock::ManualClock`]).
+    pub fn clock<C2: Clock>(self, clock: C2) -> MemoryStoreBuilder<C2> {
+        MemoryStoreBuilder {
+            clock,
+            max_keys: self.max_keys,
+            shards: self.shards,
+        }
+    }
+
+    /// The most keys the store ever holds (default [`DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// The number of shards, a power of two (default: 16 × available parallelism, at
+    /// least 16, at most 1024, and never more than `max_keys`).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Validates the configuration and builds the store.
+    pub fn build(self) -> Result<MemoryStore<C>, MemoryStoreError> {
+        if self.max_keys == 0 {
+            return Err(MemoryStoreError::ZeroMaxKeys);
+        }
+        let shards = match self.shards {
+            Some(n) if n == 0 || !n.is_power_of_two() => {
+                return Err(MemoryStoreError::BadShardCount)
+            }
+            Some(n) => n,
+            None => {
+                let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+                (cpus * 16).next_power_of_two().clamp(16, 1024)
+            }
+        };
+        // Every shard must be allowed at least one key; shrink the shard count if needed.
+        let max_shards = 1usize << self.max_keys.ilog2();
+        let shards = shards.min(max_shards).min(1 << 20);
+        let shard_count = shards;
+        let shard_cap = self.max_keys / shard_count;
+        let shards = (0..shard_count)
+            .map(|_| {
+                Shard(Mutex::new(ShardMap {
+                    map: Map::default(),
+                    inserts_since_sweep: 0,
+                }))
+            })
+            .collect();
+        Ok(MemoryStore {
+            inner: Arc::new(Inner {
+                clock: self.clock,
+                shards,
+                shard_mask: shard_count - 1,
+                shard_cap,
+                idle_evicted: AtomicU64::new(0),
+                forced_evicted: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+fn lock(shard: &Shard) -> MutexGuard<'_, ShardMap> {
+    // No code path panics while holding a shard lock; if one ever did, the map is still
+    // consistent (every write is a single insert), so a poisoned lock is safe to use.
+    shard.0.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<C: Clock> Inner<C> {
+    fn shard_of(&self, key: u64) -> usize {
+        // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for tags.
+        (key >> 40) as usize & self.shard_mask
+    }
+
+    fn write(&self, shard: &mut ShardMap, key: u64, tat: u64, now: u64) {
+        if let Some(slot) = shard.map.get_mut(&key) {
+            *slot = tat;
+            return;
+        }
+        shard.inserts_since_sweep += 1;
+        if shard.map.len() >= self.shard_cap || shard.inserts_since_sweep > shard.map.len() / 2 + 64
+        {
+            self.sweep_shard(shard, now);
+            if shard.map.len() >= self.shard_cap {
+                self.force_evict(shard);
+            }
+        }
+        shard.map.insert(key, tat);
+    }
+
+    fn sweep_shard(&self, shard: &mut ShardMap, now: u64) {
+        let before = shard.map.len();
+        shard.map.retain(|_, stored| !is_idle(*stored, now));
+        let dropped = before - shard.map.len();
+        shard.inserts_since_sweep = 0;
+        if dropped > 0 {
+            self.idle_evicted
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        let len = shard.map.len();
+        if shard.map.capacity() > 64 && shard.map.capacity() > len * 4 {
+            shard.map.shrink_to(len * 2);
+        }
+    }
+
+    /// Drops the eighth of a full shard's keys closest to becoming idle (lowest TATs).
+    fn force_evict(&self, shard: &mut ShardMap) {
+        let target = (shard.map.len() / 8).max(1);
+        let mut tats: Vec<u64> = shard.map.values().map(|v| tat_of(*v)).collect();
+        let (_, &mut threshold, _) = tats.select_nth_unstable(target - 1);
+        let before = shard.map.len();
+        let mut budget = target;
+        shard.map.retain(|_, stored| {
+            let tat = tat_of(*stored);
+            if tat < threshold || (tat == threshold && budget > 0) {
+                budget = budget.saturating_sub(1);
+                false
+            } else {
+                true
+            }
+        });
+        let dropped = before - shard.map.len();
+        self.forced_evicted
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+    }
+
+    fn check_one(&self, check: &Check) -> Decision {
+        let mut shard = lock(&self.shards[self.shard_of(check.key)]);
+        let now = self.clock.now_nanos();
+        let mut tat = [shard.map.get(&check.key).copied().unwrap_or(0)];
+        let (decision, changed) = decide(now, std::slice::from_ref(check), &mut tat);
+        if changed != 0 {
+            self.write(&mut shard, check.key, tat[0], now);
+        }
+        decision
+    }
+
+    fn check_many(&self, checks: &[Check]) -> Decision {
+        let checks = &checks[..checks.len().min(MAX_CHECKS)];
+        let mut order: Vec<usize> = checks.iter().map(|c| self.shard_of(c.key)).collect();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: Vec<(usize, MutexGuard<'_, ShardMap>)> =
+            order.iter().map(|&s| (s, lock(&self.shards[s]))).collect();
+        let now = self.clock.now_nanos();
+        let slot = |key: u64| {
+            let s = self.shard_of(key);
+            order.binary_search(&s).unwrap_or(0)
+        };
+        let mut tats = [0u64; MAX_CHECKS];
+        for (i, c) in checks.iter().enumerate() {
+            tats[i] = guards[slot(c.key)].1.map.get(&c.key).copied().unwrap_or(0);
+        }
+        let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
+        for (i, c) in checks.iter().enumerate() {
+            if changed & (1 << i) != 0 {
+                let g = &mut guards[slot(c.key)].1;
+                self.write(g, c.key, tats[i], now);
+            }
+        }
+        decision
+    }
+}
+
+impl<C: Clock> MemoryStore<C> {
+    /// Decides `checks` synchronously (what [`Store::check`] does, without the future).
+    pub fn check_now(&self, checks: &[Check]) -> Decision {
+        match checks {
+            [] => Decision {
+                admitted: true,
+                ..Decision::default()
+            },
+            [one] => self.inner.check_one(one),
+            many => self.inner.check_many(many),
+        }
+    }
+
+    /// Number of keys currently held.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bound on held keys.
+    pub fn max_keys(&self) -> usize {
+        self.inner.shard_cap * self.inner.shards.len()
+    }
+
+    /// Keys dropped so far.
+    pub fn evictions(&self) -> EvictionStats {
+        EvictionStats {
+            idle: self.inner.idle_evicted.load(Ordering::Relaxed),
+            forced: self.inner.forced_evicted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Drops every idle key now and returns table memory; one shard locked at a time.
+    pub fn sweep(&self) {
+        let now = self.inner.clock.now_nanos();
+        for shard in self.inner.shards.iter() {
+            self.inner.sweep_shard(&mut lock(shard), now);
+        }
+    }
+
+    /// Sweeps idle keys every `period` on the current tokio runtime, until the store is
+    /// dropped. Needed only when traffic may stop completely: the insert path sweeps on
+    /// its own.
+    pub fn spawn_sweeper(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Inner<C>> = Arc::downgrade(&self.inner);
+        let period = period.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(inner) => MemoryStore { inner }.sweep(),
+                    None => return,
+                }
+            }
+        })
+    }
+}
+
+impl<C: Clock> Store for MemoryStore<C> {
+    type CheckFuture = Ready<Result<Decision, StoreError>>;
+
+    fn check(&self, checks: &[Check]) -> Self::CheckFuture {
+        ready(Ok(self.check_now(checks)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+use super::*;
+use crate::clock::ManualClock;
+use crate::gcra::GcraParams;
+use crate::quota::Quota;
+
+fn params(count: u32, period: Duration) -> GcraParams {
+    GcraParams::new(&Quota::new(count, period).unwrap(), Duration::ZERO)
+}
+
+fn check(key: u64, p: GcraParams) -> Check {
+    Check {
+        key,
+        params: p,
+        shadow: false,
+    }
+}
+
+fn store(max_keys: usize) -> (MemoryStore<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    let s = MemoryStore::builder()
+        .clock(clock.clone())
+        .max_keys(max_keys)
+        .build()
+        .unwrap();
+    (s, clock)
+}
+
+#[test]
+fn exact_limit_and_refill() {
+    let (s, clock) = store(1000);
+    let c = [check(7, params(5, Duration::from_secs(10)))];
+    let admitted = (0..8).filter(|_| s.check_now(&c).admitted).count();
+    assert_eq!(admitted, 5);
+    let d = s.check_now(&c);
+    assert_eq!(d.retry_after, Duration::from_secs(2));
+    clock.advance(Duration::from_secs(2));
+    assert!(s.check_now(&c).admitted);
+    assert!(!s.check_now(&c).admitted);
+}
+
+#[test]
+fn several_limits_all_or_nothing() {
+    let (s, _) = store(1000);
+    let global = check(1, params(100, Duration::from_secs(10)));
+    let hourly = check(2, params(2, Duration::from_secs(3600)));
+    for _ in 0..2 {
+        assert!(s.check_now(&[global, hourly]).admitted);
+    }
+    for _ in 0..10 {
+        let d = s.check_now(&[global, hourly]);
+        assert!(!d.admitted);
+        assert_eq!(d.denied_mask, 0b10);
+    }
+    // The refused requests did not spend the global quota: 98 remain.
+    let admitted = (0..200).filter(|_| s.check_now(&[global]).admitted).count();
+    assert_eq!(admitted, 98);
+}
+
+#[test]
+fn never_exceeds_max_keys() {
+    let (s, _) = store(1000);
+    let p = params(1, Duration::from_secs(3600));
+    for key in 0..100_000u64 {
+        // Spread keys over all shards.
+        let key = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        assert!(s.check_now(&[check(key, p)]).admitted);
+        assert!(s.len() <= 1000 || key % 1000 != 0, "len {}", s.len());
+    }
+    assert!(s.len() <= s.max_keys());
+    assert!(s.max_keys() <= 1000);
+    assert!(s.evictions().forced > 0);
+}
+
+#[test]
+fn idle_keys_are_dropped_without_losing_decisions() {
+    let (s, clock) = store(1 << 20);
+    let p = params(1, Duration::from_secs(1));
+    for key in 0..10_000u64 {
+        s.check_now(&[check(key.wrapping_mul(0x9E37_79B9_7F4A_7C15), p)]);
+    }
+    assert_eq!(s.len(), 10_000);
+    clock.advance(Duration::from_secs(1));
+    s.sweep();
+    assert_eq!(s.len(), 0);
+    assert_eq!(
+        s.evictions(),
+        EvictionStats {
+            idle: 10_000,
+            forced: 0
+        }
+    );
+    // A swept key behaves exactly as before: its quota is full again.
+    assert!(s.check_now(&[check(0, p)]).admitted);
+    assert!(!s.check_now(&[check(0, p)]).admitted);
+}
+
+#[test]
+fn insert_path_sweeps_idle_keys_on_its_own() {
+    let (s, clock) = store(1 << 20);
+    let p = params(1, Duration::from_millis(10));
+    for round in 0..20u64 {
+        for key in 0..5_000u64 {
+            let key = (round * 5_000 + key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            s.check_now(&[check(key, p)]);
+        }
+        clock.advance(Duration::from_millis(10));
+    }
+    // 100,000 distinct keys went through; only about the recent ones stay.
+    assert!(s.len() < 20_000, "len {}", s.len());
+    assert_eq!(s.evictions().forced, 0);
+}
+
+#[test]
+fn exact_under_contention() {
+    let (s, _) = store(1 << 16);
+    let global = check(1, params(1000, Duration::from_secs(3600)));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mine = check(100 + t, params(10_000, Duration::from_secs(3600)));
+                let mut admitted = 0;
+                for i in 0..1000 {
+                    let d = if i % 2 == 0 {
+                        s.check_now(&[global])
+                    } else {
+                        s.check_now(&[mine, global])
+                    };
+                    admitted += usize::from(d.admitted);
+                }
+                admitted
+            })
+        })
+        .collect();
+    let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(total, 1000);
+}
+
+#[test]
+fn builder_validates() {
+    assert_eq!(
+        MemoryStore::builder().max_keys(0).build().unwrap_err(),
+        MemoryStoreError::ZeroMaxKeys
+    );
+    assert_eq!(
+        MemoryStore::builder().shards(3).build().unwrap_err(),
+        MemoryStoreError::BadShardCount
+    );
+    let tiny = MemoryStore::builder().max_keys(3).build().unwrap();
+    assert!(tiny.max_keys() >= 1 && tiny.max_keys() <= 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sweeper_task_runs_on_tokio_time() {
+    let s = MemoryStore::new();
+    let p = params(1, Duration::from_secs(1));
+    s.check_now(&[check(5, p)]);
+    assert_eq!(s.len(), 1);
+    let task = s.spawn_sweeper(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(s.len(), 0);
+    drop(s);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(task.is_finished());
+}

@@ -1,0 +1,80 @@
+//! Where limit state lives: the [`Store`] trait and the embedded [`MemoryStore`].
+//!
+//! A store decides **all limits of one request atomically**: every limit admits the request
+//! and all are consumed, or none is (see [`crate::gcra::decide`]). A network store (such as
+//! a Redis store running one script per request) implements the same trait with an
+//! asynchronous future; the in-memory store answers with a ready future.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::gcra::{Check, Decision};
+
+pub mod memory;
+
+pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
+
+/// Decides the limits of one request.
+pub trait Store: Send + Sync + 'static {
+    /// The future returned by [`Store::check`].
+    type CheckFuture: Future<Output = Result<Decision, StoreError>> + Send + 'static;
+
+    /// Decides `checks` (at most [`crate::gcra::MAX_CHECKS`]) atomically and consumes them
+    /// if, and only if, the request is admitted.
+    ///
+    /// The future owns everything it needs: implementations copy `checks` if they do not
+    /// decide synchronously.
+    fn check(&self, checks: &[Check]) -> Self::CheckFuture;
+}
+
+impl<S: Store> Store for Arc<S> {
+    type CheckFuture = S::CheckFuture;
+
+    fn check(&self, checks: &[Check]) -> Self::CheckFuture {
+        (**self).check(checks)
+    }
+}
+
+/// A store could not decide (network failure, timeout, script error, …).
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error with a message and an underlying cause.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        StoreError {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
