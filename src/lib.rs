@@ -1,10 +1,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-//! tower-throttle (work in progress)
+#![doc = include_str!("../README.md")]
 
 pub mod clock;
 pub mod gcra;
+pub mod headers;
+pub mod key;
 pub mod quota;
+pub mod rate_limit;
+pub mod rule;
 pub mod store;
 
 pub use quota::{Quota, QuotaError};
+pub use rate_limit::{
+    BuildError, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder, Rejection,
+    RejectionReason, RuleStats, StoreFailure,
+};
+pub use rule::{MissingKey, Route, Rule};
+pub use store::{MemoryStore, Store};

@@ -19,7 +19,7 @@ pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
 /// Decides the limits of one request.
 pub trait Store: Send + Sync + 'static {
     /// The future returned by [`Store::check`].
-    type CheckFuture: Future<Output = Result<Decision, StoreError>> + Send + 'static;
+    type CheckFuture: Future<Output = Result<Decision, StoreError>> + Send + Unpin + 'static;
 
     /// Decides `checks` (at most [`crate::gcra::MAX_CHECKS`]) atomically and consumes them
     /// if, and only if, the request is admitted.

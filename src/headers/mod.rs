@@ -1,0 +1,21 @@
+//! Every rate-limit header dialect in one place.
+//!
+//! Server side ([`write`]): legacy `X-RateLimit-Limit/Remaining/Reset`, the IETF
+//! draft-ietf-httpapi-ratelimit-headers-11 `RateLimit-Policy` / `RateLimit` fields (RFC 9651
+//! Structured Field Lists, serialized with the `sfv` crate), and `Retry-After`.
+
+pub mod write;
+
+pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot};
+
+/// `X-RateLimit-Limit`.
+pub const X_RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`.
+pub const X_RATELIMIT_REMAINING: http::HeaderName =
+    http::HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset` (seconds until the quota is fully restored).
+pub const X_RATELIMIT_RESET: http::HeaderName = http::HeaderName::from_static("x-ratelimit-reset");
+/// IETF `RateLimit-Policy`.
+pub const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+/// IETF `RateLimit`.
+pub const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");

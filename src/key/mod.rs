@@ -1,0 +1,432 @@
+//! Key extractors: which bucket a request belongs to.
+//!
+//! An extractor reads a [`RequestParts`] and feeds the key's bytes into a [`KeyBuilder`],
+//! which hashes them with a keyed SipHash-1-3: **no key is ever stored raw**, so bearer
+//! tokens and API keys used as keys never sit in the store (or in Redis) in clear.
+//!
+//! Built-in extractors: [`PeerIp`] (with trusted proxies and IPv6 prefix grouping),
+//! [`Header`], [`BearerToken`], [`PathParam`], [`Global`], [`Composite`] and [`from_fn`].
+//! When an extractor finds no key, the rule's [`MissingKey`](crate::MissingKey) policy
+//! decides what happens.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::header::{HeaderName, AUTHORIZATION};
+use http::{Extensions, HeaderMap, Method, Uri};
+use siphasher::sip::SipHasher13;
+
+#[path = "proxy_stub.rs"]
+pub mod proxy;
+
+pub use proxy::{group_ip, InvalidCidr, IpNet, ProxyHeader, TrustedProxies};
+
+/// The most path parameters one route template may capture.
+pub const MAX_PATH_PARAMS: usize = 8;
+
+/// Path parameters captured by the route template a rule matched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathParams<'a> {
+    items: [(&'a str, &'a str); MAX_PATH_PARAMS],
+    len: usize,
+}
+
+impl<'a> PathParams<'a> {
+    /// Looks a parameter up by name.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.items[..self.len]
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Adds a parameter; returns `false` when full.
+    pub(crate) fn push(&mut self, name: &'a str, value: &'a str) -> bool {
+        if self.len == MAX_PATH_PARAMS {
+            return false;
+        }
+        self.items[self.len] = (name, value);
+        self.len += 1;
+        true
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// A borrowed view of a request, as key extractors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI.
+    pub uri: &'a Uri,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The request extensions (peer address, authenticated user, …).
+    pub extensions: &'a Extensions,
+    /// Parameters captured by the matched route template.
+    pub path_params: PathParams<'a>,
+}
+
+impl<'a> RequestParts<'a> {
+    /// A view of `req` with no path parameters.
+    pub fn new<B>(req: &'a http::Request<B>) -> Self {
+        RequestParts {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+            path_params: PathParams::default(),
+        }
+    }
+
+    /// The peer's socket address: axum's `ConnectInfo<SocketAddr>` (feature `axum`) or a
+    /// plain `SocketAddr` request extension (insert one in a hyper service).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "axum")]
+        if let Some(ci) = self
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        {
+            return Some(ci.0);
+        }
+        self.extensions.get::<SocketAddr>().copied()
+    }
+}
+
+/// Hashes a key's parts. Each part is length-prefixed, so `("ab", "c")` and `("a", "bc")`
+/// are different keys.
+#[derive(Clone, Debug)]
+pub struct KeyBuilder {
+    hasher: SipHasher13,
+}
+
+impl KeyBuilder {
+    pub(crate) fn new(hasher: SipHasher13) -> Self {
+        KeyBuilder { hasher }
+    }
+
+    /// Adds a part of the key.
+    pub fn push(&mut self, part: &[u8]) {
+        self.hasher.write_usize(part.len());
+        self.hasher.write(part);
+    }
+
+    /// Adds an IP address (v4 and v6 never collide).
+    pub fn push_ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => self.push(&v4.octets()),
+            IpAddr::V6(v6) => self.push(&v6.octets()),
+        }
+    }
+
+    /// Adds any hashable value.
+    pub fn push_hash<H: Hash + ?Sized>(&mut self, value: &H) {
+        value.hash(&mut self.hasher);
+    }
+
+    pub(crate) fn finish(&self) -> u64 {
+        self.hasher.finish()
+    }
+}
+
+/// An extractor found no key in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyMissing {
+    /// What was missing, for logs and problem responses.
+    pub what: &'static str,
+}
+
+impl fmt::Display for KeyMissing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rate-limit key missing: {}", self.what)
+    }
+}
+
+impl std::error::Error for KeyMissing {}
+
+/// Decides which bucket of a rule a request falls into.
+pub trait KeyExtractor: Send + Sync + 'static {
+    /// Feeds the request's key into `key`, or reports that the request has none.
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing>;
+
+    /// Names the path parameters this extractor reads, so rules can check at build time
+    /// that each of their route templates captures them.
+    fn path_params(&self, visit: &mut dyn FnMut(&str)) {
+        let _ = visit;
+    }
+}
+
+impl<K: KeyExtractor + ?Sized> KeyExtractor for Arc<K> {
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        (**self).extract(req, key)
+    }
+    fn path_params(&self, visit: &mut dyn FnMut(&str)) {
+        (**self).path_params(visit)
+    }
+}
+
+/// One bucket for every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
+impl KeyExtractor for Global {
+    fn extract(&self, _: &RequestParts<'_>, _: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        Ok(())
+    }
+}
+
+/// The client's IP address, grouped by prefix.
+///
+/// The peer address comes from [`RequestParts::peer_addr`]. By default no proxy is trusted
+/// and forwarding headers are ignored; see [`TrustedProxies`]. IPv6 clients are grouped by
+/// their /64 by default (one subscriber usually holds a whole /64), IPv4 by /32.
+///
+/// ```
+/// use tower_throttle::key::{PeerIp, TrustedProxies};
+///
+/// let key = PeerIp::new()
+///     .trusted_proxies(TrustedProxies::from_cidrs(["10.0.0.0/8"])?)
+///     .ipv6_prefix(56);
+/// # Ok::<(), tower_throttle::key::InvalidCidr>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PeerIp {
+    proxies: TrustedProxies,
+    v4_prefix: u8,
+    v6_prefix: u8,
+}
+
+impl Default for PeerIp {
+    fn default() -> Self {
+        PeerIp {
+            proxies: TrustedProxies::none(),
+            v4_prefix: 32,
+            v6_prefix: 64,
+        }
+    }
+}
+
+impl PeerIp {
+    /// Peer address, no trusted proxy, IPv4 /32, IPv6 /64.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trust these proxies' forwarding headers.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// Group IPv4 clients by this prefix length (clamped to 0..=32).
+    pub fn ipv4_prefix(mut self, bits: u8) -> Self {
+        self.v4_prefix = bits.min(32);
+        self
+    }
+
+    /// Group IPv6 clients by this prefix length (clamped to 0..=128).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.v6_prefix = bits.min(128);
+        self
+    }
+
+    /// The grouped client address of a request, if its peer address is known.
+    pub fn client_ip(&self, req: &RequestParts<'_>) -> Option<IpAddr> {
+        let peer = req.peer_addr()?.ip();
+        let client = self.proxies.client_ip(peer, req.headers);
+        Some(group_ip(client, self.v4_prefix, self.v6_prefix))
+    }
+}
+
+impl KeyExtractor for PeerIp {
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        let ip = self.client_ip(req).ok_or(KeyMissing {
+            what: "peer address (serve with axum's into_make_service_with_connect_info::<SocketAddr>() or insert a SocketAddr extension)",
+        })?;
+        key.push_ip(ip);
+        Ok(())
+    }
+}
+
+/// The value of a request header (all values, if repeated). Empty values count as missing.
+#[derive(Debug, Clone)]
+pub struct Header {
+    name: HeaderName,
+}
+
+impl Header {
+    /// Key by this header.
+    pub fn new(name: HeaderName) -> Self {
+        Header { name }
+    }
+}
+
+impl KeyExtractor for Header {
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        let mut found = false;
+        for v in req.headers.get_all(&self.name) {
+            if !v.as_bytes().is_empty() {
+                key.push(v.as_bytes());
+                found = true;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(KeyMissing { what: "header" })
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive). A missing
+/// header, another scheme, an empty token or a repeated header count as missing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BearerToken;
+
+impl BearerToken {
+    /// The bearer token of a request, if it has exactly one well-formed one.
+    pub fn token<'a>(headers: &'a HeaderMap) -> Option<&'a [u8]> {
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let bytes = value.as_bytes();
+        let (scheme, rest) = bytes.split_at_checked(6)?;
+        if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+            return None;
+        }
+        let token = rest.trim_ascii();
+        (!token.is_empty()).then_some(token)
+    }
+}
+
+impl KeyExtractor for BearerToken {
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        let token = Self::token(req.headers).ok_or(KeyMissing {
+            what: "Authorization: Bearer token",
+        })?;
+        key.push(token);
+        Ok(())
+    }
+}
+
+/// A path parameter captured by the rule's route template (e.g. `user_id` in
+/// `/v1/users/{user_id}`). Rules check at build time that every template captures it.
+#[derive(Debug, Clone)]
+pub struct PathParam {
+    name: Arc<str>,
+}
+
+impl PathParam {
+    /// Key by the parameter called `name`.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        PathParam { name: name.into() }
+    }
+}
+
+impl KeyExtractor for PathParam {
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        match req.path_params.get(&self.name) {
+            Some(v) if !v.is_empty() => {
+                key.push(v.as_bytes());
+                Ok(())
+            }
+            _ => Err(KeyMissing {
+                what: "path parameter",
+            }),
+        }
+    }
+    fn path_params(&self, visit: &mut dyn FnMut(&str)) {
+        visit(&self.name)
+    }
+}
+
+/// Several extractors together: the key is the combination of all parts, and it is
+/// missing if any part is.
+#[derive(Clone, Default)]
+pub struct Composite {
+    parts: Vec<Arc<dyn KeyExtractor>>,
+}
+
+impl fmt::Debug for Composite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Composite")
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+impl Composite {
+    /// No parts yet (behaves like [`Global`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a part.
+    pub fn with(mut self, part: impl KeyExtractor) -> Self {
+        self.parts.push(Arc::new(part));
+        self
+    }
+}
+
+impl KeyExtractor for Composite {
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        self.parts.iter().try_for_each(|p| p.extract(req, key))
+    }
+    fn path_params(&self, visit: &mut dyn FnMut(&str)) {
+        for p in &self.parts {
+            p.path_params(visit);
+        }
+    }
+}
+
+/// A key computed by a closure; `None` means missing.
+///
+/// ```
+/// use tower_throttle::key::{from_fn, RequestParts};
+///
+/// // Key by tenant, from a header set by an authentication layer.
+/// let key = from_fn(|req: &RequestParts<'_>| {
+///     req.headers.get("x-tenant").map(|v| v.as_bytes().to_vec())
+/// });
+/// ```
+pub fn from_fn<F, K>(f: F) -> FromFn<F>
+where
+    F: Fn(&RequestParts<'_>) -> Option<K> + Send + Sync + 'static,
+    K: Hash,
+{
+    FromFn { f }
+}
+
+/// See [`from_fn`].
+#[derive(Clone)]
+pub struct FromFn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FromFn")
+    }
+}
+
+impl<F, K> KeyExtractor for FromFn<F>
+where
+    F: Fn(&RequestParts<'_>) -> Option<K> + Send + Sync + 'static,
+    K: Hash,
+{
+    fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
+        let k = (self.f)(req).ok_or(KeyMissing { what: "custom key" })?;
+        key.push_hash(&k);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+//! [`ResponseFuture`] of the [`RateLimit`](super::RateLimit) service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::body::RateLimitBody;
+use super::layer::Shared;
+use crate::gcra::{Decision, LimitState};
+use crate::store::StoreError;
+
+/// Which rule's state to write into an admitted response's headers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Headline {
+    pub(crate) rule: usize,
+    pub(crate) state: LimitState,
+}
+
+pin_project! {
+    /// Response future of [`RateLimit`](super::RateLimit).
+    pub struct ResponseFuture<F, C, S, R> {
+        #[pin]
+        state: State<F, C, S, R>,
+        headers: Option<(Arc<Shared>, Headline)>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, C, S, R> {
+        // Waiting for an asynchronous store, holding the request and a ready service.
+        Checking {
+            check: C,
+            inner: Option<S>,
+            req: Option<Request<R>>,
+            shared: Arc<Shared>,
+            matched: u64,
+        },
+        Calling { #[pin] fut: F },
+        Respond { res: Option<Response<Bytes>> },
+    }
+}
+
+impl<F, C, S, R> ResponseFuture<F, C, S, R> {
+    pub(crate) fn calling(fut: F, headers: Option<(Arc<Shared>, Headline)>) -> Self {
+        ResponseFuture {
+            state: State::Calling { fut },
+            headers,
+        }
+    }
+
+    pub(crate) fn respond(res: Response<Bytes>) -> Self {
+        ResponseFuture {
+            state: State::Respond { res: Some(res) },
+            headers: None,
+        }
+    }
+
+    pub(crate) fn checking(
+        check: C,
+        inner: S,
+        req: Request<R>,
+        shared: Arc<Shared>,
+        matched: u64,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Checking {
+                check,
+                inner: Some(inner),
+                req: Some(req),
+                shared,
+                matched,
+            },
+            headers: None,
+        }
+    }
+}
+
+impl<F, C, S, R, B, E> Future for ResponseFuture<F, C, S, R>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    C: Future<Output = Result<Decision, StoreError>> + Unpin,
+    S: Service<Request<R>, Future = F, Response = Response<B>, Error = E>,
+{
+    type Output = Result<Response<RateLimitBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Checking {
+                    check,
+                    inner,
+                    req,
+                    shared,
+                    matched,
+                } => {
+                    let result = ready!(Pin::new(check).poll(cx));
+                    let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    match shared.settle(*matched, result) {
+                        Ok(headline) => {
+                            *this.headers = headline.map(|h| (Arc::clone(shared), h));
+                            let fut = inner.call(req);
+                            this.state.set(State::Calling { fut });
+                        }
+                        Err(res) => this.state.set(State::Respond { res: Some(res) }),
+                    }
+                }
+                StateProj::Calling { fut } => {
+                    let res = ready!(fut.poll(cx))?;
+                    let (mut parts, body) = res.into_parts();
+                    if let Some((shared, h)) = this.headers.take() {
+                        shared.write_headers(&mut parts.headers, h.rule, &h.state);
+                    }
+                    return Poll::Ready(Ok(Response::from_parts(
+                        parts,
+                        RateLimitBody::inner(body),
+                    )));
+                }
+                StateProj::Respond { res } => {
+                    let res = res.take().expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(res.map(RateLimitBody::full)));
+                }
+            }
+        }
+    }
+}

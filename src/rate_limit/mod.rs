@@ -1,0 +1,17 @@
+//! The server side of `RateLimitLayer`: keyed limits answered with 429.
+//!
+//! See [`RateLimitLayer`] for an example, [`Rule`](crate::Rule) for matching and keys.
+
+mod body;
+mod future;
+mod handle;
+mod layer;
+mod response;
+mod service;
+
+pub use body::RateLimitBody;
+pub use future::ResponseFuture;
+pub use handle::{RateLimitHandle, RuleStats};
+pub use layer::{BuildError, RateLimitLayer, RateLimitLayerBuilder};
+pub use response::{Rejection, RejectionReason, StoreFailure};
+pub use service::RateLimit;

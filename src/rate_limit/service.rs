@@ -1,0 +1,299 @@
+//! The [`RateLimit`] service: matches rules, asks the store, answers or forwards.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use http::{Request, Response, StatusCode};
+use tower_service::Service;
+
+use super::body::RateLimitBody;
+use super::future::{Headline, ResponseFuture};
+use super::handle::bump;
+use super::layer::Shared;
+use super::response::{RejectionReason, StoreFailure};
+use crate::gcra::{Check, Decision};
+use crate::key::{KeyBuilder, PathParams, RequestParts};
+use crate::rule::MissingKey;
+use crate::store::{MemoryStore, Store, StoreError};
+
+/// Enforces a [`RateLimitLayer`](super::RateLimitLayer)'s rules in front of `S`.
+///
+/// A request matching no rule, or an exempt route, goes straight to `S`. Otherwise all
+/// matching rules are decided at once; a refused request is answered with
+/// `429 Too Many Requests` (an HTTP response, not an error, so axum's `Infallible` services
+/// work) and never reaches `S`.
+pub struct RateLimit<S, St = MemoryStore> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: St,
+}
+
+impl<S: Clone, St: Clone> Clone for RateLimit<S, St> {
+    fn clone(&self) -> Self {
+        RateLimit {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, St> std::fmt::Debug for RateLimit<S, St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request needs, decided before the store is asked.
+enum Plan {
+    Pass,
+    Respond(Response<bytes::Bytes>),
+    Check { matched: u64, checks: Checks },
+}
+
+/// Up to 8 checks inline (the common case), more on the heap.
+struct Checks {
+    inline: [Check; 8],
+    len: usize,
+    heap: Vec<Check>,
+}
+
+const NO_CHECK: Check = Check {
+    key: 0,
+    params: crate::gcra::GcraParams {
+        interval_ns: 1,
+        limit_ns: 1,
+        block_ns: 0,
+    },
+    shadow: false,
+};
+
+impl Checks {
+    fn new() -> Self {
+        Checks {
+            inline: [NO_CHECK; 8],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+    fn push(&mut self, c: Check) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = c;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline);
+            }
+            self.heap.push(c);
+        }
+        self.len += 1;
+    }
+    fn as_slice(&self) -> &[Check] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl Shared {
+    fn plan<B>(&self, req: &Request<B>) -> Plan {
+        let path = req.uri().path();
+        let method = req.method();
+        let mut params = PathParams::default();
+        if self
+            .exempt
+            .iter()
+            .any(|r| r.matches(method, path, &mut params))
+        {
+            bump(&self.stats.exempted);
+            return Plan::Pass;
+        }
+        let mut matched = 0u64;
+        let mut checks = Checks::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let applies = if rule.routes.is_empty() {
+                params.clear();
+                true
+            } else {
+                rule.routes
+                    .iter()
+                    .any(|r| r.matches(method, path, &mut params))
+            };
+            let mut scratch = PathParams::default();
+            if !applies
+                || rule
+                    .except
+                    .iter()
+                    .any(|r| r.matches(method, path, &mut scratch))
+            {
+                continue;
+            }
+            let parts = RequestParts {
+                path_params: params,
+                ..RequestParts::new(req)
+            };
+            let mut key = KeyBuilder::new(rule.seed.clone());
+            let key = match rule.key.extract(&parts, &mut key) {
+                Ok(()) => key.finish(),
+                Err(missing) => {
+                    bump(&self.stats.rules[i].missing_key);
+                    match rule.missing_key {
+                        MissingKey::Shared => rule.keyless,
+                        MissingKey::Skip => continue,
+                        MissingKey::Reject(status) => {
+                            tracing::debug!(rule = %rule.name, %status, "{missing}");
+                            return Plan::Respond(self.reject(
+                                status,
+                                RejectionReason::MissingKey(missing.what),
+                                Some(i),
+                                None,
+                                None,
+                            ));
+                        }
+                    }
+                }
+            };
+            matched |= 1 << i;
+            checks.push(Check {
+                key,
+                params: rule.params,
+                shadow: rule.shadow,
+            });
+        }
+        if matched == 0 {
+            Plan::Pass
+        } else {
+            Plan::Check { matched, checks }
+        }
+    }
+
+    /// Counts a decision and turns it into what to do with the request.
+    pub(crate) fn settle(
+        &self,
+        matched: u64,
+        result: Result<Decision, StoreError>,
+    ) -> Result<Option<Headline>, Response<bytes::Bytes>> {
+        let decision = match result {
+            Ok(d) => d,
+            Err(error) => {
+                bump(&self.stats.store_errors);
+                tracing::warn!(%error, "rate-limit store failed");
+                return match self.store_failure {
+                    StoreFailure::Admit => Ok(None),
+                    StoreFailure::Reject(status) => Err(self.reject(
+                        status,
+                        RejectionReason::StoreUnavailable,
+                        None,
+                        None,
+                        None,
+                    )),
+                };
+            }
+        };
+        let mut headline_rule = 0;
+        for (k, i) in rule_indices(matched).enumerate() {
+            let rule = &self.rules[i];
+            let counters = &self.stats.rules[i];
+            let denied = decision.denied_mask & (1 << k) != 0;
+            if k == decision.headline.index {
+                headline_rule = i;
+            }
+            if denied && rule.shadow {
+                bump(&counters.shadow_limited);
+                tracing::info!(rule = %rule.name, "shadow rule would have refused a request");
+            } else if denied {
+                bump(&counters.limited);
+            } else if decision.admitted {
+                bump(&counters.admitted);
+            }
+        }
+        let headline = Headline {
+            rule: headline_rule,
+            state: decision.headline,
+        };
+        if decision.admitted {
+            return Ok(Some(headline));
+        }
+        tracing::debug!(
+            rule = %self.rules[headline_rule].name,
+            retry_after_ms = decision.retry_after.as_millis() as u64,
+            "rate limited"
+        );
+        Err(self.reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            RejectionReason::RateLimited,
+            Some(headline_rule),
+            Some(&decision.headline),
+            Some(decision.retry_after),
+        ))
+    }
+}
+
+/// Indices of the set bits of `mask`, ascending.
+fn rule_indices(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
+}
+
+impl<S, St, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, St>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    St: Store,
+{
+    type Response = Response<RateLimitBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, St::CheckFuture, S, ReqB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let (matched, checks) = match self.shared.plan(&req) {
+            Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),
+            Plan::Respond(res) => return ResponseFuture::respond(res),
+            Plan::Check { matched, checks } => (matched, checks),
+        };
+        let mut check = self.store.check(checks.as_slice());
+        // Stores that decide synchronously (the in-memory one) are settled right here,
+        // without cloning the inner service.
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut check).poll(&mut cx) {
+            Poll::Ready(result) => match self.shared.settle(matched, result) {
+                Ok(headline) => {
+                    let shared = headline.map(|h| (Arc::clone(&self.shared), h));
+                    ResponseFuture::calling(self.inner.call(req), shared)
+                }
+                Err(res) => ResponseFuture::respond(res),
+            },
+            Poll::Pending => {
+                // The ready service goes with the request; this one takes a fresh clone.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::checking(check, inner, req, Arc::clone(&self.shared), matched)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rule_indices;
+
+    #[test]
+    fn rule_indices_walks_set_bits() {
+        assert_eq!(rule_indices(0b1010_0001).collect::<Vec<_>>(), [0, 5, 7]);
+        assert_eq!(rule_indices(0).count(), 0);
+        assert_eq!(rule_indices(1 << 63).collect::<Vec<_>>(), [63]);
+    }
+}
