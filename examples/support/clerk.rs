@@ -1,0 +1,141 @@
+//! Clerk's published rate limits (shared/reference/clerk-api-rate-limits.md) as one
+//! `RateLimitLayer`, plus a stub Clerk API. Shared by `clerk_server`, `demo` and the tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode, Uri};
+use axum::Router;
+use tower_throttle::key::{BearerToken, PathParam, PeerIp};
+use tower_throttle::{MissingKey, Quota, RateLimitHandle, RateLimitLayer, Route, Rule};
+
+/// Which kind of Clerk instance: the backend limit differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instance {
+    /// 100 backend requests per 10 seconds.
+    Development,
+    /// 1000 backend requests per 10 seconds.
+    Production,
+}
+
+impl std::str::FromStr for Instance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "development" => Ok(Instance::Development),
+            "production" => Ok(Instance::Production),
+            other => Err(format!(
+                "unknown instance {other:?}: expected development or production"
+            )),
+        }
+    }
+}
+
+const TEN_SECONDS: Duration = Duration::from_secs(10);
+
+/// The frontend routes, keyed by client IP.
+pub fn frontend_routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/sign_ins"),
+        Route::post("/v1/sign_ups"),
+        Route::post("/v1/sign_ins/{id}/attempt_first_factor"),
+        Route::post("/v1/sign_ins/{id}/attempt_second_factor"),
+        Route::post("/v1/sign_ups/{id}/attempt_verification"),
+    ]
+}
+
+fn per_ip(name: &str, count: u32, routes: &[&str]) -> Result<Rule, Box<dyn std::error::Error>> {
+    let mut rule = Rule::new(name, Quota::new(count, TEN_SECONDS)?).key(PeerIp::new());
+    for r in routes {
+        rule = rule.route(Route::post(*r));
+    }
+    Ok(rule)
+}
+
+fn hourly(name: &str, count: u32, route: &str) -> Result<Rule, Box<dyn std::error::Error>> {
+    Ok(Rule::new(name, Quota::per_hour(count)?)
+        .route(Route::post(route))
+        .key(BearerToken)
+        .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED)))
+}
+
+/// Every row of Clerk's table.
+pub fn rules(instance: Instance) -> Result<Vec<Rule>, Box<dyn std::error::Error>> {
+    let backend = match instance {
+        Instance::Development => 100,
+        Instance::Production => 1000,
+    };
+    let mut instance_rule = Rule::new("instance", Quota::new(backend, TEN_SECONDS)?)
+        .route(Route::any("/v1/{*rest}"))
+        .key(BearerToken)
+        .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED));
+    for r in frontend_routes() {
+        instance_rule = instance_rule.except(r);
+    }
+    Ok(vec![
+        per_ip("sign_in", 5, &["/v1/sign_ins"])?,
+        per_ip("sign_up", 5, &["/v1/sign_ups"])?,
+        per_ip(
+            "sign_in_attempt",
+            3,
+            &[
+                "/v1/sign_ins/{id}/attempt_first_factor",
+                "/v1/sign_ins/{id}/attempt_second_factor",
+            ],
+        )?,
+        per_ip(
+            "sign_up_attempt",
+            3,
+            &["/v1/sign_ups/{id}/attempt_verification"],
+        )?,
+        instance_rule,
+        hourly("invitations", 100, "/v1/invitations")?,
+        hourly("invitations_bulk", 25, "/v1/invitations/bulk")?,
+        hourly(
+            "org_invitations",
+            250,
+            "/v1/organizations/{organization_id}/invitations",
+        )?,
+        hourly(
+            "org_invitations_bulk",
+            50,
+            "/v1/organizations/{organization_id}/invitations/bulk",
+        )?,
+        Rule::new("user_update", Quota::new(10, TEN_SECONDS)?)
+            .route(Route::patch("/v1/users/{user_id}"))
+            .route(Route::patch("/v1/users/{user_id}/metadata"))
+            .key(PathParam::new("user_id")),
+    ])
+}
+
+/// The whole table as one layer on the in-memory store.
+pub fn layer(instance: Instance) -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
+    let mut builder = RateLimitLayer::builder().exempt(Route::get("/v1/jwks"));
+    for rule in rules(instance)? {
+        builder = builder.rule(rule);
+    }
+    Ok(builder.build()?)
+}
+
+async fn stub(method: Method, uri: Uri) -> axum::Json<serde_json::Value> {
+    axum::Json(
+        serde_json::json!({ "object": "stub", "method": method.as_str(), "path": uri.path() }),
+    )
+}
+
+/// The stub API behind Clerk's limits, and the layer's counters.
+pub fn app(instance: Instance) -> Result<(Router, RateLimitHandle), Box<dyn std::error::Error>> {
+    let layer = layer(instance)?;
+    let handle = layer.handle();
+    Ok((Router::new().fallback(stub).layer(layer), handle))
+}
+
+/// Serves `app` on `listener` with peer addresses available to the per-IP rules.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
