@@ -381,7 +381,9 @@ fn valid_port(p: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     }
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+    !p.is_empty()
+        && p.len() <= 5
+        && p.bytes().all(|b| b.is_ascii_digit())
         && p.parse::<u16>().is_ok()
 }
 
@@ -414,5 +416,261 @@ pub fn group_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(a) => IpAddr::V4(mask_v4(a, v4_prefix)),
         IpAddr::V6(a) => IpAddr::V6(mask_v6(a, v6_prefix)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn hdrs(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn proxies() -> TrustedProxies {
+        TrustedProxies::from_cidrs(["10.0.0.0/8", "2001:db8::/32"]).unwrap()
+    }
+
+    const PEER: &str = "10.0.0.1";
+
+    fn client(p: &TrustedProxies, pairs: &[(&'static str, &str)]) -> IpAddr {
+        p.client_ip(ip(PEER), &hdrs(pairs))
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        let n = net("10.1.2.3/8");
+        assert_eq!((n.addr(), n.prefix_len()), (ip("10.0.0.0"), 8));
+        assert_eq!(n.to_string(), "10.0.0.0/8");
+        assert_eq!(net("192.0.2.7").to_string(), "192.0.2.7/32");
+        assert_eq!(net("2001:db8::1/32").to_string(), "2001:db8::/32");
+        assert_eq!(net("::1").to_string(), "::1/128");
+        assert_eq!(net("::ffff:10.1.2.3/104").to_string(), "10.0.0.0/8");
+        assert_eq!(net("0.0.0.0/0").prefix_len(), 0);
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
+        ] {
+            assert_eq!(bad.parse::<IpNet>().unwrap_err().input(), bad);
+        }
+        for bad in [
+            "",
+            "  ",
+            "garbage",
+            "10.0.0/8",
+            "10.0.0.0/x",
+            "/8",
+            "10.0.0.0/0008",
+        ] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
+        let e = "1.2.3.4/40".parse::<IpNet>().unwrap_err();
+        assert_eq!(e.reason(), "prefix length out of range");
+        assert_eq!(
+            e.to_string(),
+            "invalid CIDR \"1.2.3.4/40\": prefix length out of range"
+        );
+        assert!(IpNet::new(ip("1.2.3.4"), 33).is_err());
+        assert_eq!(IpNet::new(ip("1.2.3.4"), 24).unwrap(), net("1.2.3.0/24"));
+        assert_eq!(
+            TrustedProxies::from_cidrs(["10.0.0.0/8", "bad", "x"])
+                .unwrap_err()
+                .input(),
+            "bad"
+        );
+    }
+
+    #[test]
+    fn contains_with_mapped() {
+        let n = net("10.0.0.0/8");
+        assert!(n.contains(ip("10.255.0.1")));
+        assert!(n.contains(ip("::ffff:10.9.9.9")));
+        assert!(!n.contains(ip("11.0.0.1")));
+        assert!(!n.contains(ip("::a00:1")));
+        assert!(net("::ffff:10.0.0.0/104").contains(ip("10.1.1.1")));
+        assert!(net("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(!net("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(net("0.0.0.0/0").contains(ip("::ffff:1.2.3.4")));
+        assert!(!net("::/0").contains(ip("1.2.3.4")));
+        assert!(net("::/0").contains(ip("::1")));
+    }
+
+    #[test]
+    fn default_ignores_all_headers() {
+        let h = [
+            ("forwarded", "for=1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-real-ip", "3.3.3.3"),
+        ];
+        assert_eq!(client(&TrustedProxies::default(), &h), ip(PEER));
+        assert_eq!(client(&TrustedProxies::none(), &h), ip(PEER));
+        let mapped = TrustedProxies::none().client_ip(ip("::ffff:1.2.3.4"), &hdrs(&h));
+        assert_eq!(mapped, ip("1.2.3.4"));
+    }
+
+    #[test]
+    fn untrusted_peer_is_client() {
+        let h = hdrs(&[("x-forwarded-for", "1.1.1.1"), ("x-real-ip", "3.3.3.3")]);
+        assert_eq!(
+            proxies().client_ip(ip("203.0.113.9"), &h),
+            ip("203.0.113.9")
+        );
+        assert_eq!(proxies().client_ip(ip(PEER), &h), ip("1.1.1.1"));
+        assert_eq!(
+            proxies().client_ip(ip("::ffff:10.0.0.1"), &h),
+            ip("1.1.1.1")
+        );
+    }
+
+    #[test]
+    fn xff_rightmost_untrusted() {
+        let p = proxies();
+        let h = [("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")];
+        assert_eq!(client(&p, &h), ip("198.51.100.7"));
+        let lines = [
+            ("x-forwarded-for", "6.6.6.6, 198.51.100.7"),
+            ("x-forwarded-for", "10.0.0.3,10.0.0.2"),
+        ];
+        assert_eq!(client(&p, &lines), ip("198.51.100.7"));
+        let lines = [
+            ("x-forwarded-for", "10.0.0.9"),
+            ("x-forwarded-for", "7.7.7.7"),
+        ];
+        assert_eq!(client(&p, &lines), ip("7.7.7.7"));
+        assert_eq!(
+            client(&p, &[("x-forwarded-for", "::ffff:5.5.5.5")]),
+            ip("5.5.5.5")
+        );
+    }
+
+    #[test]
+    fn xff_ports_and_brackets() {
+        let p = proxies();
+        let x = |v: &str| client(&p, &[("x-forwarded-for", v)]);
+        assert_eq!(x("1.2.3.4:5678, 10.0.0.2:80"), ip("1.2.3.4"));
+        assert_eq!(x("[2001:db9::1]:8080, [2001:db8::1]"), ip("2001:db9::1"));
+        assert_eq!(x(" 2001:db9::2 ,\t2001:db8::5 "), ip("2001:db9::2"));
+        assert_eq!(x("1.2.3.4:99999"), ip(PEER));
+        assert_eq!(x("[::1"), ip(PEER));
+        assert_eq!(x("[::1]x"), ip(PEER));
+    }
+
+    #[test]
+    fn xff_all_trusted_and_garbage() {
+        let p = proxies();
+        let x = |v: &str| client(&p, &[("x-forwarded-for", v)]);
+        assert_eq!(x("10.0.0.5, 10.0.0.4, 10.0.0.3"), ip("10.0.0.5"));
+        assert_eq!(x("6.6.6.6, garbage, 10.0.0.3, 10.0.0.2"), ip("10.0.0.3"));
+        assert_eq!(x("6.6.6.6, unknown"), ip(PEER));
+        assert_eq!(x("6.6.6.6,,10.0.0.7"), ip("10.0.0.7"));
+        assert_eq!(x(""), ip(PEER));
+        let mut h = hdrs(&[("x-forwarded-for", "6.6.6.6")]);
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"1.1.1.1\xff").unwrap(),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.8"));
+        assert_eq!(p.client_ip(ip(PEER), &h), ip("10.0.0.8"));
+    }
+
+    #[test]
+    fn forwarded_header() {
+        let p = proxies();
+        let f = |v: &str| client(&p, &[("forwarded", v)]);
+        assert_eq!(
+            f("for=192.0.2.60;proto=http;by=203.0.113.43"),
+            ip("192.0.2.60")
+        );
+        assert_eq!(
+            f(r#"for="[2001:db9:cafe::17]:4711""#),
+            ip("2001:db9:cafe::17")
+        );
+        assert_eq!(
+            f(r#"for="192.0.2.43:47011", for=10.0.0.2"#),
+            ip("192.0.2.43")
+        );
+        assert_eq!(f("for=6.6.6.6, for=_hidden, for=10.0.0.2"), ip("10.0.0.2"));
+        assert_eq!(f("for=6.6.6.6, for=unknown"), ip(PEER));
+        assert_eq!(f("proto=https;For=198.51.100.1"), ip("198.51.100.1"));
+        assert_eq!(f("FOR=198.51.100.2"), ip("198.51.100.2"));
+        assert_eq!(f(r#"for=1.1.1.1;x="a,b;c", for=10.0.0.3"#), ip("1.1.1.1"));
+        assert_eq!(f(r#"for=6.6.6.6, by="a,for=7.7.7.7""#), ip(PEER));
+        assert_eq!(f(r#"for=6.6.6.6, for="1.2.3.4"#), ip(PEER));
+        assert_eq!(f("for=1.1.1.1;for=2.2.2.2"), ip(PEER));
+        assert_eq!(f(r#"for="\1.2.3.4:_obf""#), ip("1.2.3.4"));
+        assert_eq!(f("for=10.0.0.9, for=10.0.0.8"), ip("10.0.0.9"));
+        let lines = [("forwarded", "for=5.5.5.5"), ("forwarded", "for=10.0.0.4")];
+        assert_eq!(client(&p, &lines), ip("5.5.5.5"));
+    }
+
+    #[test]
+    fn header_order() {
+        let h = [
+            ("x-forwarded-for", "2.2.2.2"),
+            ("forwarded", "for=1.1.1.1"),
+            ("x-real-ip", "3.3.3.3"),
+        ];
+        assert_eq!(client(&proxies(), &h), ip("1.1.1.1"));
+        let xff_first = proxies().headers([ProxyHeader::XForwardedFor, ProxyHeader::Forwarded]);
+        assert_eq!(client(&xff_first, &h), ip("2.2.2.2"));
+        let real = proxies().headers([ProxyHeader::XRealIp]);
+        assert_eq!(client(&real, &h), ip("3.3.3.3"));
+        let h2 = [("forwarded", "for=_hidden"), ("x-forwarded-for", "2.2.2.2")];
+        assert_eq!(client(&proxies(), &h2), ip(PEER));
+        assert_eq!(
+            client(&proxies(), &[("x-real-ip", "3.3.3.3")]),
+            ip("3.3.3.3")
+        );
+        assert_eq!(client(&proxies().headers([]), &h), ip(PEER));
+        assert_eq!(client(&proxies(), &[]), ip(PEER));
+    }
+
+    #[test]
+    fn x_real_ip() {
+        let p = proxies().headers([ProxyHeader::XRealIp]);
+        let h = hdrs(&[("x-real-ip", "[2001:db9::3]:443")]);
+        assert_eq!(p.client_ip(ip(PEER), &h), ip("2001:db9::3"));
+        assert_eq!(p.client_ip(ip("8.8.8.8"), &h), ip("8.8.8.8"));
+        assert_eq!(client(&p, &[("x-real-ip", "nope")]), ip(PEER));
+        let two = [("x-real-ip", "1.1.1.1"), ("x-real-ip", "2.2.2.2")];
+        assert_eq!(client(&p, &two), ip(PEER));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-real-ip",
+            HeaderValue::from_bytes(b"1.1.1.1\x80").unwrap(),
+        );
+        assert_eq!(p.client_ip(ip(PEER), &h), ip(PEER));
+    }
+
+    #[test]
+    fn grouping() {
+        assert_eq!(group_ip(ip("192.0.2.77"), 24, 64), ip("192.0.2.0"));
+        assert_eq!(group_ip(ip("192.0.2.77"), 32, 64), ip("192.0.2.77"));
+        assert_eq!(group_ip(ip("192.0.2.77"), 0, 64), ip("0.0.0.0"));
+        assert_eq!(group_ip(ip("192.0.2.77"), 200, 64), ip("192.0.2.77"));
+        assert_eq!(
+            group_ip(ip("2001:db8:1:2:3:4:5:6"), 32, 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(group_ip(ip("2001:db8::1"), 32, 128), ip("2001:db8::1"));
+        assert_eq!(group_ip(ip("2001:db8::1"), 32, 255), ip("2001:db8::1"));
+        assert_eq!(group_ip(ip("2001:db8::1"), 32, 0), ip("::"));
+        assert_eq!(group_ip(ip("::ffff:192.0.2.77"), 24, 64), ip("192.0.2.0"));
     }
 }

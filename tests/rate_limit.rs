@@ -1,0 +1,425 @@
+//! RateLimitLayer behaviour beyond Clerk's table: shadow rules, blocks, dialects, custom
+//! bodies, missing keys, asynchronous and failing stores, shared state, build errors.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_throttle::gcra::{Check, Decision};
+use tower_throttle::headers::HeaderDialects;
+use tower_throttle::key::{Header, PeerIp, TrustedProxies};
+use tower_throttle::store::StoreError;
+use tower_throttle::{
+    BuildError, MemoryStore, MissingKey, Quota, RateLimitLayer, RejectionReason, Route, Rule,
+    Store, StoreFailure,
+};
+
+type Svc = tower::util::BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+
+fn ok_service() -> Svc {
+    tower::util::BoxCloneService::new(service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("ok")))
+    }))
+}
+
+fn quota(count: u32, secs: u64) -> Quota {
+    Quota::new(count, Duration::from_secs(secs)).unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::builder().uri(path).body(Body::empty()).unwrap()
+}
+
+async fn status<S>(svc: &mut S, req: Request<Body>) -> StatusCode
+where
+    S: Service<Request<Body>, Error = Infallible>,
+    S::Response: Into<Response<tower_throttle::rate_limit::RateLimitBody<Body>>>,
+{
+    svc.ready()
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap()
+        .into()
+        .status()
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_is_shared_across_clones_and_services() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("global", quota(3, 60)))
+        .build()
+        .unwrap();
+    let mut a = layer.layer(ok_service());
+    let mut b = layer.clone().layer(ok_service());
+    let mut c = a.clone();
+    assert_eq!(status(&mut a, get("/")).await, StatusCode::OK);
+    assert_eq!(status(&mut b, get("/")).await, StatusCode::OK);
+    assert_eq!(status(&mut c, get("/")).await, StatusCode::OK);
+    assert_eq!(
+        status(&mut a, get("/")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(layer.handle().rule("global").unwrap().admitted, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shadow_rules_count_but_never_refuse() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("enforced", quota(10, 10)))
+        .rule(Rule::new("trial", quota(2, 10)).shadow(true))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(ok_service());
+    for _ in 0..5 {
+        let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    // The shadow rule is the most restrictive: its headers are written.
+    assert_eq!(res.headers()["ratelimit"], r#""trial";r=0;t=10"#);
+    let trial = handle.rule("trial").unwrap();
+    assert_eq!(
+        (trial.admitted, trial.shadow_limited, trial.limited),
+        (2, 4, 0)
+    );
+    assert_eq!(handle.rule("enforced").unwrap().admitted, 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn block_period_keeps_a_key_blocked() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("login", quota(2, 10)).block_for(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+    let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "60");
+    // Without the block, 5 s would have refilled a request; hammering does not extend it.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(res.headers()["retry-after"], "30");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn header_dialects_are_configurable() {
+    for (dialects, legacy, ietf) in [
+        (HeaderDialects::ALL, true, true),
+        (HeaderDialects::LEGACY, true, false),
+        (HeaderDialects::IETF, false, true),
+        (HeaderDialects::NONE, false, false),
+    ] {
+        let layer = RateLimitLayer::builder()
+            .rule(Rule::new("g", quota(1, 1)))
+            .headers(dialects)
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(ok_service());
+        let ok = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+        assert_eq!(ok.headers().contains_key("x-ratelimit-remaining"), legacy);
+        assert_eq!(ok.headers().contains_key("ratelimit"), ietf);
+        let limited = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+        assert_eq!(limited.headers()["retry-after"], "1");
+        assert_eq!(limited.headers().contains_key("x-ratelimit-limit"), legacy);
+        assert_eq!(limited.headers().contains_key("ratelimit-policy"), ietf);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejection_body_is_replaceable() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("g", quota(1, 10)))
+        .rejection_response(|r| {
+            assert_eq!(r.reason, RejectionReason::RateLimited);
+            let text = format!("slow down: {} ({:?})", r.rule.unwrap_or("-"), r.retry_after);
+            let mut res = Response::new(bytes::Bytes::from(text));
+            res.headers_mut()
+                .insert("content-type", "text/plain".parse().unwrap());
+            res
+        })
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+    let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(res.headers()["retry-after"], "10");
+    let body = axum::body::to_bytes(Body::new(res.into_body()), 1024)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"slow down: g (Some(10s))");
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_key_policies() {
+    let by_tenant = |policy| {
+        Rule::new("tenant", quota(1, 10))
+            .key(Header::new("x-tenant".parse().unwrap()))
+            .on_missing_key(policy)
+    };
+    // Shared (default): keyless requests share one bucket, so omitting the key never escapes.
+    let layer = RateLimitLayer::builder()
+        .rule(by_tenant(MissingKey::default()))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+    assert_eq!(
+        status(&mut svc, get("/")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let with_key = Request::builder()
+        .uri("/")
+        .header("x-tenant", "a")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(status(&mut svc, with_key).await, StatusCode::OK);
+    assert_eq!(layer.handle().rule("tenant").unwrap().missing_key, 2);
+    // Skip: the rule does not apply.
+    let mut svc = RateLimitLayer::builder()
+        .rule(by_tenant(MissingKey::Skip))
+        .build()
+        .unwrap()
+        .layer(ok_service());
+    for _ in 0..3 {
+        assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+    }
+    // Reject: a configured status, never a 500.
+    let mut svc = RateLimitLayer::builder()
+        .rule(by_tenant(MissingKey::Reject(StatusCode::BAD_REQUEST)))
+        .build()
+        .unwrap()
+        .layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_ip_without_connect_info_is_not_a_500() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("ip", quota(1, 10)).key(PeerIp::new()))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+    assert_eq!(
+        status(&mut svc, get("/")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn spoofed_forwarded_for_from_untrusted_peer_is_ignored() {
+    let ip_rule =
+        |proxies| Rule::new("ip", quota(2, 10)).key(PeerIp::new().trusted_proxies(proxies));
+    let req = |peer: &str, xff: &str| {
+        let mut r = Request::builder()
+            .uri("/")
+            .header("x-forwarded-for", xff)
+            .body(Body::empty())
+            .unwrap();
+        r.extensions_mut()
+            .insert(peer.parse::<SocketAddr>().unwrap());
+        r
+    };
+    let proxies = TrustedProxies::from_cidrs(["10.0.0.0/8"]).unwrap();
+    let mut svc = RateLimitLayer::builder()
+        .rule(ip_rule(proxies))
+        .build()
+        .unwrap()
+        .layer(ok_service());
+    // An attacker connecting directly rotates X-Forwarded-For: all one bucket.
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        codes.push(status(&mut svc, req("203.0.113.9:1000", &format!("192.0.2.{i}"))).await);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == StatusCode::OK).count(), 2);
+    // Behind the trusted proxy, each forwarded client has its own bucket; a spoofed
+    // leftmost entry is not taken.
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        for _ in 0..2 {
+            let xff = format!("6.6.6.6, {client}");
+            assert_eq!(
+                status(&mut svc, req("10.1.2.3:443", &xff)).await,
+                StatusCode::OK
+            );
+        }
+        let xff = format!("7.7.7.7, {client}");
+        assert_eq!(
+            status(&mut svc, req("10.1.2.3:443", &xff)).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}
+
+#[test]
+fn build_errors_are_typed() {
+    let r = |name: &str| Rule::new(name, quota(1, 1));
+    assert_eq!(
+        RateLimitLayer::builder().build().unwrap_err(),
+        BuildError::NoRules
+    );
+    assert_eq!(
+        RateLimitLayer::builder()
+            .rule(r("a"))
+            .rule(r("a"))
+            .build()
+            .unwrap_err(),
+        BuildError::DuplicateRule("a".into())
+    );
+    assert!(matches!(
+        RateLimitLayer::builder().rule(r("bad\"\n")).build(),
+        Err(BuildError::BadRuleName(_))
+    ));
+    assert!(matches!(
+        RateLimitLayer::builder()
+            .rule(r("a").route(Route::get("/v1/{oops")))
+            .build(),
+        Err(BuildError::BadTemplate { .. })
+    ));
+    assert!(matches!(
+        RateLimitLayer::builder()
+            .rule(
+                r("a")
+                    .route(Route::get("/{x}"))
+                    .except(Route::get("no-slash"))
+            )
+            .build(),
+        Err(BuildError::BadTemplate { .. })
+    ));
+    // A path-parameter key must be captured by every route of the rule.
+    let per_user = r("u")
+        .route(Route::patch("/v1/users/{user_id}"))
+        .route(Route::patch("/v1/me"))
+        .key(tower_throttle::key::PathParam::new("user_id"));
+    assert_eq!(
+        RateLimitLayer::builder()
+            .rule(per_user)
+            .build()
+            .unwrap_err(),
+        BuildError::UnknownPathParam {
+            rule: "u".into(),
+            param: "user_id".into()
+        }
+    );
+    let too_many = (0..65).fold(RateLimitLayer::builder(), |b, i| {
+        b.rule(r(&format!("r{i}")))
+    });
+    assert_eq!(too_many.build().unwrap_err(), BuildError::TooManyRules(65));
+}
+
+/// A store that answers asynchronously (pending once), or fails.
+#[derive(Clone)]
+struct SlowStore {
+    memory: MemoryStore,
+    fail: bool,
+}
+
+struct SlowFuture {
+    answer: Option<Result<Decision, StoreError>>,
+    polled: bool,
+}
+
+impl Future for SlowFuture {
+    type Output = Result<Decision, StoreError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.polled {
+            self.polled = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(self.answer.take().expect("polled after completion"))
+    }
+}
+
+impl Store for SlowStore {
+    type CheckFuture = SlowFuture;
+    fn check(&self, checks: &[Check]) -> SlowFuture {
+        let answer = if self.fail {
+            Err(StoreError::new("connection refused"))
+        } else {
+            Ok(self.memory.check_now(checks))
+        };
+        SlowFuture {
+            answer: Some(answer),
+            polled: false,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn asynchronous_store_and_failure_policies() {
+    let slow = SlowStore {
+        memory: MemoryStore::new(),
+        fail: false,
+    };
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("g", quota(2, 10)))
+        .store(slow)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
+    let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(
+        status(&mut svc, get("/")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    for (policy, expected) in [
+        (StoreFailure::Admit, StatusCode::OK),
+        (
+            StoreFailure::Reject(StatusCode::SERVICE_UNAVAILABLE),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    ] {
+        let layer = RateLimitLayer::builder()
+            .rule(Rule::new("g", quota(2, 10)))
+            .on_store_failure(policy)
+            .store(SlowStore {
+                memory: MemoryStore::new(),
+                fail: true,
+            })
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(ok_service());
+        let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+        assert_eq!(res.status(), expected);
+        assert!(res.headers().get("retry-after").is_none());
+        assert_eq!(layer.handle().store_errors(), 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unmatched_routes_pass_untouched() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("r", quota(1, 10)).route(Route::post("/limited")))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    for _ in 0..5 {
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/limited"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().is_empty());
+    }
+}
