@@ -290,7 +290,7 @@ pub struct BearerToken;
 
 impl BearerToken {
     /// The bearer token of a request, if it has exactly one well-formed one.
-    pub fn token<'a>(headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    pub fn token(headers: &HeaderMap) -> Option<&[u8]> {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let value = values.next()?;
         if values.next().is_some() {

@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::body::RateLimitBody;
 use super::layer::Shared;
+use super::service::Settled;
 use crate::gcra::{Decision, LimitState};
 use crate::store::StoreError;
 
@@ -106,12 +107,12 @@ where
                         panic!("ResponseFuture polled after completion");
                     };
                     match shared.settle(*matched, result) {
-                        Ok(headline) => {
+                        Settled::Admit(headline) => {
                             *this.headers = headline.map(|h| (Arc::clone(shared), h));
                             let fut = inner.call(req);
                             this.state.set(State::Calling { fut });
                         }
-                        Err(res) => this.state.set(State::Respond { res: Some(res) }),
+                        Settled::Reject(res) => this.state.set(State::Respond { res: Some(res) }),
                     }
                 }
                 StateProj::Calling { fut } => {

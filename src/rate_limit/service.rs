@@ -48,7 +48,9 @@ impl<S: std::fmt::Debug, St> std::fmt::Debug for RateLimit<S, St> {
     }
 }
 
-/// What a request needs, decided before the store is asked.
+/// What a request needs, decided before the store is asked. Lives on the stack for the
+/// duration of `call`; boxing the inline checks would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     Pass,
     Respond(Response<bytes::Bytes>),
@@ -137,7 +139,7 @@ impl Shared {
                 path_params: params,
                 ..RequestParts::new(req)
             };
-            let mut key = KeyBuilder::new(rule.seed.clone());
+            let mut key = KeyBuilder::new(rule.seed);
             let key = match rule.key.extract(&parts, &mut key) {
                 Ok(()) => key.finish(),
                 Err(missing) => {
@@ -173,19 +175,15 @@ impl Shared {
     }
 
     /// Counts a decision and turns it into what to do with the request.
-    pub(crate) fn settle(
-        &self,
-        matched: u64,
-        result: Result<Decision, StoreError>,
-    ) -> Result<Option<Headline>, Response<bytes::Bytes>> {
+    pub(crate) fn settle(&self, matched: u64, result: Result<Decision, StoreError>) -> Settled {
         let decision = match result {
             Ok(d) => d,
             Err(error) => {
                 bump(&self.stats.store_errors);
                 tracing::warn!(%error, "rate-limit store failed");
                 return match self.store_failure {
-                    StoreFailure::Admit => Ok(None),
-                    StoreFailure::Reject(status) => Err(self.reject(
+                    StoreFailure::Admit => Settled::Admit(None),
+                    StoreFailure::Reject(status) => Settled::Reject(self.reject(
                         status,
                         RejectionReason::StoreUnavailable,
                         None,
@@ -217,14 +215,14 @@ impl Shared {
             state: decision.headline,
         };
         if decision.admitted {
-            return Ok(Some(headline));
+            return Settled::Admit(Some(headline));
         }
         tracing::debug!(
             rule = %self.rules[headline_rule].name,
             retry_after_ms = decision.retry_after.as_millis() as u64,
             "rate limited"
         );
-        Err(self.reject(
+        Settled::Reject(self.reject(
             StatusCode::TOO_MANY_REQUESTS,
             RejectionReason::RateLimited,
             Some(headline_rule),
@@ -232,6 +230,14 @@ impl Shared {
             Some(decision.retry_after),
         ))
     }
+}
+
+/// A decision turned into what to do with the request.
+pub(crate) enum Settled {
+    /// Forward the request; write this rule's headers on the response.
+    Admit(Option<Headline>),
+    /// Answer with this response.
+    Reject(Response<bytes::Bytes>),
 }
 
 /// Indices of the set bits of `mask`, ascending.
@@ -270,11 +276,11 @@ where
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(&mut check).poll(&mut cx) {
             Poll::Ready(result) => match self.shared.settle(matched, result) {
-                Ok(headline) => {
+                Settled::Admit(headline) => {
                     let shared = headline.map(|h| (Arc::clone(&self.shared), h));
                     ResponseFuture::calling(self.inner.call(req), shared)
                 }
-                Err(res) => ResponseFuture::respond(res),
+                Settled::Reject(res) => ResponseFuture::respond(res),
             },
             Poll::Pending => {
                 // The ready service goes with the request; this one takes a fresh clone.
