@@ -18,7 +18,6 @@ use http::header::{HeaderName, AUTHORIZATION};
 use http::{Extensions, HeaderMap, Method, Uri};
 use siphasher::sip::SipHasher13;
 
-#[path = "proxy_stub.rs"]
 pub mod proxy;
 
 pub use proxy::{group_ip, InvalidCidr, IpNet, ProxyHeader, TrustedProxies};
