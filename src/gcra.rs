@@ -24,14 +24,15 @@ pub struct GcraParams {
 }
 
 impl GcraParams {
-    /// Parameters for `quota`, with an optional block period.
+    /// Parameters for `quota`, with an optional block period (clamped to
+    /// [`MAX_PERIOD`](crate::quota::MAX_PERIOD), 366 days).
     pub fn new(quota: &Quota, block: Duration) -> GcraParams {
         let interval_ns = quota.interval_ns();
         GcraParams {
             interval_ns,
-            // Validated by `Quota::with_burst` to fit in u64 / 4.
+            // Validated by `Quota::with_burst` to be at most 2^60.
             limit_ns: interval_ns.saturating_mul(u64::from(quota.burst())),
-            block_ns: u64::try_from(block.as_nanos()).unwrap_or(u64::MAX / 4),
+            block_ns: block.min(crate::quota::MAX_PERIOD).as_nanos() as u64,
         }
     }
 }
@@ -125,7 +126,9 @@ pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
             // A key already blocked keeps its block: refusals during it do not extend it.
             if refused && p.block_ns > 0 && tats[i] & BLOCKED == 0 {
                 // Admitted again exactly when the block ends: TAT - (limit - T) = now + block.
-                let blocked_tat = now + p.block_ns + (p.limit_ns - p.interval_ns);
+                let blocked_tat = now
+                    .saturating_add(p.block_ns)
+                    .saturating_add(p.limit_ns - p.interval_ns);
                 if blocked_tat > tats[i] {
                     tats[i] = blocked_tat | BLOCKED;
                     changed |= 1 << i;
@@ -139,8 +142,9 @@ pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
     (decision, changed)
 }
 
-/// Flag bit of a stored TAT: the key is serving a block period. TATs stay below 2^62
-/// (clock readings plus limits validated to fit in `u64::MAX / 4`).
+/// Flag bit of a stored TAT: the key is serving a block period. TATs stay below 2^62:
+/// clock readings (below 2^61 ns, 73 years of uptime) plus a limit (at most 2^60 ns) plus
+/// a block period (at most 366 days).
 pub const BLOCKED: u64 = 1 << 63;
 
 /// The theoretical arrival time in a stored state (without the block flag).
@@ -287,6 +291,27 @@ mod tests {
         assert_eq!(d.headline.index, 1);
         assert_eq!(d.headline.remaining, 9);
         assert_eq!(d.headline.reset_after, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn extreme_parameters_do_not_overflow() {
+        let q = Quota::new(1, Duration::from_secs(86_400)).unwrap();
+        let c = [Check {
+            key: 1,
+            params: GcraParams::new(&q, Duration::MAX),
+            shadow: false,
+        }];
+        assert_eq!(
+            c[0].params.block_ns,
+            crate::quota::MAX_PERIOD.as_nanos() as u64
+        );
+        let now = 1 << 61;
+        let mut tat = [0u64];
+        assert!(decide(now, &c, &mut tat).0.admitted);
+        let (d, _) = decide(now, &c, &mut tat);
+        assert!(!d.admitted);
+        assert_eq!(d.retry_after, crate::quota::MAX_PERIOD);
+        assert!(tat_of(tat[0]) < 1 << 62 && tat[0] & BLOCKED != 0);
     }
 
     #[test]

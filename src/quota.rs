@@ -53,7 +53,7 @@ pub enum QuotaError {
     PeriodTooLong,
     /// `period / count` is shorter than one nanosecond.
     IntervalTooShort,
-    /// `burst × period / count` does not fit the engine's 64-bit nanosecond clock.
+    /// `burst × period / count` is longer than 2^60 ns (about 36 years).
     BurstTooLarge,
 }
 
@@ -65,7 +65,9 @@ impl fmt::Display for QuotaError {
             QuotaError::ZeroBurst => "quota burst must be at least 1",
             QuotaError::PeriodTooLong => "quota period must be at most 366 days",
             QuotaError::IntervalTooShort => "quota period / count must be at least 1 ns",
-            QuotaError::BurstTooLarge => "quota burst × interval overflows the clock range",
+            QuotaError::BurstTooLarge => {
+                "quota burst × interval must be at most 2^60 ns (36 years)"
+            }
         })
     }
 }
@@ -118,9 +120,10 @@ impl Quota {
         if burst == 0 {
             return Err(QuotaError::ZeroBurst);
         }
-        // The engine needs burst × interval (and headroom for a block period) in u64 ns.
+        // The engine keeps burst × interval, plus a block period and the clock reading,
+        // below 2^62 ns; 2^60 ns (36 years) leaves that headroom.
         let total = u128::from(burst) * u128::from(self.interval_ns);
-        if total > u128::from(u64::MAX / 4) {
+        if total > 1 << 60 {
             return Err(QuotaError::BurstTooLarge);
         }
         Ok(Quota { burst, ..self })
