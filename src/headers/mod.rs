@@ -3,9 +3,15 @@
 //! Server side ([`write`]): legacy `X-RateLimit-Limit/Remaining/Reset`, the IETF
 //! draft-ietf-httpapi-ratelimit-headers-11 `RateLimit-Policy` / `RateLimit` fields (RFC 9651
 //! Structured Field Lists, serialized with the `sfv` crate), and `Retry-After`.
+//!
+//! Client side ([`parse`]): the server's retry guidance — `Retry-After` as delay-seconds or
+//! any RFC 9110 HTTP-date (measured against the response's `Date`), `retry-after-ms`,
+//! `x-amz-retry-after`, `grpc-retry-pushback-ms` — tolerant, capped, never fatal.
 
+pub mod parse;
 pub mod write;
 
+pub use parse::{retry_hint, HintSource, RetryHint};
 pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot};
 
 /// `X-RateLimit-Limit`.

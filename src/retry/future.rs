@@ -1,0 +1,171 @@
+//! [`RetryFuture`]: send, decide, wait, replay.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::error::poll_ready_boxed;
+use super::{outcome_of, AttemptInfo, BoxError, Policy, RetryContext, RetryError, Step};
+use crate::backoff::replay::ReplayBody;
+
+pin_project! {
+    /// Response future of the retrying layers.
+    pub struct RetryFuture<S, F, P, B> {
+        #[pin]
+        state: State<F>,
+        svc: S,
+        head: http::request::Parts,
+        // The body for the next send, and a handle kept to replay it later.
+        next_body: Option<ReplayBody<B>>,
+        spare: Option<ReplayBody<B>>,
+        policy: Arc<P>,
+        ctx: RetryContext,
+        attempts: u32,
+        started: Option<Instant>,
+        prev_delay: Option<Duration>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Waiting { #[pin] sleep: Sleep },
+        Ready,
+        Calling { #[pin] fut: F },
+        Failed { error: Option<BoxError> },
+    }
+}
+
+impl<S, F, P, B> RetryFuture<S, F, P, B>
+where
+    P: Policy,
+    B: http_body::Body,
+{
+    /// `svc` must be ready (it was polled ready by the service that made this future).
+    pub(crate) fn new(svc: S, req: Request<B>, policy: Arc<P>) -> Self {
+        let (mut head, body) = req.into_parts();
+        policy.prepare(&mut head);
+        let ctx = match head.extensions.get::<RetryContext>() {
+            Some(ctx) => ctx.clone(),
+            None => {
+                let ctx = RetryContext::new(policy.max_retries());
+                head.extensions.insert(ctx.clone());
+                ctx
+            }
+        };
+        let body = ReplayBody::new(body, policy.max_replay_bytes());
+        let spare = body.try_clone();
+        let state = match policy.admit(&head) {
+            Ok(None) => State::Ready,
+            Ok(Some(wait)) => State::Waiting {
+                sleep: tokio::time::sleep(wait),
+            },
+            Err(e) => State::Failed {
+                error: Some(Box::new(e)),
+            },
+        };
+        RetryFuture {
+            state,
+            svc,
+            head,
+            next_body: Some(body),
+            spare,
+            policy,
+            ctx,
+            attempts: 0,
+            started: None,
+            prev_delay: None,
+        }
+    }
+}
+
+impl<S, F, P, B, ResB> Future for RetryFuture<S, F, P, B>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>, Future = F>,
+    S::Error: Into<BoxError>,
+    F: Future<Output = Result<Response<ResB>, S::Error>>,
+    P: Policy,
+    B: http_body::Body,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Failed { error } => {
+                    let e = error
+                        .take()
+                        .unwrap_or_else(|| "retry future polled after completion".into());
+                    return Poll::Ready(Err(e));
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Ready);
+                }
+                StateProj::Ready => {
+                    // The first send uses the service that was polled ready by `call`;
+                    // polling a ready service again is harmless.
+                    if let Err(e) = ready!(poll_ready_boxed(this.svc, cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    let Some(body) = this.next_body.take() else {
+                        return Poll::Ready(Err("retry future polled after completion".into()));
+                    };
+                    let req = Request::from_parts(this.head.clone(), body);
+                    this.started.get_or_insert_with(Instant::now);
+                    *this.attempts += 1;
+                    let fut = this.svc.call(req);
+                    this.state.set(State::Calling { fut });
+                }
+                StateProj::Calling { fut } => {
+                    let result = ready!(fut.poll(cx)).map_err(Into::into);
+                    let info = AttemptInfo {
+                        attempts: *this.attempts,
+                        elapsed: this.started.map_or(Duration::ZERO, |s| s.elapsed()),
+                        prev_delay: *this.prev_delay,
+                        replayable: this.spare.as_ref().is_some_and(|b| b.is_replayable()),
+                    };
+                    let outcome = outcome_of(&result);
+                    match this.policy.decide(this.head, this.ctx, info, &outcome) {
+                        Step::Return => return Poll::Ready(result),
+                        Step::Fail(e) => return Poll::Ready(Err(Box::new(e))),
+                        Step::GiveUp { hint } => {
+                            let (last_status, source) = match result {
+                                Ok(res) => (Some(res.status()), None),
+                                Err(e) => (None, Some(e)),
+                            };
+                            return Poll::Ready(Err(Box::new(RetryError::Exhausted {
+                                attempts: *this.attempts,
+                                last_status,
+                                hint,
+                                source,
+                            })));
+                        }
+                        Step::Retry(delay) => {
+                            // A body that can no longer be replayed ends the retries: the
+                            // caller gets this attempt's outcome.
+                            let Some(body) = this.spare.take().filter(|b| b.is_replayable()) else {
+                                return Poll::Ready(result);
+                            };
+                            *this.spare = body.try_clone();
+                            *this.next_body = Some(body);
+                            *this.prev_delay = Some(delay);
+                            drop(result);
+                            this.state.set(State::Waiting {
+                                sleep: tokio::time::sleep(delay),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

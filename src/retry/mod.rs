@@ -1,0 +1,155 @@
+//! The retry machinery shared by [`RetryAfterLayer`](crate::retry_after::RetryAfterLayer)
+//! and [`BackoffLayer`](crate::backoff::BackoffLayer): one future that sends a request,
+//! asks a policy what to do with the outcome (the policy sees the response, so it can
+//! honor `Retry-After`), waits, and sends the replayed request again.
+//!
+//! **Stacking never multiplies attempts.** The outermost retrying layer puts a shared
+//! attempt counter ([`RetryContext`]) in the request's extensions; an inner retrying layer
+//! finds it and counts its retries against the same total, which is the smaller of the two
+//! layers' maximums.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Response, StatusCode};
+
+pub mod error;
+mod future;
+mod service;
+
+pub use error::{BoxError, RetryError};
+pub use future::RetryFuture;
+pub use service::Retrying;
+
+/// The attempt counter shared by stacked retrying layers, carried in request extensions.
+#[derive(Debug, Clone)]
+pub struct RetryContext {
+    inner: Arc<ContextInner>,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    retries: AtomicU32,
+    max_retries: u32,
+}
+
+impl RetryContext {
+    pub(crate) fn new(max_retries: u32) -> Self {
+        RetryContext {
+            inner: Arc::new(ContextInner {
+                retries: AtomicU32::new(0),
+                max_retries,
+            }),
+        }
+    }
+
+    /// Retries made so far by every layer sharing this context.
+    pub fn retries(&self) -> u32 {
+        self.inner.retries.load(Ordering::Acquire)
+    }
+
+    /// Claims one retry if fewer than `min(max_retries, own_max)` were made.
+    pub fn try_claim(&self, own_max: u32) -> bool {
+        let max = self.inner.max_retries.min(own_max);
+        self.inner
+            .retries
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// What a policy sees of an attempt's outcome.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// The service answered.
+    Response {
+        /// The response status.
+        status: StatusCode,
+        /// The response headers.
+        headers: &'a HeaderMap,
+    },
+    /// The service failed.
+    Error(&'a BoxError),
+}
+
+impl Outcome<'_> {
+    /// The status, when the service answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Outcome::Response { status, .. } => Some(*status),
+            Outcome::Error(_) => None,
+        }
+    }
+}
+
+/// What to do after an attempt.
+#[derive(Debug)]
+pub enum Step {
+    /// Hand the outcome to the caller.
+    Return,
+    /// Send the request again after this delay.
+    Retry(Duration),
+    /// Stop: every allowed attempt was made ([`RetryError::Exhausted`], carrying the last
+    /// attempt's error as its source).
+    GiveUp {
+        /// The server's last hint.
+        hint: Option<Duration>,
+    },
+    /// Stop with this error.
+    Fail(RetryError),
+}
+
+/// Where a request's attempts stand.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptInfo {
+    /// Attempts made so far (1 after the first).
+    pub attempts: u32,
+    /// Time since the first attempt was sent.
+    pub elapsed: Duration,
+    /// The previous retry delay, if any.
+    pub prev_delay: Option<Duration>,
+    /// Whether the request body can still be sent again.
+    pub replayable: bool,
+}
+
+/// A retry policy: the part of a retrying layer that decides. Unlike `tower::retry`'s
+/// policies, it sees the response's status and headers, so a delay can follow the
+/// server's `Retry-After`.
+pub trait Policy: Send + Sync + 'static {
+    /// Before a new request is first sent: adjust its head (e.g. add an idempotency key).
+    fn prepare(&self, head: &mut http::request::Parts) {
+        let _ = head;
+    }
+
+    /// Before a new request is first sent: how long to wait (an endpoint gate), or fail.
+    fn admit(&self, head: &http::request::Parts) -> Result<Option<Duration>, RetryError>;
+
+    /// After an attempt. A policy that returns [`Step::Retry`] must have claimed the retry
+    /// with [`RetryContext::try_claim`].
+    fn decide(
+        &self,
+        head: &http::request::Parts,
+        ctx: &RetryContext,
+        info: AttemptInfo,
+        outcome: &Outcome<'_>,
+    ) -> Step;
+
+    /// The most retries this layer makes.
+    fn max_retries(&self) -> u32;
+
+    /// Most bytes of a request body kept for replay.
+    fn max_replay_bytes(&self) -> usize;
+}
+
+fn outcome_of<B>(result: &Result<Response<B>, BoxError>) -> Outcome<'_> {
+    match result {
+        Ok(res) => Outcome::Response {
+            status: res.status(),
+            headers: res.headers(),
+        },
+        Err(e) => Outcome::Error(e),
+    }
+}

@@ -1,0 +1,72 @@
+//! [`Retrying`]: the service of both retrying layers, generic over the policy.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::future::RetryFuture;
+use super::{BoxError, Policy};
+use crate::backoff::replay::ReplayBody;
+
+/// Sends requests through `S`, retrying as the policy `P` decides.
+///
+/// The inner service receives `Request<ReplayBody<B>>`: the body is kept (up to a limit)
+/// so that a retry sends it byte-identical. Errors are boxed ([`BoxError`]); the layers'
+/// own failures are [`RetryError`](super::RetryError)s.
+pub struct Retrying<S, P> {
+    inner: S,
+    policy: Arc<P>,
+}
+
+impl<S, P> Retrying<S, P> {
+    pub(crate) fn new(inner: S, policy: Arc<P>) -> Self {
+        Retrying { inner, policy }
+    }
+
+    /// The policy (shared by every clone).
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+}
+
+impl<S: Clone, P> Clone for Retrying<S, P> {
+    fn clone(&self) -> Self {
+        Retrying {
+            inner: self.inner.clone(),
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, P> std::fmt::Debug for Retrying<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retrying")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P, B, ResB> Service<Request<B>> for Retrying<S, P>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy,
+    B: http_body::Body,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = RetryFuture<S, S::Future, P, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The ready service goes with the request; this one keeps a fresh clone.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        RetryFuture::new(inner, req, Arc::clone(&self.policy))
+    }
+}

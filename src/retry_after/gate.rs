@@ -1,0 +1,98 @@
+//! The endpoint gate: after a 429/503 with guidance, new requests to that endpoint wait.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Most endpoints the gate remembers; expired entries are dropped first.
+const MAX_ENDPOINTS: usize = 10_000;
+
+/// Per-endpoint blocks, shared by every clone of a layer (and readable through
+/// [`RetryAfterLayer::gate`](super::RetryAfterLayer::gate)).
+#[derive(Debug, Clone, Default)]
+pub struct EndpointGate {
+    blocks: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl EndpointGate {
+    /// Time left on `endpoint`'s block, if it is blocked.
+    pub fn blocked_for(&self, endpoint: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        blocks
+            .get(endpoint)
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Blocks `endpoint` for `duration` from now (an existing longer block is kept).
+    pub fn block(&self, endpoint: String, duration: Duration) {
+        let now = Instant::now();
+        let until = now
+            .checked_add(duration)
+            .unwrap_or(now + Duration::from_secs(86_400));
+        let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        if blocks.len() >= MAX_ENDPOINTS && !blocks.contains_key(&endpoint) {
+            blocks.retain(|_, u| *u > now);
+            if blocks.len() >= MAX_ENDPOINTS {
+                // Still full of live blocks: forget the one ending soonest.
+                if let Some(k) = blocks
+                    .iter()
+                    .min_by_key(|(_, u)| **u)
+                    .map(|(k, _)| k.clone())
+                {
+                    blocks.remove(&k);
+                }
+            }
+        }
+        let slot = blocks.entry(endpoint).or_insert(until);
+        *slot = (*slot).max(until);
+    }
+
+    /// Endpoints currently blocked.
+    pub fn blocked_endpoints(&self) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        blocks
+            .iter()
+            .filter_map(|(k, u)| {
+                u.checked_duration_since(now)
+                    .filter(|d| !d.is_zero())
+                    .map(|d| (k.clone(), d))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn blocks_expire_exactly_and_only_grow() {
+        let gate = EndpointGate::default();
+        gate.block("GET api/x".into(), Duration::from_secs(10));
+        gate.block("GET api/x".into(), Duration::from_secs(3));
+        assert_eq!(gate.blocked_for("GET api/x"), Some(Duration::from_secs(10)));
+        assert_eq!(gate.blocked_for("GET api/y"), None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(gate.blocked_for("GET api/x"), None);
+        assert!(gate.blocked_endpoints().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bounded() {
+        let gate = EndpointGate::default();
+        for i in 0..MAX_ENDPOINTS + 10 {
+            gate.block(format!("e{i}"), Duration::from_secs(60 + i as u64));
+        }
+        assert_eq!(gate.blocked_endpoints().len(), MAX_ENDPOINTS);
+        // The newest block is kept; the one ending soonest went.
+        assert!(gate
+            .blocked_for(&format!("e{}", MAX_ENDPOINTS + 9))
+            .is_some());
+        assert!(gate.blocked_for("e0").is_none());
+    }
+}

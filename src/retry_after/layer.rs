@@ -1,0 +1,306 @@
+//! [`RetryAfterLayer`], its builder and its policy.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use http::StatusCode;
+use tower_layer::Layer;
+
+use super::gate::EndpointGate;
+use crate::backoff::replay::DEFAULT_MAX_REPLAY_BYTES;
+use crate::backoff::schedule::Rng;
+use crate::headers::parse::{retry_hint, DEFAULT_HINT_CAP};
+use crate::retry::{AttemptInfo, Outcome, Policy, RetryContext, RetryError, Retrying, Step};
+
+/// What to do when the server asks for a wait longer than `max_wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LongWait {
+    /// Fail at once with [`RetryError::WaitTooLong`] carrying the server's hint (default).
+    #[default]
+    Fail,
+    /// Wait `max_wait`, then send anyway (earlier than the server asked: an explicit
+    /// opt-in).
+    WaitMax,
+}
+
+type EndpointFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
+
+/// The decisions of a [`RetryAfterLayer`]: see its builder.
+pub struct RetryAfterPolicy {
+    statuses: Vec<StatusCode>,
+    max_retries: u32,
+    default_delay: Duration,
+    max_wait: Duration,
+    long_wait: LongWait,
+    gate: Option<EndpointGate>,
+    endpoint: EndpointFn,
+    release_jitter: Duration,
+    rng: Mutex<Rng>,
+    max_replay_bytes: usize,
+}
+
+impl fmt::Debug for RetryAfterPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryAfterPolicy")
+            .field("statuses", &self.statuses)
+            .field("max_retries", &self.max_retries)
+            .field("default_delay", &self.default_delay)
+            .field("max_wait", &self.max_wait)
+            .field("long_wait", &self.long_wait)
+            .field("gate", &self.gate.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default endpoint key: method, authority and path (no query).
+pub fn default_endpoint(head: &http::request::Parts) -> String {
+    let authority = head.uri.authority().map_or("", |a| a.as_str());
+    format!("{} {authority}{}", head.method, head.uri.path())
+}
+
+impl RetryAfterPolicy {
+    fn jitter(&self) -> Duration {
+        if self.release_jitter.is_zero() {
+            return Duration::ZERO;
+        }
+        self.rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .duration_up_to(self.release_jitter)
+    }
+
+    /// Applies `max_wait` to a wait the server asked for.
+    fn bounded(&self, wait: Duration, status: Option<StatusCode>) -> Result<Duration, RetryError> {
+        if wait <= self.max_wait {
+            return Ok(wait);
+        }
+        match self.long_wait {
+            LongWait::Fail => Err(RetryError::WaitTooLong {
+                hint: wait,
+                max_wait: self.max_wait,
+                last_status: status,
+            }),
+            LongWait::WaitMax => Ok(self.max_wait),
+        }
+    }
+}
+
+impl Policy for RetryAfterPolicy {
+    fn admit(&self, head: &http::request::Parts) -> Result<Option<Duration>, RetryError> {
+        let Some(gate) = &self.gate else {
+            return Ok(None);
+        };
+        match gate.blocked_for(&(self.endpoint)(head)) {
+            // Released requests spread out upwards: never before the server's time.
+            Some(left) => self.bounded(left + self.jitter(), None).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn decide(
+        &self,
+        head: &http::request::Parts,
+        ctx: &RetryContext,
+        info: AttemptInfo,
+        outcome: &Outcome<'_>,
+    ) -> Step {
+        let Outcome::Response { status, headers } = outcome else {
+            return Step::Return;
+        };
+        if !self.statuses.contains(status) {
+            return Step::Return;
+        }
+        let hint = retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP);
+        if let (Some(gate), Some(hint)) = (&self.gate, hint) {
+            gate.block((self.endpoint)(head), hint.delay);
+        }
+        let wait = match self.bounded(hint.map_or(self.default_delay, |h| h.delay), Some(*status)) {
+            Ok(wait) => wait,
+            Err(e) => return Step::Fail(e),
+        };
+        if !info.replayable {
+            return Step::Return;
+        }
+        if !ctx.try_claim(self.max_retries) {
+            return Step::GiveUp {
+                hint: hint.map(|h| h.delay),
+            };
+        }
+        Step::Retry(wait)
+    }
+
+    fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    fn max_replay_bytes(&self) -> usize {
+        self.max_replay_bytes
+    }
+}
+
+/// Honors `429`/`503` with `Retry-After` (seconds or HTTP-date, `retry-after-ms`, …):
+/// retries after exactly the delay the server asked for, and holds *new* requests to the
+/// same endpoint until the block expires (Clerk: "all subsequent requests to that specific
+/// endpoint will be blocked").
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_throttle::retry_after::RetryAfterLayer;
+///
+/// // Clay: a 429 without Retry-After waits 60 s; never wait more than 5 minutes.
+/// let layer = RetryAfterLayer::builder()
+///     .max_retries(5)
+///     .default_delay(Duration::from_secs(60))
+///     .max_wait(Duration::from_secs(300))
+///     .build();
+/// ```
+#[derive(Clone, Debug)]
+pub struct RetryAfterLayer {
+    policy: Arc<RetryAfterPolicy>,
+}
+
+impl RetryAfterLayer {
+    /// Starts a configuration with the defaults listed on each builder method.
+    pub fn builder() -> RetryAfterLayerBuilder {
+        RetryAfterLayerBuilder {
+            statuses: vec![
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ],
+            max_retries: 3,
+            default_delay: Duration::from_secs(5),
+            max_wait: Duration::from_secs(60),
+            long_wait: LongWait::Fail,
+            gate: true,
+            endpoint: Arc::new(default_endpoint),
+            release_jitter: Duration::from_millis(100),
+            seed: None,
+            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
+        }
+    }
+
+    /// The endpoint gate, shared by every clone (none when disabled).
+    pub fn gate(&self) -> Option<&EndpointGate> {
+        self.policy.gate.as_ref()
+    }
+}
+
+impl<S> Layer<S> for RetryAfterLayer {
+    type Service = Retrying<S, RetryAfterPolicy>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retrying::new(inner, Arc::clone(&self.policy))
+    }
+}
+
+/// Configures a [`RetryAfterLayer`].
+pub struct RetryAfterLayerBuilder {
+    statuses: Vec<StatusCode>,
+    max_retries: u32,
+    default_delay: Duration,
+    max_wait: Duration,
+    long_wait: LongWait,
+    gate: bool,
+    endpoint: EndpointFn,
+    release_jitter: Duration,
+    seed: Option<u64>,
+    max_replay_bytes: usize,
+}
+
+impl fmt::Debug for RetryAfterLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryAfterLayerBuilder")
+            .field("statuses", &self.statuses)
+            .field("max_retries", &self.max_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryAfterLayerBuilder {
+    /// Statuses that carry guidance and are retried (default 429 and 503).
+    pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// Most retries per request (default 3). With stacked retrying layers, the total
+    /// stays within the smaller maximum.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// The wait after a retryable status without guidance (default 5 s; Clay: 60 s).
+    pub fn default_delay(mut self, delay: Duration) -> Self {
+        self.default_delay = delay;
+        self
+    }
+
+    /// The longest wait the layer accepts from a server (default 60 s), and what happens
+    /// beyond it (default [`LongWait::Fail`]).
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// What happens when the server asks for more than `max_wait`.
+    pub fn on_long_wait(mut self, long_wait: LongWait) -> Self {
+        self.long_wait = long_wait;
+        self
+    }
+
+    /// Whether new requests wait while their endpoint is blocked (default on).
+    pub fn gate(mut self, on: bool) -> Self {
+        self.gate = on;
+        self
+    }
+
+    /// How requests map to gated endpoints (default [`default_endpoint`]: method,
+    /// authority and path).
+    pub fn endpoint_key<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> String + Send + Sync + 'static,
+    {
+        self.endpoint = Arc::new(f);
+        self
+    }
+
+    /// Upper bound of the random delay added to requests released from a gate, so they
+    /// do not all arrive at the same instant (default 100 ms; zero disables).
+    pub fn release_jitter(mut self, jitter: Duration) -> Self {
+        self.release_jitter = jitter;
+        self
+    }
+
+    /// Seeds the jitter's random source (for reproducible tests).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Most request-body bytes kept for a retry (default 64 KiB); a larger body is sent
+    /// once and not retried.
+    pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
+        self.max_replay_bytes = bytes;
+        self
+    }
+
+    /// Builds the layer. Every setting has a safe meaning, so this cannot fail.
+    pub fn build(self) -> RetryAfterLayer {
+        RetryAfterLayer {
+            policy: Arc::new(RetryAfterPolicy {
+                statuses: self.statuses,
+                max_retries: self.max_retries,
+                default_delay: self.default_delay,
+                max_wait: self.max_wait,
+                long_wait: self.long_wait,
+                gate: self.gate.then(EndpointGate::default),
+                endpoint: self.endpoint,
+                release_jitter: self.release_jitter,
+                rng: Mutex::new(self.seed.map_or_else(Rng::from_entropy, Rng::seeded)),
+                max_replay_bytes: self.max_replay_bytes,
+            }),
+        }
+    }
+}
