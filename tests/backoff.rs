@@ -381,9 +381,9 @@ async fn the_budget_is_shared_across_clones() {
     assert_eq!(outcomes, ["200", "200", "budget 503", "budget 503", "200"]);
 }
 
-fn streaming(
-    chunks: &[&'static str],
-) -> StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, io::Error>>>> {
+type Chunks = stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, io::Error>>>;
+
+fn streaming(chunks: &[&'static str]) -> StreamBody<Chunks> {
     let frames: Vec<_> = chunks
         .iter()
         .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))

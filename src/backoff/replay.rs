@@ -7,8 +7,14 @@ use std::{fmt, mem, pin::Pin};
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use pin_project_lite::pin_project;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The inner body, type-erased so that stacked retrying layers and clients name one body
+/// type (`ReplayBody`) however deep the stack.
+type Inner = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A replayed body reached bytes that were not kept (the original passed the limit or
 /// failed after this clone was made).
@@ -22,6 +28,43 @@ impl fmt::Display for BodyNotReplayable {
 }
 
 impl std::error::Error for BodyNotReplayable {}
+
+pin_project! {
+    /// Converts any body to `Bytes` data and boxed errors, keeping its size hint and end.
+    struct ToBytes<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> Body for ToBytes<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().body.poll_frame(cx).map(|frame| {
+            frame.map(|r| {
+                r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))
+                    .map_err(Into::into)
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Default limit on buffered request bytes: 64 KiB.
 pub const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
@@ -40,11 +83,11 @@ pub const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
 /// A clone made while the body was replayable whose remaining bytes were later discarded
 /// fails with [`BodyNotReplayable`] when it reaches them (never a hang, never a truncated
 /// body). Check [`is_replayable`](Self::is_replayable) before sending a clone made in advance.
-pub struct ReplayBody<B> {
-    shared: Arc<Mutex<Shared<B>>>,
-    /// The inner body while this instance reads it. A mutex only so that `ReplayBody<B>` is
-    /// `Sync` without `B: Sync`; polling reaches it through `get_mut`, without locking.
-    inner: Mutex<Option<Pin<Box<B>>>>,
+pub struct ReplayBody {
+    shared: Arc<Mutex<Shared>>,
+    /// The inner body while this instance reads it. A mutex only so that `ReplayBody` is
+    /// `Sync` although the boxed body is not; polling reaches it through `get_mut`.
+    inner: Mutex<Option<Inner>>,
     /// Buffered chunks this instance has yielded.
     pos: usize,
     /// Data bytes this instance has yielded.
@@ -58,8 +101,8 @@ pub struct ReplayBody<B> {
 /// counts all data bytes read from it; `finished` says it ended (`None`, trailers or
 /// `is_end_stream`); `lost` says something read from it was not kept, so clones behind the
 /// reader are stuck; `waiters` are clones waiting for the instance that holds it.
-struct Shared<B> {
-    body: Option<Pin<Box<B>>>,
+struct Shared {
+    body: Option<Inner>,
     chunks: Vec<Bytes>,
     bytes_read: u64,
     max_bytes: usize,
@@ -71,7 +114,7 @@ struct Shared<B> {
     waiters: Vec<Waker>,
 }
 
-impl<B> Shared<B> {
+impl Shared {
     fn discard(&mut self) {
         self.replayable = false;
         self.lost = true;
@@ -103,17 +146,21 @@ fn hint(lower: u64, upper: Option<u64>) -> SizeHint {
     hint
 }
 
-impl<B: Body> ReplayBody<B> {
+impl ReplayBody {
     /// Wraps `body`, keeping up to `max_bytes` of its data for replays.
     ///
     /// A body whose size hint shows it exceeds `max_bytes` is not replayable from the start
     /// and nothing of it is buffered.
-    pub fn new(body: B, max_bytes: usize) -> ReplayBody<B> {
+    pub fn new<B>(body: B, max_bytes: usize) -> ReplayBody
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let orig_hint = body.size_hint();
         let limit = max_bytes as u64;
         let replayable = orig_hint.lower() <= limit && orig_hint.upper().is_none_or(|u| u <= limit);
         let shared = Shared {
-            body: Some(Box::pin(body)),
+            body: Some(UnsyncBoxBody::new(ToBytes { body })),
             chunks: Vec::new(),
             bytes_read: 0,
             max_bytes,
@@ -129,7 +176,7 @@ impl<B: Body> ReplayBody<B> {
 
     /// A body for another attempt, starting from the first byte, or `None` when the body can no
     /// longer be replayed (over the limit, or the inner body failed).
-    pub fn try_clone(&self) -> Option<ReplayBody<B>> {
+    pub fn try_clone(&self) -> Option<ReplayBody> {
         let replayable = lock(&self.shared).replayable;
         replayable.then(|| Self::with_shared(Arc::clone(&self.shared)))
     }
@@ -139,11 +186,11 @@ impl<B: Body> ReplayBody<B> {
         lock(&self.shared).replayable
     }
 
-    fn slot(&mut self) -> &mut Option<Pin<Box<B>>> {
+    fn slot(&mut self) -> &mut Option<Inner> {
         self.inner.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn with_shared(shared: Arc<Mutex<Shared<B>>>) -> ReplayBody<B> {
+    fn with_shared(shared: Arc<Mutex<Shared>>) -> ReplayBody {
         ReplayBody {
             shared,
             inner: Mutex::new(None),
@@ -159,7 +206,7 @@ impl<B: Body> ReplayBody<B> {
     fn resume(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Result<Pin<Box<B>>, Poll<Option<Result<Frame<Bytes>, BoxError>>>> {
+    ) -> Result<Inner, Poll<Option<Result<Frame<Bytes>, BoxError>>>> {
         let mut shared = lock(&self.shared);
         if let Some(chunk) = shared.chunks.get(self.pos).cloned() {
             self.pos += 1;
@@ -194,11 +241,7 @@ impl<B: Body> ReplayBody<B> {
     }
 }
 
-impl<B> Body for ReplayBody<B>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
+impl Body for ReplayBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -217,12 +260,11 @@ where
                 Err(poll) => return poll,
             },
         };
-        let Poll::Ready(polled) = body.as_mut().poll_frame(cx) else {
+        let Poll::Ready(polled) = Pin::new(&mut body).poll_frame(cx) else {
             *this.slot() = Some(body);
             return Poll::Pending;
         };
-        let copy = |mut data: B::Data| data.copy_to_bytes(data.remaining());
-        let out = polled.map(|result| result.map(|frame| frame.map_data(copy)).map_err(Into::into));
+        let out = polled;
         let mut end = out.is_none() || body.is_end_stream();
         let mut shared = lock(&this.shared);
         match &out {
@@ -302,7 +344,7 @@ where
     }
 }
 
-impl<B> Drop for ReplayBody<B> {
+impl Drop for ReplayBody {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
         let Some(body) = inner.take() else { return };
@@ -315,7 +357,7 @@ impl<B> Drop for ReplayBody<B> {
     }
 }
 
-impl<B> fmt::Debug for ReplayBody<B> {
+impl fmt::Debug for ReplayBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let replayable = lock(&self.shared).replayable;
         let (pos, done) = (self.pos, self.done);
@@ -330,7 +372,7 @@ impl<B> fmt::Debug for ReplayBody<B> {
 mod tests {
     use super::*;
     use futures_util::FutureExt;
-    use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
+    use http_body_util::{BodyExt, Empty, Full, StreamBody};
     use std::convert::Infallible;
 
     type Frames = Vec<Result<Bytes, HeaderMap>>;
@@ -503,7 +545,7 @@ mod tests {
     #[test]
     fn is_send_and_sync_without_sync_inner() {
         fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<ReplayBody<UnsyncBoxBody<Bytes, Infallible>>>();
+        assert_send_sync::<ReplayBody>();
         assert_eq!(DEFAULT_MAX_REPLAY_BYTES, 65_536);
     }
 }

@@ -17,14 +17,14 @@ use crate::backoff::replay::ReplayBody;
 
 pin_project! {
     /// Response future of the retrying layers.
-    pub struct RetryFuture<S, F, P, B> {
+    pub struct RetryFuture<S, F, P> {
         #[pin]
         state: State<F>,
         svc: S,
         head: http::request::Parts,
         // The body for the next send, and a handle kept to replay it later.
-        next_body: Option<ReplayBody<B>>,
-        spare: Option<ReplayBody<B>>,
+        next_body: Option<ReplayBody>,
+        spare: Option<ReplayBody>,
         policy: Arc<P>,
         ctx: RetryContext,
         attempts: u32,
@@ -43,13 +43,13 @@ pin_project! {
     }
 }
 
-impl<S, F, P, B> RetryFuture<S, F, P, B>
-where
-    P: Policy,
-    B: http_body::Body,
-{
+impl<S, F, P: Policy> RetryFuture<S, F, P> {
     /// `svc` must be ready (it was polled ready by the service that made this future).
-    pub(crate) fn new(svc: S, req: Request<B>, policy: Arc<P>) -> Self {
+    pub(crate) fn new<B>(svc: S, req: Request<B>, policy: Arc<P>) -> Self
+    where
+        B: http_body::Body + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let (mut head, body) = req.into_parts();
         policy.prepare(&mut head);
         let ctx = match head.extensions.get::<RetryContext>() {
@@ -86,13 +86,12 @@ where
     }
 }
 
-impl<S, F, P, B, ResB> Future for RetryFuture<S, F, P, B>
+impl<S, F, P, ResB> Future for RetryFuture<S, F, P>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>, Future = F>,
+    S: Service<Request<ReplayBody>, Response = Response<ResB>, Future = F>,
     S::Error: Into<BoxError>,
     F: Future<Output = Result<Response<ResB>, S::Error>>,
     P: Policy,
-    B: http_body::Body,
 {
     type Output = Result<Response<ResB>, BoxError>;
 

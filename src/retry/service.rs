@@ -12,7 +12,7 @@ use crate::backoff::replay::ReplayBody;
 
 /// Sends requests through `S`, retrying as the policy `P` decides.
 ///
-/// The inner service receives `Request<ReplayBody<B>>`: the body is kept (up to a limit)
+/// The inner service receives `Request<ReplayBody>`: the body is kept (up to a limit)
 /// so that a retry sends it byte-identical. Errors are boxed ([`BoxError`]); the layers'
 /// own failures are [`RetryError`](super::RetryError)s.
 pub struct Retrying<S, P> {
@@ -50,14 +50,15 @@ impl<S: std::fmt::Debug, P> std::fmt::Debug for Retrying<S, P> {
 
 impl<S, P, B, ResB> Service<Request<B>> for Retrying<S, P>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
+    S: Service<Request<ReplayBody>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     P: Policy,
-    B: http_body::Body,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = RetryFuture<S, S::Future, P, B>;
+    type Future = RetryFuture<S, S::Future, P>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)

@@ -1,0 +1,136 @@
+//! Stacking the retrying layers, and the stack over a real hyper-util client on loopback.
+
+#[path = "support/mock.rs"]
+mod mock;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use mock::{secs, status, with, Mock};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter, ReplayBody};
+use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::RetryError;
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(format!("http://api.test{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn backoff(max_retries: u32) -> BackoffLayer {
+    BackoffLayer::builder()
+        .backoff(
+            Backoff::exponential(secs(1.0), 2.0)
+                .unwrap()
+                .jitter(Jitter::None),
+        )
+        .max_retries(max_retries)
+        .budget(None)
+        .build()
+}
+
+fn retry_after(max_retries: u32) -> RetryAfterLayer {
+    RetryAfterLayer::builder()
+        .max_retries(max_retries)
+        .release_jitter(std::time::Duration::ZERO)
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn stacking_never_multiplies_attempts() {
+    // Retry-After outside (recommended), then the other order.
+    let mock = Mock::with_fallback(vec![], with(503, &[("retry-after", "1")]));
+    let svc = ServiceBuilder::new()
+        .layer(retry_after(3))
+        .layer(backoff(3))
+        .service(mock.service());
+    let err = svc.oneshot(get("/x")).await.unwrap_err();
+    assert!(err.is::<RetryError>(), "{err}");
+    assert_eq!(
+        mock.times().len(),
+        4,
+        "1 attempt + 3 retries in total, not 16"
+    );
+
+    let mock = Mock::with_fallback(vec![], with(429, &[("retry-after", "1")]));
+    let svc = ServiceBuilder::new()
+        .layer(backoff(3))
+        .layer(retry_after(5))
+        .service(mock.service());
+    assert!(svc.oneshot(get("/x")).await.is_err());
+    // The smaller maximum of the two layers holds.
+    assert_eq!(mock.times().len(), 4);
+
+    // A request that recovers uses one shared count, and honors Retry-After exactly.
+    let mock = Mock::new(vec![with(429, &[("retry-after", "2")]), status(500)]);
+    let svc = ServiceBuilder::new()
+        .layer(retry_after(3))
+        .layer(backoff(3))
+        .service(mock.service());
+    assert_eq!(
+        svc.oneshot(get("/x")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // 2 s as asked, then the backoff's second step (2 s).
+    assert_eq!(mock.times(), [secs(0.0), secs(2.0), secs(4.0)]);
+}
+
+#[tokio::test]
+async fn hyper_util_client_against_a_real_loopback_server() {
+    // A server that answers 429 with Retry-After: 1 to the first request only.
+    let count = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let count = Arc::clone(&count);
+        axum::Router::new().route(
+            "/v1/users",
+            axum::routing::post(move |body: Bytes| {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [("retry-after", "1")],
+                            Bytes::new(),
+                        )
+                    } else {
+                        (StatusCode::OK, [("x-echo", "1")], body)
+                    }
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<ReplayBody>();
+    let svc = ServiceBuilder::new()
+        .layer(RetryAfterLayer::builder().build())
+        .layer(
+            BackoffLayer::builder()
+                .generate_idempotency_key(true)
+                .build(),
+        )
+        .service(client);
+    let req = Request::post(format!("http://{addr}/v1/users"))
+        .body(Full::new(Bytes::from_static(
+            b"{\"email\":\"a@example.com\"}",
+        )))
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    // The replayed POST body reached the server intact on the retry.
+    assert_eq!(&body[..], b"{\"email\":\"a@example.com\"}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    server.abort();
+}
