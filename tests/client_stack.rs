@@ -134,3 +134,40 @@ async fn hyper_util_client_against_a_real_loopback_server() {
     assert_eq!(count.load(Ordering::SeqCst), 2);
     server.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_backoff_keeps_one_idempotency_key_across_outer_retries() {
+    // RetryAfter outside retries the 429s, Backoff inside the 503 and makes the key: every
+    // outer attempt re-enters the inner layer, which must reuse the key.
+    let mock = Mock::new(vec![
+        with(429, &[("retry-after", "1")]),
+        status(503),
+        with(429, &[("retry-after", "1")]),
+    ]);
+    let svc = ServiceBuilder::new()
+        .layer(retry_after(5))
+        .layer(
+            BackoffLayer::builder()
+                .backoff(
+                    Backoff::exponential(secs(1.0), 2.0)
+                        .unwrap()
+                        .jitter(Jitter::None),
+                )
+                .max_retries(5)
+                .statuses([StatusCode::SERVICE_UNAVAILABLE])
+                .generate_idempotency_key(true)
+                .build(),
+        )
+        .service(mock.service());
+    let req = Request::post("http://api.test/v1/invitations")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
+    let keys: Vec<String> = mock
+        .hits()
+        .into_iter()
+        .map(|h| h.idempotency_key.unwrap())
+        .collect();
+    assert_eq!(keys.len(), 4);
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+}

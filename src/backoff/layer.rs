@@ -66,19 +66,21 @@ impl BackoffPolicy {
 }
 
 impl Policy for BackoffPolicy {
-    fn prepare(&self, head: &mut http::request::Parts) {
+    fn prepare(&self, head: &mut http::request::Parts, ctx: &RetryContext) {
         if let Some(budget) = &self.budget {
-            budget.deposit();
+            if ctx.first_deposit() {
+                budget.deposit();
+            }
         }
         if self.generate_idempotency_key && !is_idempotent(&head.method, &head.headers) {
-            // One key for every attempt of this request: it is set before the first send.
-            let (a, b) = {
+            // One key for every attempt of this request, across stacked layers too.
+            let key = ctx.idempotency_key(|| {
                 let mut rng = self.rng();
-                (rng.next_u64(), rng.next_u64())
-            };
-            if let Ok(v) = HeaderValue::try_from(format!("{a:016x}{b:016x}")) {
-                head.headers.insert(IDEMPOTENCY_KEY, v);
-            }
+                let (a, b) = (rng.next_u64(), rng.next_u64());
+                HeaderValue::try_from(format!("{a:016x}{b:016x}"))
+                    .unwrap_or(HeaderValue::from_static("0"))
+            });
+            head.headers.insert(IDEMPOTENCY_KEY, key);
         }
     }
 

@@ -51,7 +51,6 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
         B::Error: Into<BoxError>,
     {
         let (mut head, body) = req.into_parts();
-        policy.prepare(&mut head);
         let ctx = match head.extensions.get::<RetryContext>() {
             Some(ctx) => ctx.clone(),
             None => {
@@ -60,6 +59,7 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
                 ctx
             }
         };
+        policy.prepare(&mut head, &ctx);
         let body = ReplayBody::new(body, policy.max_replay_bytes());
         let spare = body.try_clone();
         let state = match policy.admit(&head) {

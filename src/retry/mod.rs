@@ -8,11 +8,11 @@
 //! finds it and counts its retries against the same total, which is the smaller of the two
 //! layers' maximums.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 pub mod error;
 mod future;
@@ -32,6 +32,8 @@ pub struct RetryContext {
 struct ContextInner {
     retries: AtomicU32,
     max_retries: u32,
+    deposited: AtomicBool,
+    idempotency_key: OnceLock<HeaderValue>,
 }
 
 impl RetryContext {
@@ -40,6 +42,8 @@ impl RetryContext {
             inner: Arc::new(ContextInner {
                 retries: AtomicU32::new(0),
                 max_retries,
+                deposited: AtomicBool::new(false),
+                idempotency_key: OnceLock::new(),
             }),
         }
     }
@@ -47,6 +51,18 @@ impl RetryContext {
     /// Retries made so far by every layer sharing this context.
     pub fn retries(&self) -> u32 {
         self.inner.retries.load(Ordering::Acquire)
+    }
+
+    /// True exactly once per original request, however many layers and attempts see it
+    /// (a retry budget deposits once per request).
+    pub fn first_deposit(&self) -> bool {
+        !self.inner.deposited.swap(true, Ordering::AcqRel)
+    }
+
+    /// The request's idempotency key: made once by `make`, then the same for every attempt
+    /// of every stacked layer.
+    pub fn idempotency_key(&self, make: impl FnOnce() -> HeaderValue) -> HeaderValue {
+        self.inner.idempotency_key.get_or_init(make).clone()
     }
 
     /// Claims one retry if fewer than `min(max_retries, own_max)` were made.
@@ -119,9 +135,11 @@ pub struct AttemptInfo {
 /// policies, it sees the response's status and headers, so a delay can follow the
 /// server's `Retry-After`.
 pub trait Policy: Send + Sync + 'static {
-    /// Before a new request is first sent: adjust its head (e.g. add an idempotency key).
-    fn prepare(&self, head: &mut http::request::Parts) {
-        let _ = head;
+    /// Before a request is first sent through this layer: adjust its head (e.g. add an
+    /// idempotency key). With stacked layers this runs for every attempt of an outer
+    /// layer; `ctx` is shared by all of them.
+    fn prepare(&self, head: &mut http::request::Parts, ctx: &RetryContext) {
+        let _ = (head, ctx);
     }
 
     /// Before a new request is first sent: how long to wait (an endpoint gate), or fail.
@@ -151,5 +169,29 @@ fn outcome_of<B>(result: &Result<Response<B>, BoxError>) -> Outcome<'_> {
             headers: res.headers(),
         },
         Err(e) => Outcome::Error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_is_shared_by_clones() {
+        let ctx = RetryContext::new(3);
+        let other = ctx.clone();
+        assert!(ctx.first_deposit());
+        assert!(!other.first_deposit());
+        let key = ctx.idempotency_key(|| HeaderValue::from_static("k1"));
+        assert_eq!(
+            other.idempotency_key(|| HeaderValue::from_static("k2")),
+            key
+        );
+        // The smaller maximum holds: an inner layer allowing 2 stops at 2.
+        assert!(ctx.try_claim(2) && other.try_claim(5));
+        assert!(!ctx.try_claim(2));
+        assert!(other.try_claim(5));
+        assert!(!other.try_claim(5), "the context's own maximum is 3");
+        assert_eq!(ctx.retries(), 3);
     }
 }
