@@ -1,6 +1,6 @@
 //! Every rate-limit header dialect in one place.
 //!
-//! Server side ([`write`]): legacy `X-RateLimit-Limit/Remaining/Reset`, the IETF
+//! Server side ([`write`](mod@write)): legacy `X-RateLimit-Limit/Remaining/Reset`, the IETF
 //! draft-ietf-httpapi-ratelimit-headers-11 `RateLimit-Policy` / `RateLimit` fields (RFC 9651
 //! Structured Field Lists, serialized with the `sfv` crate), and `Retry-After`.
 //!
