@@ -44,30 +44,82 @@ fn retry_after(max_retries: u32) -> RetryAfterLayer {
 
 #[tokio::test(start_paused = true)]
 async fn stacking_never_multiplies_attempts() {
-    // Retry-After outside (recommended), then the other order.
+    // Retry-After outside, Backoff inside, both allowing 3 retries.
     let mock = Mock::with_fallback(vec![], with(503, &[("retry-after", "1")]));
+    let layer = retry_after(3);
     let svc = ServiceBuilder::new()
-        .layer(retry_after(3))
+        .layer(layer.clone())
         .layer(backoff(3))
         .service(mock.service());
-    let err = svc.oneshot(get("/x")).await.unwrap_err();
-    assert!(err.is::<RetryError>(), "{err}");
+    let err = *svc
+        .oneshot(get("/x"))
+        .await
+        .unwrap_err()
+        .downcast::<RetryError>()
+        .unwrap();
     assert_eq!(
         mock.times().len(),
         4,
         "1 attempt + 3 retries in total, not 16"
     );
+    assert_eq!(err.attempts(), 4, "counts the attempts of every layer");
+    // The inner layer gave up on a 503 with guidance: the outer gate still blocks the
+    // endpoint for new requests.
+    assert_eq!(
+        layer.gate().unwrap().blocked_for("GET api.test/x"),
+        Some(secs(1.0))
+    );
 
+    // Each layer retries while the shared total is below its own maximum: the larger
+    // maximum (5) bounds the total, never 3 × 5.
     let mock = Mock::with_fallback(vec![], with(429, &[("retry-after", "1")]));
     let svc = ServiceBuilder::new()
         .layer(backoff(3))
         .layer(retry_after(5))
         .service(mock.service());
-    assert!(svc.oneshot(get("/x")).await.is_err());
-    // The smaller maximum of the two layers holds.
-    assert_eq!(mock.times().len(), 4);
+    let err = *svc
+        .oneshot(get("/x"))
+        .await
+        .unwrap_err()
+        .downcast::<RetryError>()
+        .unwrap();
+    assert_eq!(mock.times().len(), 6);
+    assert_eq!(err.attempts(), 6);
+}
 
-    // A request that recovers uses one shared count, and honors Retry-After exactly.
+#[tokio::test(start_paused = true)]
+async fn the_schedule_continues_across_layers() {
+    // Backoff inside retries only 503; Retry-After outside retries the 429s.
+    let inner = BackoffLayer::builder()
+        .backoff(
+            Backoff::exponential(secs(1.0), 2.0)
+                .unwrap()
+                .jitter(Jitter::None),
+        )
+        .statuses([StatusCode::SERVICE_UNAVAILABLE])
+        .budget(None)
+        .max_retries(5)
+        .build();
+    let mock = Mock::new(vec![
+        status(503),
+        with(429, &[("retry-after", "3")]),
+        status(503),
+    ]);
+    let svc = ServiceBuilder::new()
+        .layer(retry_after(5))
+        .layer(inner)
+        .service(mock.service());
+    assert_eq!(
+        svc.oneshot(get("/x")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // 1 s (retry 0), 3 s as asked, then 4 s: the third retry of the request, not a
+    // restart at 1 s.
+    assert_eq!(mock.times(), [secs(0.0), secs(1.0), secs(4.0), secs(8.0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recovering_request_honors_retry_after_then_backs_off() {
     let mock = Mock::new(vec![with(429, &[("retry-after", "2")]), status(500)]);
     let svc = ServiceBuilder::new()
         .layer(retry_after(3))

@@ -38,6 +38,7 @@ pub struct BackoffPolicy {
     statuses: Vec<StatusCode>,
     retry_if: Option<ResponsePredicate>,
     retry_timeouts: bool,
+    retry_never_sent: bool,
     idempotent_only: bool,
     generate_idempotency_key: bool,
     hint_mode: HintMode,
@@ -110,7 +111,8 @@ impl Policy for BackoffPolicy {
             }
             Outcome::Error(e) => {
                 let retryable = !is_retry_error(e)
-                    && (never_sent(e) || (self.retry_timeouts && repeatable && is_timeout(e)));
+                    && ((self.retry_never_sent && never_sent(e))
+                        || (self.retry_timeouts && repeatable && is_timeout(e)));
                 if !retryable {
                     return Step::Return;
                 }
@@ -120,7 +122,8 @@ impl Policy for BackoffPolicy {
         if !info.replayable {
             return Step::Return;
         }
-        let retry_number = info.attempts.saturating_sub(1);
+        // Retries made by every stacked layer: the schedule continues where they left it.
+        let retry_number = ctx.retries();
         let backoff = self
             .backoff
             .delay(retry_number, info.prev_delay, &mut self.rng());
@@ -141,16 +144,12 @@ impl Policy for BackoffPolicy {
         if let Some(budget) = &self.budget {
             if !budget.withdraw() {
                 return Step::Fail(RetryError::BudgetExhausted {
-                    attempts: info.attempts,
+                    attempts: ctx.retries(),
                     last_status: outcome.status(),
                 });
             }
         }
         Step::Retry(delay)
-    }
-
-    fn max_retries(&self) -> u32 {
-        self.max_retries
     }
 
     fn max_replay_bytes(&self) -> usize {
@@ -200,6 +199,7 @@ impl BackoffLayer {
                 statuses: DEFAULT_RETRY_STATUSES.to_vec(),
                 retry_if: None,
                 retry_timeouts: false,
+                retry_never_sent: true,
                 idempotent_only: true,
                 generate_idempotency_key: false,
                 hint_mode: HintMode::Exact,
@@ -238,7 +238,9 @@ impl BackoffLayerBuilder {
         self
     }
 
-    /// Most retries per request (default 3); attempts = retries + 1.
+    /// Most retries per request (default 3); attempts = retries + 1. Stacked retrying
+    /// layers share one count: each retries only while the total is below its own
+    /// maximum, and the schedule continues from the total.
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.policy.max_retries = retries;
         self
@@ -269,6 +271,13 @@ impl BackoffLayerBuilder {
     /// Retries timeouts of idempotent requests (default off).
     pub fn retry_timeouts(mut self, on: bool) -> Self {
         self.policy.retry_timeouts = on;
+        self
+    }
+
+    /// Retries errors where the request never reached the server (connection refused,
+    /// unreachable), for every method (default on).
+    pub fn retry_never_sent(mut self, on: bool) -> Self {
+        self.policy.retry_never_sent = on;
         self
     }
 

@@ -54,7 +54,7 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
         let ctx = match head.extensions.get::<RetryContext>() {
             Some(ctx) => ctx.clone(),
             None => {
-                let ctx = RetryContext::new(policy.max_retries());
+                let ctx = RetryContext::new();
                 head.extensions.insert(ctx.clone());
                 ctx
             }
@@ -141,8 +141,9 @@ where
                                 Ok(res) => (Some(res.status()), None),
                                 Err(e) => (None, Some(e)),
                             };
+                            // Attempts by every stacked layer: all retries plus the first.
                             return Poll::Ready(Err(Box::new(RetryError::Exhausted {
-                                attempts: *this.attempts,
+                                attempts: this.ctx.retries() + 1,
                                 last_status,
                                 hint,
                                 source,

@@ -5,8 +5,10 @@
 //!
 //! **Stacking never multiplies attempts.** The outermost retrying layer puts a shared
 //! attempt counter ([`RetryContext`]) in the request's extensions; an inner retrying layer
-//! finds it and counts its retries against the same total, which is the smaller of the two
-//! layers' maximums.
+//! finds it and counts its retries against the same total. Each layer retries only while
+//! the total is below its own maximum, so the total never exceeds the largest maximum in
+//! the stack (never their product), and backoff schedules continue where the other layer
+//! left them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -31,17 +33,15 @@ pub struct RetryContext {
 #[derive(Debug)]
 struct ContextInner {
     retries: AtomicU32,
-    max_retries: u32,
     deposited: AtomicBool,
     idempotency_key: OnceLock<HeaderValue>,
 }
 
 impl RetryContext {
-    pub(crate) fn new(max_retries: u32) -> Self {
+    pub(crate) fn new() -> Self {
         RetryContext {
             inner: Arc::new(ContextInner {
                 retries: AtomicU32::new(0),
-                max_retries,
                 deposited: AtomicBool::new(false),
                 idempotency_key: OnceLock::new(),
             }),
@@ -65,9 +65,9 @@ impl RetryContext {
         self.inner.idempotency_key.get_or_init(make).clone()
     }
 
-    /// Claims one retry if fewer than `min(max_retries, own_max)` were made.
+    /// Claims one retry if fewer than `own_max` retries were made by all layers together.
     pub fn try_claim(&self, own_max: u32) -> bool {
-        let max = self.inner.max_retries.min(own_max);
+        let max = own_max;
         self.inner
             .retries
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -155,9 +155,6 @@ pub trait Policy: Send + Sync + 'static {
         outcome: &Outcome<'_>,
     ) -> Step;
 
-    /// The most retries this layer makes.
-    fn max_retries(&self) -> u32;
-
     /// Most bytes of a request body kept for replay.
     fn max_replay_bytes(&self) -> usize;
 }
@@ -178,7 +175,7 @@ mod tests {
 
     #[test]
     fn context_is_shared_by_clones() {
-        let ctx = RetryContext::new(3);
+        let ctx = RetryContext::new();
         let other = ctx.clone();
         assert!(ctx.first_deposit());
         assert!(!other.first_deposit());
@@ -187,11 +184,14 @@ mod tests {
             other.idempotency_key(|| HeaderValue::from_static("k2")),
             key
         );
-        // The smaller maximum holds: an inner layer allowing 2 stops at 2.
+        // Each layer retries while the shared total is below its own maximum.
         assert!(ctx.try_claim(2) && other.try_claim(5));
-        assert!(!ctx.try_claim(2));
-        assert!(other.try_claim(5));
-        assert!(!other.try_claim(5), "the context's own maximum is 3");
-        assert_eq!(ctx.retries(), 3);
+        assert!(
+            !ctx.try_claim(2),
+            "2 retries made: the layer allowing 2 stops"
+        );
+        assert!(other.try_claim(5) && other.try_claim(5) && other.try_claim(5));
+        assert!(!other.try_claim(5));
+        assert_eq!(ctx.retries(), 5);
     }
 }

@@ -105,8 +105,26 @@ impl Policy for RetryAfterPolicy {
         info: AttemptInfo,
         outcome: &Outcome<'_>,
     ) -> Step {
-        let Outcome::Response { status, headers } = outcome else {
-            return Step::Return;
+        let (status, headers) = match outcome {
+            Outcome::Response { status, headers } => (status, *headers),
+            Outcome::Error(e) => {
+                // An inner retrying layer gave up on a gated status: still honor its hint
+                // for new requests.
+                if let (
+                    Some(gate),
+                    Some(RetryError::Exhausted {
+                        last_status: Some(s),
+                        hint: Some(h),
+                        ..
+                    }),
+                ) = (&self.gate, e.downcast_ref::<RetryError>())
+                {
+                    if self.statuses.contains(s) {
+                        gate.block((self.endpoint)(head), *h);
+                    }
+                }
+                return Step::Return;
+            }
         };
         if !self.statuses.contains(status) {
             return Step::Return;
@@ -128,10 +146,6 @@ impl Policy for RetryAfterPolicy {
             };
         }
         Step::Retry(wait)
-    }
-
-    fn max_retries(&self) -> u32 {
-        self.max_retries
     }
 
     fn max_replay_bytes(&self) -> usize {
@@ -224,8 +238,8 @@ impl RetryAfterLayerBuilder {
         self
     }
 
-    /// Most retries per request (default 3). With stacked retrying layers, the total
-    /// stays within the smaller maximum.
+    /// Most retries per request (default 3). Stacked retrying layers share one count:
+    /// each retries only while the total is below its own maximum.
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;
         self
