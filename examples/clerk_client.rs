@@ -29,9 +29,9 @@
 //! - attempt 3 → 200, about 4 s after the start.
 //!
 //! Both 429s are retried by the inner `BackoffLayer`, so the outer `RetryAfterLayer` only
-//! ever sees the final `200`: its gate stays empty (printed at the end). The gate only
-//! learns of a block when the `RetryAfterLayer` sees the 429 itself, i.e. when it is the
-//! layer that retries it.
+//! ever sees the final `200`: its gate stays empty (printed at the end). The gate learns
+//! of a block when the `RetryAfterLayer` sees a 429 with guidance itself, or when the
+//! inner layer gives up on one (its `RetryError::Exhausted` carries the hint).
 
 #[path = "support/mock.rs"]
 mod mock;
