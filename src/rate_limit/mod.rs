@@ -6,6 +6,7 @@ mod body;
 mod future;
 mod handle;
 mod layer;
+mod plan;
 mod response;
 mod service;
 

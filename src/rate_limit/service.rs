@@ -12,10 +12,9 @@ use super::body::RateLimitBody;
 use super::future::{Headline, ResponseFuture};
 use super::handle::bump;
 use super::layer::Shared;
+use super::plan::Plan;
 use super::response::{RejectionReason, StoreFailure};
-use crate::gcra::{Check, Decision};
-use crate::key::{KeyBuilder, PathParams, RequestParts};
-use crate::rule::MissingKey;
+use crate::gcra::Decision;
 use crate::store::{MemoryStore, Store, StoreError};
 
 /// Enforces a [`RateLimitLayer`](super::RateLimitLayer)'s rules in front of `S`.
@@ -48,132 +47,7 @@ impl<S: std::fmt::Debug, St> std::fmt::Debug for RateLimit<S, St> {
     }
 }
 
-/// What a request needs, decided before the store is asked. Lives on the stack for the
-/// duration of `call`; boxing the inline checks would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Plan {
-    Pass,
-    Respond(Response<bytes::Bytes>),
-    Check { matched: u64, checks: Checks },
-}
-
-/// Up to 8 checks inline (the common case), more on the heap.
-struct Checks {
-    inline: [Check; 8],
-    len: usize,
-    heap: Vec<Check>,
-}
-
-const NO_CHECK: Check = Check {
-    key: 0,
-    params: crate::gcra::GcraParams {
-        interval_ns: 1,
-        limit_ns: 1,
-        block_ns: 0,
-    },
-    shadow: false,
-};
-
-impl Checks {
-    fn new() -> Self {
-        Checks {
-            inline: [NO_CHECK; 8],
-            len: 0,
-            heap: Vec::new(),
-        }
-    }
-    fn push(&mut self, c: Check) {
-        if self.len < self.inline.len() {
-            self.inline[self.len] = c;
-        } else {
-            if self.heap.is_empty() {
-                self.heap.extend_from_slice(&self.inline);
-            }
-            self.heap.push(c);
-        }
-        self.len += 1;
-    }
-    fn as_slice(&self) -> &[Check] {
-        if self.len <= self.inline.len() {
-            &self.inline[..self.len]
-        } else {
-            &self.heap
-        }
-    }
-}
-
 impl Shared {
-    fn plan<B>(&self, req: &Request<B>) -> Plan {
-        let path = req.uri().path();
-        let method = req.method();
-        let mut params = PathParams::default();
-        if self
-            .exempt
-            .iter()
-            .any(|r| r.matches(method, path, &mut params))
-        {
-            bump(&self.stats.exempted);
-            return Plan::Pass;
-        }
-        let mut matched = 0u64;
-        let mut checks = Checks::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            let applies = if rule.routes.is_empty() {
-                params.clear();
-                true
-            } else {
-                rule.routes
-                    .iter()
-                    .any(|r| r.matches(method, path, &mut params))
-            };
-            let mut scratch = PathParams::default();
-            if !applies
-                || rule
-                    .except
-                    .iter()
-                    .any(|r| r.matches(method, path, &mut scratch))
-            {
-                continue;
-            }
-            let parts = RequestParts {
-                path_params: params,
-                ..RequestParts::new(req)
-            };
-            let mut key = KeyBuilder::new(rule.seed);
-            let key = match rule.key.extract(&parts, &mut key) {
-                Ok(()) => key.finish(),
-                Err(missing) => {
-                    bump(&self.stats.rules[i].missing_key);
-                    match rule.missing_key {
-                        MissingKey::Shared => rule.keyless,
-                        MissingKey::Skip => continue,
-                        MissingKey::Reject(status) => {
-                            tracing::debug!(rule = %rule.name, %status, "{missing}");
-                            return Plan::Respond(self.reject(
-                                status,
-                                RejectionReason::MissingKey(missing.what),
-                                Some(i),
-                                None,
-                                None,
-                            ));
-                        }
-                    }
-                }
-            };
-            matched |= 1 << i;
-            checks.push(Check {
-                key,
-                params: rule.params,
-                shadow: rule.shadow,
-            });
-        }
-        if matched == 0 {
-            Plan::Pass
-        } else {
-            Plan::Check { matched, checks }
-        }
-    }
-
     /// Counts a decision and turns it into what to do with the request.
     pub(crate) fn settle(&self, matched: u64, result: Result<Decision, StoreError>) -> Settled {
         let decision = match result {
@@ -267,7 +141,15 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let (matched, checks) = match self.shared.plan(&req) {
             Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),
-            Plan::Respond(res) => return ResponseFuture::respond(res),
+            Plan::MissingKey { rule, status, what } => {
+                return ResponseFuture::respond(self.shared.reject(
+                    status,
+                    RejectionReason::MissingKey(what),
+                    Some(rule),
+                    None,
+                    None,
+                ))
+            }
             Plan::Check { matched, checks } => (matched, checks),
         };
         let mut check = self.store.check(checks.as_slice());

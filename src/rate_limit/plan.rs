@@ -1,0 +1,143 @@
+//! Which rules apply to a request, and with which keys: shared by the server and client
+//! modes of the rate limiter.
+
+use http::{Request, StatusCode};
+
+use super::handle::bump;
+use super::layer::Shared;
+use crate::gcra::Check;
+use crate::key::{KeyBuilder, PathParams, RequestParts};
+use crate::rule::MissingKey;
+
+/// What a request needs, decided before the store is asked. Lives on the stack for the
+/// duration of `call`; boxing the inline checks would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Plan {
+    /// No rule applies (or the route is exempt).
+    Pass,
+    /// Rule `rule` has `MissingKey::Reject(status)` and found no key.
+    MissingKey {
+        rule: usize,
+        status: StatusCode,
+        what: &'static str,
+    },
+    /// Decide these checks; bit `i` of `matched` is set for each rule `i` they come from.
+    Check { matched: u64, checks: Checks },
+}
+
+/// Up to 8 checks inline (the common case), more on the heap.
+pub(crate) struct Checks {
+    inline: [Check; 8],
+    len: usize,
+    heap: Vec<Check>,
+}
+
+const NO_CHECK: Check = Check {
+    key: 0,
+    params: crate::gcra::GcraParams {
+        interval_ns: 1,
+        limit_ns: 1,
+        block_ns: 0,
+    },
+    shadow: false,
+};
+
+impl Checks {
+    fn new() -> Self {
+        Checks {
+            inline: [NO_CHECK; 8],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+    fn push(&mut self, c: Check) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = c;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline);
+            }
+            self.heap.push(c);
+        }
+        self.len += 1;
+    }
+    pub(crate) fn as_slice(&self) -> &[Check] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl Shared {
+    /// Which rules apply to `req`, with their keys.
+    pub(crate) fn plan<B>(&self, req: &Request<B>) -> Plan {
+        let path = req.uri().path();
+        let method = req.method();
+        let mut params = PathParams::default();
+        if self
+            .exempt
+            .iter()
+            .any(|r| r.matches(method, path, &mut params))
+        {
+            bump(&self.stats.exempted);
+            return Plan::Pass;
+        }
+        let mut matched = 0u64;
+        let mut checks = Checks::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let applies = if rule.routes.is_empty() {
+                params.clear();
+                true
+            } else {
+                rule.routes
+                    .iter()
+                    .any(|r| r.matches(method, path, &mut params))
+            };
+            let mut scratch = PathParams::default();
+            if !applies
+                || rule
+                    .except
+                    .iter()
+                    .any(|r| r.matches(method, path, &mut scratch))
+            {
+                continue;
+            }
+            let parts = RequestParts {
+                path_params: params,
+                ..RequestParts::new(req)
+            };
+            let mut key = KeyBuilder::new(rule.seed);
+            let key = match rule.key.extract(&parts, &mut key) {
+                Ok(()) => key.finish(),
+                Err(missing) => {
+                    bump(&self.stats.rules[i].missing_key);
+                    match rule.missing_key {
+                        MissingKey::Shared => rule.keyless,
+                        MissingKey::Skip => continue,
+                        MissingKey::Reject(status) => {
+                            tracing::debug!(rule = %rule.name, %status, "{missing}");
+                            return Plan::MissingKey {
+                                rule: i,
+                                status,
+                                what: missing.what,
+                            };
+                        }
+                    }
+                }
+            };
+            matched |= 1 << i;
+            checks.push(Check {
+                key,
+                params: rule.params,
+                shadow: rule.shadow,
+            });
+        }
+        if matched == 0 {
+            Plan::Pass
+        } else {
+            Plan::Check { matched, checks }
+        }
+    }
+}
