@@ -7,6 +7,7 @@ pub mod clock;
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod pacing;
 pub mod quota;
 pub mod rate_limit;
 pub mod retry;

@@ -247,6 +247,7 @@ pub struct Rule {
     pub(crate) block: Duration,
     pub(crate) shadow: bool,
     pub(crate) missing_key: MissingKey,
+    pub(crate) concurrency: Option<u32>,
 }
 
 impl fmt::Debug for Rule {
@@ -259,6 +260,7 @@ impl fmt::Debug for Rule {
             .field("block", &self.block)
             .field("shadow", &self.shadow)
             .field("missing_key", &self.missing_key)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -276,6 +278,7 @@ impl Rule {
             block: Duration::ZERO,
             shadow: false,
             missing_key: MissingKey::default(),
+            concurrency: None,
         }
     }
 
@@ -306,6 +309,14 @@ impl Rule {
     /// Shadow mode: decided, counted, logged and reported in headers, never refusing.
     pub fn shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;
+        self
+    }
+
+    /// Client mode ([`PacingLayer`](crate::pacing::PacingLayer)): at most `limit` requests
+    /// of one key in flight at once (Clay: concurrency 1). Ignored by the server mode.
+    /// Zero is a build error.
+    pub fn concurrency(mut self, limit: u32) -> Self {
+        self.concurrency = Some(limit);
         self
     }
 

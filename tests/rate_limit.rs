@@ -347,6 +347,17 @@ impl Future for SlowFuture {
 
 impl Store for SlowStore {
     type CheckFuture = SlowFuture;
+    type UsageFuture = <MemoryStore as Store>::UsageFuture;
+
+    fn consume_usage(
+        &self,
+        key: u64,
+        amount: u64,
+        limits: tower_throttle::store::UsageLimits,
+    ) -> Self::UsageFuture {
+        self.memory.consume_usage(key, amount, limits)
+    }
+
     fn check(&self, checks: &[Check]) -> SlowFuture {
         let answer = if self.fail {
             Err(StoreError::new("connection refused"))

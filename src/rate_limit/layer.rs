@@ -39,6 +39,8 @@ pub enum BuildError {
         /// What is wrong.
         reason: String,
     },
+    /// A rule's concurrency limit is zero.
+    ZeroConcurrency(String),
     /// A key reads a path parameter that one of the rule's routes does not capture (or
     /// the rule has no routes to capture it from).
     UnknownPathParam {
@@ -64,6 +66,9 @@ impl fmt::Display for BuildError {
                 route,
                 reason,
             } => write!(f, "rule {rule:?}: route `{route}`: {reason}"),
+            BuildError::ZeroConcurrency(rule) => {
+                write!(f, "rule {rule:?} has a concurrency limit of zero")
+            }
             BuildError::UnknownPathParam { rule, param } => write!(
                 f,
                 "rule {rule:?} is keyed by path parameter {param:?}, which not all of its routes capture"
@@ -83,6 +88,7 @@ pub(crate) struct CompiledRule {
     pub(crate) params: GcraParams,
     pub(crate) shadow: bool,
     pub(crate) missing_key: MissingKey,
+    pub(crate) concurrency: Option<u32>,
     /// Hasher keyed by the layer's secret with the rule name already written.
     pub(crate) seed: SipHasher13,
     /// The key of the shared bucket for requests without a key.
@@ -97,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) rejection: Option<RejectionFn>,
     pub(crate) store_failure: StoreFailure,
     pub(crate) stats: Arc<Stats>,
+    /// The SipHash keys of request keys (from `key_secret`, or random).
+    pub(crate) key_secret: (u64, u64),
 }
 
 /// Applies [`RateLimit`] to a service: the server side of tower-throttle.
@@ -315,6 +323,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
                 rejection: self.rejection,
                 store_failure: self.store_failure,
                 stats,
+                key_secret: (k0, k1),
             }),
             store: self.store,
         })
@@ -347,6 +356,9 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
             missing_param = Some(p.to_owned());
         }
     });
+    if rule.concurrency == Some(0) {
+        return Err(BuildError::ZeroConcurrency(rule.name));
+    }
     if let Some(param) = missing_param {
         return Err(BuildError::UnknownPathParam {
             rule: rule.name,
@@ -370,6 +382,7 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
         key: rule.key,
         shadow: rule.shadow,
         missing_key: rule.missing_key,
+        concurrency: rule.concurrency,
         seed,
     })
 }

@@ -4,9 +4,9 @@
 
 mod body;
 mod future;
-mod handle;
-mod layer;
-mod plan;
+pub(crate) mod handle;
+pub(crate) mod layer;
+pub(crate) mod plan;
 mod response;
 mod service;
 

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use crate::clock::{Clock, TokioClock};
 use crate::gcra::{decide, is_idle, tat_of, Check, Decision, MAX_CHECKS};
-use crate::store::{Store, StoreError};
+use crate::store::usage::UsageTable;
+use crate::store::{Store, StoreError, Usage, UsageLimits};
 
 /// Keys are already keyed 64-bit hashes: hashing them again would be wasted work.
 #[derive(Default, Clone, Copy)]
@@ -64,6 +65,7 @@ struct Inner<C> {
     shard_cap: usize,
     idle_evicted: AtomicU64,
     forced_evicted: AtomicU64,
+    usage: UsageTable,
 }
 
 /// The embedded store. Cheap to clone; clones share state.
@@ -147,6 +149,7 @@ pub struct MemoryStoreBuilder<C = TokioClock> {
     clock: C,
     max_keys: usize,
     shards: Option<usize>,
+    max_usage_keys: usize,
 }
 
 /// Default bound on tracked keys.
@@ -166,6 +169,7 @@ impl MemoryStore {
             clock: TokioClock::new(),
             max_keys: DEFAULT_MAX_KEYS,
             shards: None,
+            max_usage_keys: DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -183,7 +187,15 @@ impl<C: Clock> MemoryStoreBuilder<C> {
             clock,
             max_keys: self.max_keys,
             shards: self.shards,
+            max_usage_keys: self.max_usage_keys,
         }
+    }
+
+    /// The most usage-quota keys held (default [`DEFAULT_MAX_KEYS`]). Usage is never
+    /// evicted: a new key beyond the bound is a store error.
+    pub fn max_usage_keys(mut self, max: usize) -> Self {
+        self.max_usage_keys = max;
+        self
     }
 
     /// The most keys the store ever holds (default [`DEFAULT_MAX_KEYS`]).
@@ -235,6 +247,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                 shard_cap,
                 idle_evicted: AtomicU64::new(0),
                 forced_evicted: AtomicU64::new(0),
+                usage: UsageTable::new(self.max_usage_keys),
             }),
         })
     }
@@ -408,9 +421,15 @@ impl<C: Clock> MemoryStore<C> {
 
 impl<C: Clock> Store for MemoryStore<C> {
     type CheckFuture = Ready<Result<Decision, StoreError>>;
+    type UsageFuture = Ready<Result<Usage, StoreError>>;
 
     fn check(&self, checks: &[Check]) -> Self::CheckFuture {
         ready(Ok(self.check_now(checks)))
+    }
+
+    fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
+        let now = self.inner.clock.now_nanos();
+        ready(self.inner.usage.consume(key, amount, &limits, now))
     }
 }
 

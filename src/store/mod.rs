@@ -13,8 +13,10 @@ use std::sync::Arc;
 use crate::gcra::{Check, Decision};
 
 pub mod memory;
+pub mod usage;
 
 pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
+pub use usage::{Usage, UsageLimits};
 
 /// Decides the limits of one request.
 pub trait Store: Send + Sync + 'static {
@@ -27,13 +29,25 @@ pub trait Store: Send + Sync + 'static {
     /// The future owns everything it needs: implementations copy `checks` if they do not
     /// decide synchronously.
     fn check(&self, checks: &[Check]) -> Self::CheckFuture;
+
+    /// The future returned by [`Store::consume_usage`].
+    type UsageFuture: Future<Output = Result<Usage, StoreError>> + Send + Unpin + 'static;
+
+    /// Consumes `amount` units of usage quota `key` if every limit has room (atomically),
+    /// or only reads it when `amount` is zero. Usage is never evicted.
+    fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture;
 }
 
 impl<S: Store> Store for Arc<S> {
     type CheckFuture = S::CheckFuture;
+    type UsageFuture = S::UsageFuture;
 
     fn check(&self, checks: &[Check]) -> Self::CheckFuture {
         (**self).check(checks)
+    }
+
+    fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
+        (**self).consume_usage(key, amount, limits)
     }
 }
 

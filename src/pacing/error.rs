@@ -1,0 +1,79 @@
+//! [`PacingError`]: why a paced request was not sent.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+/// Why the client-mode rate limiter did not send a request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PacingError {
+    /// The request waited `max_queue_wait` without getting its turn.
+    QueueTimeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The limits would admit the request only after `max_queue_wait` has passed.
+    WaitTooLong {
+        /// The rule with the longest wait.
+        rule: String,
+        /// Until the request would be admitted.
+        wait: Duration,
+    },
+    /// A rule with `MissingKey::Reject` found no key in the request.
+    MissingKey {
+        /// The rule.
+        rule: String,
+        /// What was missing.
+        what: &'static str,
+    },
+    /// A usage quota is used up.
+    QuotaExhausted {
+        /// The quota.
+        quota: String,
+        /// Units used over the key's lifetime.
+        lifetime_used: u64,
+        /// Units left in the current window, when the quota has a window.
+        window_remaining: Option<u64>,
+        /// Until the window ends, when the window is what is used up.
+        window_resets_after: Option<Duration>,
+    },
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for PacingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PacingError::QueueTimeout { waited } => {
+                write!(f, "request not sent: waited {waited:?} for its turn")
+            }
+            PacingError::WaitTooLong { rule, wait } => write!(
+                f,
+                "request not sent: rule {rule:?} would admit it only in {wait:?}, past max_queue_wait"
+            ),
+            PacingError::MissingKey { rule, what } => {
+                write!(f, "request not sent: rule {rule:?} needs {what}")
+            }
+            PacingError::QuotaExhausted {
+                quota,
+                lifetime_used,
+                ..
+            } => write!(
+                f,
+                "request not sent: usage quota {quota:?} exhausted ({lifetime_used} used)"
+            ),
+            PacingError::Store(e) => write!(f, "request not sent: rate-limit store failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PacingError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PacingError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}

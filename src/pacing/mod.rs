@@ -1,0 +1,46 @@
+//! The client mode of the rate limiter: instead of answering 429, a request **waits**
+//! until its key may proceed, then is sent.
+//!
+//! Build the rules exactly as for the server side, then turn the layer into a
+//! [`PacingLayer`] with [`RateLimitLayer::pacing`](crate::RateLimitLayer::pacing):
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_throttle::key::Header;
+//! use tower_throttle::pacing::UsageQuota;
+//! use tower_throttle::{Quota, RateLimitLayer, Rule};
+//!
+//! // Clay: at most 10 per second one at a time, 1,000 per hour, and 50,000 submissions per
+//! // webhook over its lifetime (warn at 45,000).
+//! let webhook = || Header::new(http::HeaderName::from_static("x-webhook-id"));
+//! let pacing = RateLimitLayer::builder()
+//!     .rule(Rule::new("per_second", Quota::per_second(10)?).concurrency(1))
+//!     .rule(Rule::new("per_hour", Quota::per_hour(1000)?))
+//!     .build()?
+//!     .pacing()
+//!     .max_queue_wait(Duration::from_secs(3600))
+//!     .quota(UsageQuota::lifetime("submissions", 50_000).warn_at(45_000).key(webhook()))
+//!     .build()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - **FIFO per key**: requests of one key (one set of rule keys) take turns in arrival
+//!   order; a cancelled (dropped) request leaves the queue and gives its place back.
+//! - **Several limits at once**, decided atomically by the store as on the server side.
+//! - **Keyed concurrency** ([`Rule::concurrency`](crate::Rule::concurrency)).
+//! - **Maximum queue wait**: past it, or when the wait needed is already longer, the
+//!   request fails with [`PacingError`] and is not sent.
+//! - **Usage quotas** ([`UsageQuota`]): lifetime or per-window counters kept in the store,
+//!   with a warning threshold and [`PacingError::QuotaExhausted`] once used up.
+//! - State (store, queues, permits, counters) is shared by every clone.
+
+mod error;
+mod layer;
+mod queue;
+mod quota;
+mod service;
+
+pub use error::PacingError;
+pub use layer::{PacingLayer, PacingLayerBuilder};
+pub use quota::{QuotaStatus, UsageQuota};
+pub use service::{Pacing, PacingFuture};

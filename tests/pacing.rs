@@ -1,0 +1,298 @@
+//! Client mode (PacingLayer) under paused time: FIFO pacing, several limits, concurrency,
+//! queue limits, cancellation and usage quotas.
+
+#[path = "support/mock.rs"]
+mod mock;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use mock::{secs, Mock};
+use tower::{Layer, ServiceExt};
+use tower_throttle::key::Header;
+use tower_throttle::pacing::{PacingError, QuotaStatus, UsageQuota};
+use tower_throttle::retry::BoxError;
+use tower_throttle::{MissingKey, Quota, RateLimitLayer, Route, Rule};
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(format!("http://api.test{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn tenant(path: &str, tenant: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(format!("http://api.test{path}"))
+        .header("x-tenant", tenant)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn pacing_error(e: BoxError) -> PacingError {
+    *e.downcast::<PacingError>().expect("a PacingError")
+}
+
+fn quota(count: u32, secs: u64) -> Quota {
+    Quota::new(count, Duration::from_secs(secs)).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_wait_their_turn_in_order_instead_of_being_refused() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("api", quota(2, 1)))
+        .build()
+        .unwrap()
+        .pacing()
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let svc = svc.clone();
+            tokio::spawn(async move { svc.oneshot(get(&format!("/item/{i}"))).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let hits: Vec<(String, Duration)> = mock.hits().into_iter().map(|h| (h.path, h.at)).collect();
+    let expected: Vec<(String, Duration)> = [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("/item/{i}"), secs(*t)))
+        .collect();
+    assert_eq!(hits, expected, "FIFO, at exactly the admitted instants");
+    let stats = layer.handle().rule("api").unwrap();
+    assert_eq!((stats.admitted, stats.limited), (6, 4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn several_limits_at_once_and_the_wait_limit() {
+    // Clay: 10 per second and 20 per hour.
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("per_second", Quota::per_second(10).unwrap()))
+        .rule(Rule::new("per_hour", Quota::per_hour(20).unwrap()))
+        .build()
+        .unwrap()
+        .pacing()
+        .max_queue_wait(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    for _ in 0..20 {
+        assert_eq!(
+            svc.clone().oneshot(get("/x")).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let times = mock.times();
+    assert_eq!(times[9], secs(0.0));
+    assert_eq!(times[10], secs(0.1));
+    assert_eq!(times[19], secs(1.0));
+    // The 21st would be admitted by the hourly rule only in 180 s: past the 60 s limit,
+    // it fails at once, unsent.
+    let err = pacing_error(svc.oneshot(get("/x")).await.unwrap_err());
+    match err {
+        PacingError::WaitTooLong { rule, wait } => {
+            assert_eq!(rule, "per_hour");
+            assert_eq!(wait, secs(179.0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mock.times().len(), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_concurrency_cap() {
+    let layer = RateLimitLayer::builder()
+        .rule(
+            Rule::new("tenant", quota(100, 1))
+                .key(Header::new("x-tenant".parse().unwrap()))
+                .concurrency(1),
+        )
+        .build()
+        .unwrap()
+        .pacing()
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let slow = tower::ServiceBuilder::new()
+        .then(|r| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            r
+        })
+        .service(mock.service());
+    let svc = layer.layer(slow);
+    let tasks: Vec<_> = [("a", 0), ("a", 1), ("b", 2), ("a", 3)]
+        .into_iter()
+        .map(|(t, i)| {
+            let svc = svc.clone();
+            tokio::spawn(async move { svc.oneshot(tenant(&format!("/{i}"), t)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let hits: Vec<(String, Duration)> = mock.hits().into_iter().map(|h| (h.path, h.at)).collect();
+    assert_eq!(
+        hits,
+        [
+            ("/0".into(), secs(0.0)),
+            ("/2".into(), secs(0.0)),
+            ("/1".into(), secs(1.0)),
+            ("/3".into(), secs(2.0)),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_timeout_and_cancellation_give_the_place_back() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("slow", quota(1, 10)))
+        .build()
+        .unwrap()
+        .pacing()
+        .max_queue_wait(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    svc.clone().oneshot(get("/1")).await.unwrap();
+    // #2 waits for t = 10 s, holding the turn; #3 queues behind it.
+    let second = tokio::spawn(svc.clone().oneshot(get("/2")));
+    tokio::time::sleep(secs(1.0)).await;
+    let third = tokio::spawn(svc.clone().oneshot(get("/3")));
+    tokio::time::sleep(secs(1.0)).await;
+    // Cancel #2: #3 takes its place and goes at 10 s, not 20 s.
+    second.abort();
+    assert!(second.await.unwrap_err().is_cancelled());
+    assert_eq!(third.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(mock.times(), [secs(0.0), secs(10.0)]);
+
+    // Behind a request that holds the turn past its own limit, a queued one times out.
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("slow", quota(1, 10)))
+        .build()
+        .unwrap()
+        .pacing()
+        .max_queue_wait(Duration::from_secs(12))
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    svc.clone().oneshot(get("/1")).await.unwrap();
+    let second = tokio::spawn(svc.clone().oneshot(get("/2")));
+    tokio::time::sleep(secs(5.0)).await;
+    let start = tokio::time::Instant::now();
+    let err = pacing_error(svc.oneshot(get("/3")).await.unwrap_err());
+    // #3 needed the turn (free at 10 s) and then 10 s more: past its 12 s at 20 s.
+    assert!(matches!(err, PacingError::WaitTooLong { .. }), "{err:?}");
+    assert_eq!(start.elapsed(), secs(5.0));
+    second.await.unwrap().unwrap();
+    assert_eq!(mock.times(), [secs(0.0), secs(10.0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn usage_quota_warns_then_fails_per_key() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("api", Quota::per_second(100).unwrap()))
+        .build()
+        .unwrap()
+        .pacing()
+        .quota(
+            UsageQuota::lifetime("submissions", 5)
+                .warn_at(4)
+                .key(Header::new("x-tenant".parse().unwrap())),
+        )
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    for i in 1..=5u64 {
+        let res = svc
+            .clone()
+            .oneshot(tenant("/submit", "hook-1"))
+            .await
+            .unwrap();
+        let status = &res.extensions().get::<Vec<QuotaStatus>>().unwrap()[0];
+        assert_eq!(status.lifetime_used, i);
+        assert_eq!(status.lifetime_remaining, Some(5 - i));
+        assert_eq!(status.warned, i == 4);
+    }
+    assert_eq!(layer.quota_warnings("submissions"), Some(1));
+    let err = pacing_error(
+        svc.clone()
+            .oneshot(tenant("/submit", "hook-1"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(
+            err,
+            PacingError::QuotaExhausted {
+                lifetime_used: 5,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Another key has its own quota; the refused request was not sent.
+    assert!(svc.oneshot(tenant("/submit", "hook-2")).await.is_ok());
+    assert_eq!(mock.times().len(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_key_rejection_is_an_error_not_a_send() {
+    let layer = RateLimitLayer::builder()
+        .rule(
+            Rule::new("tenant", quota(1, 1))
+                .route(Route::get("/t"))
+                .key(Header::new("x-tenant".parse().unwrap()))
+                .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED)),
+        )
+        .build()
+        .unwrap()
+        .pacing()
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    let err = pacing_error(svc.clone().oneshot(get("/t")).await.unwrap_err());
+    assert!(matches!(err, PacingError::MissingKey { .. }));
+    // Routes no rule covers go straight through.
+    assert!(svc.oneshot(get("/other")).await.is_ok());
+    assert_eq!(mock.times().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_concurrency_slot_times_out() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("one_at_a_time", quota(100, 1)).concurrency(1))
+        .build()
+        .unwrap()
+        .pacing()
+        .max_queue_wait(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let slow = tower::ServiceBuilder::new()
+        .then(|r| async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            r
+        })
+        .service(mock.service());
+    let svc = layer.layer(slow);
+    let first = tokio::spawn(svc.clone().oneshot(get("/1")));
+    tokio::task::yield_now().await;
+    let start = tokio::time::Instant::now();
+    let err = pacing_error(svc.oneshot(get("/2")).await.unwrap_err());
+    assert!(matches!(err, PacingError::QueueTimeout { waited } if waited == secs(3.0)));
+    assert_eq!(start.elapsed(), secs(3.0));
+    first.await.unwrap().unwrap();
+    assert_eq!(mock.times(), [secs(0.0)]);
+}
