@@ -144,7 +144,7 @@ mod tests {
         assert!(t.consume(1, 1, &limits, 0).unwrap().admitted);
         let u = t.consume(1, 1, &limits, S).unwrap();
         assert_eq!((u.admitted, u.lifetime_used, u.window_used), (true, 2, 2));
-        assert_eq!(u.window_resets_after, Some(Duration::from_secs(3600)));
+        assert_eq!(u.window_resets_after, Some(Duration::from_secs(3599)));
         let u = t.consume(1, 1, &limits, 2 * S).unwrap();
         assert!(!u.admitted);
         assert_eq!(u.window_remaining(&limits), Some(0));
