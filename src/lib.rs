@@ -21,7 +21,7 @@ pub use rate_limit::{
     BuildError, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder, Rejection,
     RejectionReason, RuleStats, StoreFailure,
 };
-pub use retry::RetryError;
+pub use retry::{Error, RetryError};
 pub use retry_after::RetryAfterLayer;
 pub use rule::{MissingKey, Route, Rule};
 pub use store::{MemoryStore, Store};

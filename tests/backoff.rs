@@ -17,7 +17,6 @@ use tower::{Layer, ServiceExt};
 use tower_throttle::backoff::{
     Backoff, BackoffLayer, BackoffLayerBuilder, HintMode, Jitter, RetryBudget, Rng,
 };
-use tower_throttle::retry::BoxError;
 use tower_throttle::RetryError;
 
 fn req(method: Method, path: &str) -> Request<Full<Bytes>> {
@@ -43,8 +42,10 @@ fn plain(base: f64, factor: f64) -> BackoffLayerBuilder {
         .budget(None)
 }
 
-fn retry_error(e: BoxError) -> RetryError {
-    *e.downcast::<RetryError>().expect("a RetryError")
+fn retry_error(e: tower_throttle::Error) -> RetryError {
+    *e.into_inner()
+        .downcast::<RetryError>()
+        .expect("a RetryError")
 }
 
 /// Arrival time of each attempt, from the delays between them. tokio's timers have a

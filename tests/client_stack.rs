@@ -55,6 +55,7 @@ async fn stacking_never_multiplies_attempts() {
         .oneshot(get("/x"))
         .await
         .unwrap_err()
+        .into_inner()
         .downcast::<RetryError>()
         .unwrap();
     assert_eq!(
@@ -81,6 +82,7 @@ async fn stacking_never_multiplies_attempts() {
         .oneshot(get("/x"))
         .await
         .unwrap_err()
+        .into_inner()
         .downcast::<RetryError>()
         .unwrap();
     assert_eq!(mock.times().len(), 6);
@@ -222,4 +224,36 @@ async fn an_inner_backoff_keeps_one_idempotency_key_across_outer_retries() {
         .collect();
     assert_eq!(keys.len(), 4);
     assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_stack_can_be_spawned_from_an_async_block() {
+    // The layers' concrete error type keeps stacked futures `Send` inside async blocks
+    // (as axum handlers and tokio::spawn need).
+    let pacing = tower_throttle::RateLimitLayer::builder()
+        .rule(tower_throttle::Rule::new(
+            "api",
+            tower_throttle::Quota::per_second(10).unwrap(),
+        ))
+        .build()
+        .unwrap()
+        .pacing()
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![with(429, &[("retry-after", "1")])]);
+    let svc = ServiceBuilder::new()
+        .layer(pacing)
+        .layer(retry_after(3))
+        .layer(backoff(3))
+        .service(mock.service());
+    let task = tokio::spawn(async move {
+        let first = svc.clone().oneshot(get("/a")).await?;
+        let second = svc.oneshot(get("/b")).await?;
+        Ok::<_, tower_throttle::Error>((first.status(), second.status()))
+    });
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(mock.times(), [secs(0.0), secs(1.0), secs(1.0)]);
 }

@@ -13,7 +13,6 @@ use mock::{secs, Mock};
 use tower::{Layer, ServiceExt};
 use tower_throttle::key::Header;
 use tower_throttle::pacing::{PacingError, QuotaStatus, UsageQuota};
-use tower_throttle::retry::BoxError;
 use tower_throttle::{MissingKey, Quota, RateLimitLayer, Route, Rule};
 
 fn get(path: &str) -> Request<Full<Bytes>> {
@@ -31,8 +30,10 @@ fn tenant(path: &str, tenant: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-fn pacing_error(e: BoxError) -> PacingError {
-    *e.downcast::<PacingError>().expect("a PacingError")
+fn pacing_error(e: tower_throttle::Error) -> PacingError {
+    *e.into_inner()
+        .downcast::<PacingError>()
+        .expect("a PacingError")
 }
 
 fn quota(count: u32, secs: u64) -> Quota {

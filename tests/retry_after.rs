@@ -10,7 +10,6 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use mock::{secs, status, with, Mock};
 use tower::{Layer, ServiceExt};
-use tower_throttle::retry::BoxError;
 use tower_throttle::retry_after::{LongWait, RetryAfterLayer};
 use tower_throttle::RetryError;
 
@@ -25,8 +24,10 @@ fn exact() -> tower_throttle::retry_after::RetryAfterLayerBuilder {
     RetryAfterLayer::builder().release_jitter(Duration::ZERO)
 }
 
-fn retry_error(e: BoxError) -> RetryError {
-    *e.downcast::<RetryError>().expect("a RetryError")
+fn retry_error(e: tower_throttle::Error) -> RetryError {
+    *e.into_inner()
+        .downcast::<RetryError>()
+        .expect("a RetryError")
 }
 
 #[tokio::test(start_paused = true)]

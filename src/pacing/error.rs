@@ -77,3 +77,9 @@ impl std::error::Error for PacingError {
         }
     }
 }
+
+impl From<PacingError> for crate::retry::Error {
+    fn from(e: PacingError) -> Self {
+        crate::retry::Error::new(e)
+    }
+}

@@ -16,12 +16,12 @@ use super::quota::QuotaStatus;
 use crate::gcra::Check;
 use crate::rate_limit::handle::bump;
 use crate::rate_limit::plan::Plan;
-use crate::retry::BoxError;
+use crate::retry::{BoxError, Error};
 use crate::store::{MemoryStore, Store};
 
 /// The response future of [`Pacing`]: boxed, since it waits in several stages (turn,
 /// limits, quotas) before the inner call; one allocation per request on the client side.
-pub type PacingFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+pub type PacingFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>;
 
 /// Sends each request once its rules admit it, waiting in FIFO order per key.
 pub struct Pacing<S, St = MemoryStore> {
@@ -67,11 +67,11 @@ where
     ResB: Send + 'static,
 {
     type Response = Response<ResB>;
-    type Error = BoxError;
+    type Error = Error;
     type Future = PacingFuture<Response<ResB>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx).map_err(Error::new)
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
@@ -86,16 +86,16 @@ where
             let (matched, checks) = match rules.plan(&req) {
                 Plan::Pass => (0, Vec::new()),
                 Plan::MissingKey { rule, what, .. } => {
-                    return Err(Box::new(PacingError::MissingKey {
+                    return Err(Error::from(PacingError::MissingKey {
                         rule: rules.rules[rule].name.clone(),
                         what,
-                    }) as BoxError)
+                    }))
                 }
                 Plan::Check { matched, checks } => (matched, checks.as_slice().to_vec()),
             };
             let indices: Vec<usize> = (0..64).filter(|i| matched & (1 << i) != 0).collect();
-            let timed_out = || -> BoxError {
-                Box::new(PacingError::QueueTimeout {
+            let timed_out = || {
+                Error::from(PacingError::QueueTimeout {
                     waited: shared.max_queue_wait,
                 })
             };
@@ -121,7 +121,7 @@ where
                     let decision = store
                         .check(&checks)
                         .await
-                        .map_err(|e| Box::new(PacingError::Store(e)) as BoxError)?;
+                        .map_err(|e| Error::from(PacingError::Store(e)))?;
                     if decision.admitted {
                         break;
                     }
@@ -130,10 +130,10 @@ where
                         let rule = indices
                             .get(decision.headline.index)
                             .map_or_else(String::new, |&i| rules.rules[i].name.clone());
-                        return Err(Box::new(PacingError::WaitTooLong {
+                        return Err(Error::from(PacingError::WaitTooLong {
                             rule,
                             wait: decision.retry_after,
-                        }) as BoxError);
+                        }));
                     }
                     if !waited {
                         waited = true;
@@ -155,24 +155,24 @@ where
                     None => continue,
                     Some(Ok(key)) => key,
                     Some(Err(what)) => {
-                        return Err(Box::new(PacingError::MissingKey {
+                        return Err(Error::from(PacingError::MissingKey {
                             rule: q.name.clone(),
                             what,
-                        }) as BoxError)
+                        }))
                     }
                 };
                 let usage = store
                     .consume_usage(key, 1, q.limits)
                     .await
-                    .map_err(|e| Box::new(PacingError::Store(e)) as BoxError)?;
+                    .map_err(|e| Error::from(PacingError::Store(e)))?;
                 if !usage.admitted {
                     tracing::error!(quota = %q.name, used = usage.lifetime_used, "usage quota exhausted");
-                    return Err(Box::new(PacingError::QuotaExhausted {
+                    return Err(Error::from(PacingError::QuotaExhausted {
                         quota: q.name.clone(),
                         lifetime_used: usage.lifetime_used,
                         window_remaining: usage.window_remaining(&q.limits),
                         window_resets_after: usage.window_resets_after,
-                    }) as BoxError);
+                    }));
                 }
                 let warned = q
                     .warn_at
@@ -195,7 +195,7 @@ where
                 });
             }
 
-            let mut res = inner.call(req).await.map_err(Into::into)?;
+            let mut res = inner.call(req).await.map_err(Error::new)?;
             drop(permits);
             if !statuses.is_empty() {
                 res.extensions_mut().insert(statuses);

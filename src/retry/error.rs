@@ -6,8 +6,79 @@ use std::time::Duration;
 use http::StatusCode;
 use tower_service::Service;
 
-/// `Box<dyn Error + Send + Sync>`, the error type of the retrying layers.
+/// `Box<dyn Error + Send + Sync>`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The error of the client-side services (retrying and pacing): a [`BoxError`] in a
+/// concrete type.
+///
+/// A concrete type, not a bare `BoxError`, because stacking services whose error is
+/// `Box<dyn Error>` makes their futures fail rustc's `Send` check inside `async` blocks
+/// ("implementation of `From` is not general enough"); with this type, stacks of these
+/// layers can be spawned and used in axum handlers. The crate's own failures inside are
+/// [`RetryError`] and [`PacingError`](crate::pacing::PacingError): find them with
+/// [`downcast_ref`](Self::downcast_ref).
+#[derive(Debug)]
+pub struct Error {
+    inner: BoxError,
+}
+
+impl Error {
+    /// Wraps an error; a [`BoxError`] that already holds an `Error` is unwrapped.
+    pub fn new(error: impl Into<BoxError>) -> Error {
+        Error {
+            inner: into_box_error(error),
+        }
+    }
+
+    /// The wrapped error.
+    pub fn into_inner(self) -> BoxError {
+        self.inner
+    }
+
+    /// The wrapped error, borrowed.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.inner.as_ref()
+    }
+
+    /// The wrapped error as a `T`, if it is one.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.inner.downcast_ref::<T>()
+    }
+
+    /// Whether the wrapped error is a `T`.
+    pub fn is<T: std::error::Error + 'static>(&self) -> bool {
+        self.inner.is::<T>()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+impl From<RetryError> for Error {
+    fn from(e: RetryError) -> Self {
+        Error { inner: Box::new(e) }
+    }
+}
+
+/// Boxes an error, unwrapping this crate's [`Error`] so that the layers' checks (is this a
+/// `RetryError`? a connection error?) see the real error.
+pub(crate) fn into_box_error(error: impl Into<BoxError>) -> BoxError {
+    let boxed: BoxError = error.into();
+    match boxed.downcast::<Error>() {
+        Ok(ours) => ours.inner,
+        Err(other) => other,
+    }
+}
 
 /// Why a retrying layer (`RetryAfterLayer`, `BackoffLayer`) stopped without a usable
 /// response. Convert from a [`BoxError`] with `err.downcast_ref::<RetryError>()`.
@@ -122,5 +193,5 @@ where
     S: Service<R>,
     S::Error: Into<BoxError>,
 {
-    svc.poll_ready(cx).map_err(Into::into)
+    svc.poll_ready(cx).map_err(into_box_error)
 }

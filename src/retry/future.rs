@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::error::poll_ready_boxed;
+use super::error::{into_box_error, poll_ready_boxed};
 use super::{outcome_of, AttemptInfo, BoxError, Policy, RetryContext, RetryError, Step};
 use crate::backoff::replay::ReplayBody;
 
@@ -93,7 +93,7 @@ where
     F: Future<Output = Result<Response<ResB>, S::Error>>,
     P: Policy,
 {
-    type Output = Result<Response<ResB>, BoxError>;
+    type Output = Result<Response<ResB>, super::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -103,7 +103,7 @@ where
                     let e = error
                         .take()
                         .unwrap_or_else(|| "retry future polled after completion".into());
-                    return Poll::Ready(Err(e));
+                    return Poll::Ready(Err(super::Error::new(e)));
                 }
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.poll(cx));
@@ -113,10 +113,12 @@ where
                     // The first send uses the service that was polled ready by `call`;
                     // polling a ready service again is harmless.
                     if let Err(e) = ready!(poll_ready_boxed(this.svc, cx)) {
-                        return Poll::Ready(Err(e));
+                        return Poll::Ready(Err(super::Error::new(e)));
                     }
                     let Some(body) = this.next_body.take() else {
-                        return Poll::Ready(Err("retry future polled after completion".into()));
+                        return Poll::Ready(Err(super::Error::new(
+                            "retry future polled after completion",
+                        )));
                     };
                     let req = Request::from_parts(this.head.clone(), body);
                     this.started.get_or_insert_with(Instant::now);
@@ -125,7 +127,7 @@ where
                     this.state.set(State::Calling { fut });
                 }
                 StateProj::Calling { fut } => {
-                    let result = ready!(fut.poll(cx)).map_err(Into::into);
+                    let result = ready!(fut.poll(cx)).map_err(into_box_error);
                     let info = AttemptInfo {
                         attempts: *this.attempts,
                         elapsed: this.started.map_or(Duration::ZERO, |s| s.elapsed()),
@@ -134,26 +136,27 @@ where
                     };
                     let outcome = outcome_of(&result);
                     match this.policy.decide(this.head, this.ctx, info, &outcome) {
-                        Step::Return => return Poll::Ready(result),
-                        Step::Fail(e) => return Poll::Ready(Err(Box::new(e))),
+                        Step::Return => return Poll::Ready(result.map_err(super::Error::new)),
+                        Step::Fail(e) => return Poll::Ready(Err(e.into())),
                         Step::GiveUp { hint } => {
                             let (last_status, source) = match result {
                                 Ok(res) => (Some(res.status()), None),
                                 Err(e) => (None, Some(e)),
                             };
                             // Attempts by every stacked layer: all retries plus the first.
-                            return Poll::Ready(Err(Box::new(RetryError::Exhausted {
+                            return Poll::Ready(Err(RetryError::Exhausted {
                                 attempts: this.ctx.retries() + 1,
                                 last_status,
                                 hint,
                                 source,
-                            })));
+                            }
+                            .into()));
                         }
                         Step::Retry(delay) => {
                             // A body that can no longer be replayed ends the retries: the
                             // caller gets this attempt's outcome.
                             let Some(body) = this.spare.take().filter(|b| b.is_replayable()) else {
-                                return Poll::Ready(result);
+                                return Poll::Ready(result.map_err(super::Error::new));
                             };
                             *this.spare = body.try_clone();
                             *this.next_body = Some(body);

@@ -20,7 +20,7 @@ pub mod error;
 mod future;
 mod service;
 
-pub use error::{BoxError, RetryError};
+pub use error::{BoxError, Error, RetryError};
 pub use future::RetryFuture;
 pub use service::Retrying;
 

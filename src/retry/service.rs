@@ -7,14 +7,15 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::RetryFuture;
-use super::{BoxError, Policy};
+use super::{BoxError, Error, Policy};
 use crate::backoff::replay::ReplayBody;
 
 /// Sends requests through `S`, retrying as the policy `P` decides.
 ///
 /// The inner service receives `Request<ReplayBody>`: the body is kept (up to a limit)
-/// so that a retry sends it byte-identical. Errors are boxed ([`BoxError`]); the layers'
-/// own failures are [`RetryError`](super::RetryError)s.
+/// so that a retry sends it byte-identical. Errors are this crate's [`Error`] (a boxed error
+/// in a concrete type); the layers' own failures inside are
+/// [`RetryError`](super::RetryError)s.
 pub struct Retrying<S, P> {
     inner: S,
     policy: Arc<P>,
@@ -57,11 +58,11 @@ where
     B::Error: Into<BoxError>,
 {
     type Response = Response<ResB>;
-    type Error = BoxError;
+    type Error = Error;
     type Future = RetryFuture<S, S::Future, P>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx).map_err(Error::new)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
