@@ -11,7 +11,10 @@ async fn paced_client_reaches_the_limit_without_429s() {
     let paced = run(10_000, 20, paced_client).await;
     assert_eq!(paced.succeeded, 10_000);
     assert_eq!(paced.surfaced_429, 0);
-    assert_eq!(paced.server_429, 0, "pacing kept every request within the limit");
+    assert_eq!(
+        paced.server_429, 0,
+        "pacing kept every request within the limit"
+    );
     assert_eq!(minimum_time(10_000).as_secs(), 990);
     assert!(paced.efficiency >= 0.99, "{paced:?}");
 }

@@ -41,12 +41,18 @@ pub struct Outcome {
 
 /// The limit on both sides: 100 requests per 10 s per API key.
 pub fn rule() -> Rule {
-    Rule::new("api", Quota::new(100, Duration::from_secs(10)).expect("valid quota"))
-        .key(BearerToken)
+    Rule::new(
+        "api",
+        Quota::new(100, Duration::from_secs(10)).expect("valid quota"),
+    )
+    .key(BearerToken)
 }
 
 fn server() -> (Server, RateLimitHandle) {
-    let layer = RateLimitLayer::builder().rule(rule()).build().expect("valid layer");
+    let layer = RateLimitLayer::builder()
+        .rule(rule())
+        .build()
+        .expect("valid layer");
     let handle = layer.handle();
     let svc = ServiceBuilder::new()
         .layer(layer)
