@@ -6,12 +6,15 @@
 //!
 //! Client side ([`parse`]): the server's retry guidance — `Retry-After` as delay-seconds or
 //! any RFC 9110 HTTP-date (measured against the response's `Date`), `retry-after-ms`,
-//! `x-amz-retry-after`, `grpc-retry-pushback-ms` — tolerant, capped, never fatal.
+//! `x-amz-retry-after`, `grpc-retry-pushback-ms` — tolerant, capped, never fatal; and
+//! ([`ratelimit`]) the remaining quota in every rate-limit dialect.
 
 pub mod parse;
+pub mod ratelimit;
 pub mod write;
 
 pub use parse::{retry_hint, HintSource, RetryHint};
+pub use ratelimit::{parse_rate_limit, parse_reset, Dialect, RateLimitInfo};
 pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot};
 
 /// `X-RateLimit-Limit`.

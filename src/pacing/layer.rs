@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::adaptive::{AdaptiveRates, Aimd};
 use super::queue::KeyedSemaphores;
 use super::quota::{CompiledQuota, UsageQuota};
 use super::service::Pacing;
@@ -20,6 +21,13 @@ pub(crate) struct PacingShared {
     pub(crate) turns: Arc<KeyedSemaphores>,
     pub(crate) permits: Arc<KeyedSemaphores>,
     pub(crate) quotas: Box<[CompiledQuota]>,
+    pub(crate) adaptive: Option<AdaptiveRates>,
+}
+
+/// The default endpoint of adaptive pacing: authority and path, without the query.
+pub(crate) fn endpoint_of<B>(req: &http::Request<B>) -> String {
+    let authority = req.uri().authority().map_or("", |a| a.as_str());
+    format!("{authority}{}", req.uri().path())
 }
 
 /// The client mode of [`RateLimitLayer`]: requests wait for their turn instead of being
@@ -63,6 +71,12 @@ impl<St> PacingLayer<St> {
             .map(|q| q.warnings.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// The adaptive rate of an endpoint (authority + path), in requests per second, when
+    /// adaptive pacing is on and the endpoint has been used.
+    pub fn adaptive_rate(&self, endpoint: &str) -> Option<f64> {
+        self.shared.adaptive.as_ref().and_then(|a| a.rate(endpoint))
+    }
+
     /// The layer's store.
     pub fn store(&self) -> &St {
         &self.store
@@ -86,6 +100,7 @@ pub struct PacingLayerBuilder<St = MemoryStore> {
     layer: RateLimitLayer<St>,
     max_queue_wait: Duration,
     quotas: Vec<UsageQuota>,
+    adaptive: Option<Aimd>,
 }
 
 impl<St> fmt::Debug for PacingLayerBuilder<St> {
@@ -104,6 +119,7 @@ impl<St> RateLimitLayer<St> {
             layer: self,
             max_queue_wait: Duration::from_secs(60),
             quotas: Vec::new(),
+            adaptive: None,
         }
     }
 }
@@ -119,6 +135,13 @@ impl<St> PacingLayerBuilder<St> {
     /// Adds a usage quota.
     pub fn quota(mut self, quota: UsageQuota) -> Self {
         self.quotas.push(quota);
+        self
+    }
+
+    /// Adaptive pacing per endpoint (authority + path) on top of the rules: follows the
+    /// server's rate-limit headers and backs off on 429 (see [`Aimd`]). Off by default.
+    pub fn adaptive(mut self, aimd: Aimd) -> Self {
+        self.adaptive = Some(aimd);
         self
     }
 
@@ -152,6 +175,7 @@ impl<St> PacingLayerBuilder<St> {
                 turns: Arc::default(),
                 permits: Arc::default(),
                 quotas: quotas.into_boxed_slice(),
+                adaptive: self.adaptive.map(AdaptiveRates::new),
             }),
             store: self.layer.store,
         })

@@ -32,14 +32,19 @@
 //!   request fails with [`PacingError`] and is not sent.
 //! - **Usage quotas** ([`UsageQuota`]): lifetime or per-window counters kept in the store,
 //!   with a warning threshold and [`PacingError::QuotaExhausted`] once used up.
-//! - State (store, queues, permits, counters) is shared by every clone.
+//! - **Adaptive pacing** (opt-in, [`Aimd`]): per endpoint, spreads the remaining quota the
+//!   server reports over the time to its reset, halves the rate on a 429 and recovers
+//!   gradually.
+//! - State (store, queues, permits, counters, adaptive rates) is shared by every clone.
 
+mod adaptive;
 mod error;
 mod layer;
 mod queue;
 mod quota;
 mod service;
 
+pub use adaptive::{AdaptiveError, Aimd};
 pub use error::PacingError;
 pub use layer::{PacingLayer, PacingLayerBuilder};
 pub use quota::{QuotaStatus, UsageQuota};

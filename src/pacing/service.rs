@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 use tower_service::Service;
 
 use super::error::PacingError;
-use super::layer::PacingShared;
+use super::layer::{endpoint_of, PacingShared};
 use super::quota::QuotaStatus;
 use crate::gcra::Check;
 use crate::rate_limit::handle::bump;
@@ -195,7 +195,23 @@ where
                 });
             }
 
+            // Adaptive pacing: this endpoint's next send slot, in arrival order.
+            let endpoint = shared.adaptive.as_ref().map(|_| endpoint_of(&req));
+            if let (Some(adaptive), Some(endpoint)) = (&shared.adaptive, &endpoint) {
+                let slot = adaptive.reserve(endpoint);
+                if slot > deadline {
+                    return Err(Error::from(PacingError::WaitTooLong {
+                        rule: "adaptive".to_owned(),
+                        wait: slot - Instant::now(),
+                    }));
+                }
+                sleep_until(slot).await;
+            }
+
             let mut res = inner.call(req).await.map_err(Error::new)?;
+            if let (Some(adaptive), Some(endpoint)) = (&shared.adaptive, &endpoint) {
+                adaptive.observe(endpoint, res.status(), res.headers());
+            }
             drop(permits);
             if !statuses.is_empty() {
                 res.extensions_mut().insert(statuses);

@@ -1,0 +1,280 @@
+//! Adaptive pacing (opt-in): a per-endpoint send rate that follows the server's signals.
+//!
+//! - **Spreads the remaining quota**: when a response says `remaining` requests are left
+//!   until the quota resets in `reset` (any dialect the header module reads), the rate
+//!   becomes `remaining / reset`, so the quota lasts until it refills.
+//! - **AIMD on refusals**: a 429 multiplies the rate by `decrease` (default ½) and holds
+//!   the endpoint until the server's `Retry-After`; successes without rate-limit headers
+//!   raise it by `increase_per_second` for every second since the last change, up to the
+//!   maximum.
+//!
+//! Sends are reserved in arrival order, one every `1 / rate`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use crate::headers::ratelimit::parse_rate_limit;
+
+/// Most endpoints tracked; the least recently used is dropped beyond it.
+const MAX_ENDPOINTS: usize = 10_000;
+
+/// AIMD settings of adaptive pacing; validated by [`Aimd::new`] and its setters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aimd {
+    initial_per_second: f64,
+    min_per_second: f64,
+    max_per_second: f64,
+    decrease: f64,
+    increase_per_second: f64,
+}
+
+/// Why an [`Aimd`] setting was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdaptiveError {
+    /// A rate was not finite and above zero, or the bounds do not contain the start rate.
+    BadRate,
+    /// The decrease factor was not in (0, 1).
+    BadDecrease,
+    /// The increase was not finite and non-negative.
+    BadIncrease,
+}
+
+impl fmt::Display for AdaptiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AdaptiveError::BadRate => "rates must be finite, above zero, min <= start <= max",
+            AdaptiveError::BadDecrease => "the decrease factor must be in (0, 1)",
+            AdaptiveError::BadIncrease => "the increase must be finite and not negative",
+        })
+    }
+}
+
+impl std::error::Error for AdaptiveError {}
+
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+impl Aimd {
+    /// Starts at `initial_per_second` requests per second, between 0.01 and 10,000 per
+    /// second, halving on a 429 and recovering by 1 per second each second.
+    pub fn new(initial_per_second: f64) -> Result<Aimd, AdaptiveError> {
+        Aimd {
+            initial_per_second,
+            min_per_second: 0.01,
+            max_per_second: 10_000.0,
+            decrease: 0.5,
+            increase_per_second: 1.0,
+        }
+        .validated()
+    }
+
+    /// The slowest and fastest rates, in requests per second.
+    pub fn bounds(self, min_per_second: f64, max_per_second: f64) -> Result<Aimd, AdaptiveError> {
+        Aimd {
+            min_per_second,
+            max_per_second,
+            ..self
+        }
+        .validated()
+    }
+
+    /// The factor applied to the rate on a 429 (default 0.5).
+    pub fn decrease(self, factor: f64) -> Result<Aimd, AdaptiveError> {
+        Aimd {
+            decrease: factor,
+            ..self
+        }
+        .validated()
+    }
+
+    /// Requests per second added per second of success (default 1).
+    pub fn increase_per_second(self, step: f64) -> Result<Aimd, AdaptiveError> {
+        Aimd {
+            increase_per_second: step,
+            ..self
+        }
+        .validated()
+    }
+
+    fn validated(self) -> Result<Aimd, AdaptiveError> {
+        let rates_ok = positive(self.initial_per_second)
+            && positive(self.min_per_second)
+            && positive(self.max_per_second)
+            && self.min_per_second <= self.initial_per_second
+            && self.initial_per_second <= self.max_per_second;
+        if !rates_ok {
+            return Err(AdaptiveError::BadRate);
+        }
+        if !(self.decrease > 0.0 && self.decrease < 1.0) {
+            return Err(AdaptiveError::BadDecrease);
+        }
+        if !(self.increase_per_second.is_finite() && self.increase_per_second >= 0.0) {
+            return Err(AdaptiveError::BadIncrease);
+        }
+        Ok(self)
+    }
+
+    fn clamp(&self, rate: f64) -> f64 {
+        if rate.is_finite() {
+            rate.clamp(self.min_per_second, self.max_per_second)
+        } else {
+            self.max_per_second
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EndpointRate {
+    per_second: f64,
+    next_send: Instant,
+    changed: Instant,
+    used: Instant,
+}
+
+/// Per-endpoint adaptive rates of one pacing layer.
+#[derive(Debug)]
+pub(crate) struct AdaptiveRates {
+    config: Aimd,
+    endpoints: Mutex<HashMap<String, EndpointRate>>,
+}
+
+impl AdaptiveRates {
+    pub(crate) fn new(config: Aimd) -> Self {
+        AdaptiveRates {
+            config,
+            endpoints: Mutex::default(),
+        }
+    }
+
+    fn with<T>(&self, endpoint: &str, f: impl FnOnce(&Aimd, &mut EndpointRate) -> T) -> T {
+        let now = Instant::now();
+        let mut map = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !map.contains_key(endpoint) && map.len() >= MAX_ENDPOINTS {
+            if let Some(k) = map
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&k);
+            }
+        }
+        let state = map.entry(endpoint.to_owned()).or_insert(EndpointRate {
+            per_second: self.config.initial_per_second,
+            next_send: now,
+            changed: now,
+            used: now,
+        });
+        state.used = now;
+        f(&self.config, state)
+    }
+
+    /// Reserves the next send slot of `endpoint`: the instant to send at.
+    pub(crate) fn reserve(&self, endpoint: &str) -> Instant {
+        let now = Instant::now();
+        self.with(endpoint, |_, s| {
+            let slot = s.next_send.max(now);
+            s.next_send = slot + Duration::from_secs_f64(1.0 / s.per_second);
+            slot
+        })
+    }
+
+    /// Learns from a response.
+    pub(crate) fn observe(&self, endpoint: &str, status: StatusCode, headers: &HeaderMap) {
+        let info = parse_rate_limit(headers, SystemTime::now());
+        let now = Instant::now();
+        self.with(endpoint, |cfg, s| {
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                s.per_second = cfg.clamp(s.per_second * cfg.decrease);
+                s.changed = now;
+                if let Some(wait) = info.retry_after {
+                    s.next_send = s.next_send.max(now + wait);
+                }
+                tracing::debug!(
+                    endpoint,
+                    per_second = s.per_second,
+                    "adaptive pacing: 429, slowing down"
+                );
+                return;
+            }
+            match (info.remaining, info.reset_after) {
+                (Some(remaining), Some(reset)) if !reset.is_zero() => {
+                    s.per_second = cfg.clamp(remaining as f64 / reset.as_secs_f64());
+                    s.changed = now;
+                }
+                (Some(0), _) => {}
+                _ => {
+                    let secs = now.saturating_duration_since(s.changed).as_secs_f64();
+                    s.per_second = cfg.clamp(s.per_second + cfg.increase_per_second * secs);
+                    s.changed = now;
+                }
+            }
+        })
+    }
+
+    /// The current rate of `endpoint`, in requests per second.
+    pub(crate) fn rate(&self, endpoint: &str) -> Option<f64> {
+        let map = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(endpoint).map(|s| s.per_second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_validated() {
+        assert_eq!(Aimd::new(0.0), Err(AdaptiveError::BadRate));
+        assert_eq!(Aimd::new(f64::NAN), Err(AdaptiveError::BadRate));
+        assert_eq!(
+            Aimd::new(5.0).unwrap().bounds(10.0, 20.0),
+            Err(AdaptiveError::BadRate)
+        );
+        assert_eq!(
+            Aimd::new(5.0).unwrap().decrease(1.0),
+            Err(AdaptiveError::BadDecrease)
+        );
+        assert_eq!(
+            Aimd::new(5.0).unwrap().increase_per_second(-1.0),
+            Err(AdaptiveError::BadIncrease)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn aimd_and_spreading() {
+        let rates = AdaptiveRates::new(Aimd::new(10.0).unwrap());
+        let t0 = Instant::now();
+        assert_eq!(rates.reserve("e"), t0);
+        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(100));
+        // A 429 with Retry-After: half the rate, hold until the server's time.
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "3".parse().unwrap());
+        rates.observe("e", StatusCode::TOO_MANY_REQUESTS, &h);
+        assert_eq!(rates.rate("e"), Some(5.0));
+        assert_eq!(rates.reserve("e"), t0 + Duration::from_secs(3));
+        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(3200));
+        // 2 s of success: +1/s per second.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        rates.observe("e", StatusCode::OK, &HeaderMap::new());
+        assert_eq!(rates.rate("e"), Some(7.0));
+        // The server says 4 left for 10 s: spread them.
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", "4".parse().unwrap());
+        h.insert("x-ratelimit-reset", "10".parse().unwrap());
+        rates.observe("e", StatusCode::OK, &h);
+        assert_eq!(rates.rate("e"), Some(0.4));
+    }
+}
