@@ -95,7 +95,8 @@ impl RateLimitInfo {
         }
     }
 
-    /// Whether no rate-limit information was found.
+    /// Whether no usable rate-limit information was found (malformed fields alone are
+    /// counted in `malformed` but leave the reading empty).
     pub fn is_empty(&self) -> bool {
         self.dialect.is_none()
     }
@@ -108,12 +109,15 @@ fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// The leading unsigned integer of a field (`100`, `100, 100;w=60`, `60;w=60`).
+/// The leading unsigned integer of a field (`100`, `100, 100;w=60`, `60;w=60`); anything
+/// else after the digits (`1e3`, `10.5`) makes it malformed.
 fn leading_int(v: &str) -> Option<u64> {
-    let digits: &str = v.split(|c: char| !c.is_ascii_digit()).next()?;
-    (!digits.is_empty() && v.starts_with(|c: char| c.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, rest) = v.split_at(end);
+    if digits.is_empty() || !(rest.is_empty() || rest.starts_with([',', ';', ' '])) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// A non-negative decimal number of seconds (`12`, `1.5`), exact to the nanosecond.
@@ -449,7 +453,8 @@ fn fields(
     info.limit = limit;
     info.remaining = remaining;
     info.reset_after = reset_after;
-    true
+    // Fields that were all malformed carry no information (they are counted, not used).
+    limit.is_some() || remaining.is_some() || reset_after.is_some()
 }
 
 /// Reads every rate-limit dialect in `headers`. `now` is the local clock; absolute reset
