@@ -7,6 +7,7 @@ pub mod clock;
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod monitor;
 pub mod pacing;
 pub mod quota;
 pub mod rate_limit;
@@ -16,6 +17,7 @@ pub mod rule;
 pub mod store;
 
 pub use backoff::BackoffLayer;
+pub use monitor::{HeaderMonitorLayer, MonitorHandle};
 pub use quota::{Quota, QuotaError};
 pub use rate_limit::{
     BuildError, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder, Rejection,

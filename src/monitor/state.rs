@@ -1,0 +1,235 @@
+//! What the monitor keeps: per-endpoint snapshots in a bounded table, and the recording
+//! of one response.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use super::event::{MonitorEvent, Threshold};
+use super::handle::Counters;
+use crate::headers::ratelimit::{parse_rate_limit, Dialect, QuotaPolicy, QuotaState};
+
+/// Turns a request head into an endpoint key.
+pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
+/// Receives every [`MonitorEvent`].
+pub(crate) type EventFn = Arc<dyn Fn(&MonitorEvent) + Send + Sync>;
+
+/// The latest rate-limit state the server reported for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSnapshot {
+    /// The request quota, if the server sent one.
+    pub limit: Option<u64>,
+    /// Requests left in the current window, if the server said.
+    pub remaining: Option<u64>,
+    /// When the quota resets: from the reset field, or from `Retry-After` when the
+    /// response had no reset field.
+    pub reset_at: Option<Instant>,
+    /// Quota policies (IETF `RateLimit-Policy`).
+    pub policies: Vec<QuotaPolicy>,
+    /// Per-policy states (IETF `RateLimit`).
+    pub states: Vec<QuotaState>,
+    /// The header dialect the server used.
+    pub dialect: Option<Dialect>,
+    /// When the response was received.
+    pub last_seen: Instant,
+    /// The response's status.
+    pub last_status: StatusCode,
+}
+
+impl EndpointSnapshot {
+    /// Time left until [`reset_at`](Self::reset_at) (zero once it has passed).
+    pub fn reset_after(&self) -> Option<Duration> {
+        self.reset_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// Snapshots keyed by endpoint, evicting the least recently seen beyond `max`.
+pub(crate) struct Table {
+    max: usize,
+    /// Next recency stamp; strictly increasing, unlike instants under paused time.
+    next: u64,
+    entries: HashMap<Arc<str>, (u64, EndpointSnapshot)>,
+    by_recency: BTreeMap<u64, Arc<str>>,
+}
+
+impl Table {
+    pub(crate) fn new(max: usize) -> Self {
+        Table {
+            max,
+            next: 0,
+            entries: HashMap::new(),
+            by_recency: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<EndpointSnapshot> {
+        self.entries.get(key).map(|(_, s)| s.clone())
+    }
+
+    pub(crate) fn all(&self) -> Vec<(String, EndpointSnapshot)> {
+        self.entries
+            .iter()
+            .map(|(k, (_, s))| (k.to_string(), s.clone()))
+            .collect()
+    }
+
+    fn upsert(&mut self, key: String, snapshot: EndpointSnapshot) {
+        if self.max == 0 {
+            return;
+        }
+        let stamp = self.next;
+        self.next = self.next.wrapping_add(1);
+        if let Some((old, slot)) = self.entries.get_mut(key.as_str()) {
+            let k = self
+                .by_recency
+                .remove(old)
+                .unwrap_or_else(|| Arc::from(key));
+            *old = stamp;
+            *slot = snapshot;
+            self.by_recency.insert(stamp, k);
+            return;
+        }
+        while self.entries.len() >= self.max {
+            let Some((_, oldest)) = self.by_recency.pop_first() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+        let key: Arc<str> = Arc::from(key);
+        self.by_recency.insert(stamp, Arc::clone(&key));
+        self.entries.insert(key, (stamp, snapshot));
+    }
+}
+
+/// Configuration and state shared by the layer, its services, futures and handles.
+pub(crate) struct Shared {
+    pub(crate) threshold: Threshold,
+    pub(crate) key: KeyFn,
+    pub(crate) on_event: Option<EventFn>,
+    pub(crate) counters: Counters,
+    table: Mutex<Table>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        threshold: Threshold,
+        key: KeyFn,
+        max_endpoints: usize,
+        on_event: Option<EventFn>,
+    ) -> Self {
+        Shared {
+            threshold,
+            key,
+            on_event,
+            counters: Counters::default(),
+            table: Mutex::new(Table::new(max_endpoints)),
+        }
+    }
+
+    pub(crate) fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads one response's rate-limit headers: counts, updates the endpoint's snapshot
+    /// (only when there is rate-limit information), then reports events.
+    pub(crate) fn record(&self, endpoint: String, status: StatusCode, headers: &HeaderMap) {
+        let info = parse_rate_limit(headers, SystemTime::now());
+        let now = Instant::now();
+        let c = &self.counters;
+        Counters::add(&c.responses, 1);
+
+        let mut events = Vec::new();
+        if info.malformed > 0 {
+            Counters::add(&c.malformed, u64::from(info.malformed));
+            events.push(MonitorEvent::Malformed {
+                endpoint: endpoint.clone(),
+                count: info.malformed,
+            });
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || info.remaining == Some(0) {
+            Counters::add(&c.hits, 1);
+            events.push(MonitorEvent::Hit {
+                endpoint: endpoint.clone(),
+                status,
+                remaining: info.remaining,
+            });
+        } else if let Some(remaining) = info.remaining {
+            if self.threshold.is_low(remaining, info.limit) {
+                Counters::add(&c.warnings, 1);
+                events.push(MonitorEvent::LowRemaining {
+                    endpoint: endpoint.clone(),
+                    remaining,
+                    limit: info.limit,
+                });
+            }
+        }
+
+        if !info.is_empty() {
+            let reset_at = info
+                .reset_after
+                .or(info.retry_after)
+                .and_then(|d| now.checked_add(d));
+            let snapshot = EndpointSnapshot {
+                limit: info.limit,
+                remaining: info.remaining,
+                reset_at,
+                policies: info.policies,
+                states: info.states,
+                dialect: info.dialect,
+                last_seen: now,
+                last_status: status,
+            };
+            self.table().upsert(endpoint, snapshot);
+        }
+
+        // Outside the lock: a callback may read the handle.
+        for event in &events {
+            event.trace();
+            if let Some(f) = &self.on_event {
+                f(event);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(remaining: u64) -> EndpointSnapshot {
+        EndpointSnapshot {
+            limit: Some(10),
+            remaining: Some(remaining),
+            reset_at: None,
+            policies: Vec::new(),
+            states: Vec::new(),
+            dialect: None,
+            last_seen: Instant::now(),
+            last_status: StatusCode::OK,
+        }
+    }
+
+    #[test]
+    fn table_evicts_least_recently_updated() {
+        let mut t = Table::new(2);
+        t.upsert("a".into(), snap(1));
+        t.upsert("b".into(), snap(2));
+        t.upsert("a".into(), snap(3)); // a is now the most recent
+        t.upsert("c".into(), snap(4)); // evicts b
+        assert_eq!(t.get("a").and_then(|s| s.remaining), Some(3));
+        assert!(t.get("b").is_none());
+        assert_eq!(t.get("c").and_then(|s| s.remaining), Some(4));
+        assert_eq!((t.entries.len(), t.by_recency.len()), (2, 2));
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing() {
+        let mut t = Table::new(0);
+        t.upsert("a".into(), snap(1));
+        assert!(t.get("a").is_none());
+    }
+}
