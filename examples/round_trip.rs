@@ -1,5 +1,5 @@
-//! The round trip, printed: 10,000 requests from the crate's client stack (pacing over
-//! Retry-After handling) to a server enforcing 100 requests per 10 s with the crate's own
+//! The round trip, printed: 10,000 requests from the crate's client stack (pacing, header
+//! monitoring, Retry-After handling) to a server enforcing 100 requests per 10 s with the crate's own
 //! `RateLimitLayer`, beside a naive client that only retries 429s. Runs in-process on
 //! tokio's paused clock, so the 990+ simulated seconds take well under a second.
 //!
@@ -43,6 +43,13 @@ fn main() {
     );
     println!("| client                       | succeeded | 429 surfaced | 429 served | time (sim s) | of allowed  |");
     println!("|------------------------------|-----------|--------------|------------|--------------|-------------|");
-    row("paced (PacingLayer + retry)", &paced);
+    row("paced (pacing+monitor+retry)", &paced);
     row("naive (retry on 429 only)", &naive);
+    if let Some(m) = paced.monitor {
+        println!(
+            "\npaced client's HeaderMonitorLayer: {} responses, {} low-remaining warnings, \
+             {} hits (remaining 0 or 429), {} malformed fields",
+            m.responses, m.warnings, m.hits, m.malformed
+        );
+    }
 }

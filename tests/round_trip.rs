@@ -17,6 +17,11 @@ async fn paced_client_reaches_the_limit_without_429s() {
     );
     assert_eq!(minimum_time(10_000).as_secs(), 990);
     assert!(paced.efficiency >= 0.99, "{paced:?}");
+    // The monitor saw every response and no 429; it warned as the quota ran low.
+    let monitor = paced.monitor.unwrap();
+    assert_eq!(monitor.responses, 10_000);
+    assert_eq!(monitor.malformed, 0);
+    assert!(monitor.warnings > 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -16,6 +16,7 @@ use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_throttle::backoff::ReplayBody;
 use tower_throttle::key::BearerToken;
+use tower_throttle::monitor::{HeaderMonitorLayer, MonitorHandle, MonitorStats};
 use tower_throttle::rate_limit::RateLimitBody;
 use tower_throttle::retry_after::RetryAfterLayer;
 use tower_throttle::{Quota, RateLimitHandle, RateLimitLayer, Rule};
@@ -37,6 +38,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The least time the server allows for these requests / the time taken.
     pub efficiency: f64,
+    /// What the client's `HeaderMonitorLayer` counted, when the client has one.
+    pub monitor: Option<MonitorStats>,
 }
 
 /// The limit on both sides: 100 requests per 10 s per API key.
@@ -67,8 +70,9 @@ pub fn minimum_time(n: u64) -> Duration {
     Duration::from_millis(n.saturating_sub(100) * 100)
 }
 
-/// The crate's client stack: pacing (same rule as the server) over Retry-After handling.
-pub fn paced_client(server: Server) -> Client {
+/// The crate's client stack: pacing (same rule as the server), then header monitoring,
+/// then Retry-After handling.
+pub fn paced_client(server: Server) -> (Client, Option<MonitorHandle>) {
     let pacing = RateLimitLayer::builder()
         .rule(rule())
         .build()
@@ -77,17 +81,21 @@ pub fn paced_client(server: Server) -> Client {
         .max_queue_wait(Duration::from_secs(3600))
         .build()
         .expect("valid pacing");
-    BoxCloneService::new(
+    let monitor = HeaderMonitorLayer::new();
+    let handle = monitor.handle();
+    let client = BoxCloneService::new(
         ServiceBuilder::new()
             .layer(pacing)
+            .layer(monitor)
             .layer(RetryAfterLayer::builder().max_retries(100).build())
             .service(server),
-    )
+    );
+    (client, Some(handle))
 }
 
 /// A naive client: retries a 429 after its Retry-After, nothing else.
-pub fn naive_client(server: Server) -> Client {
-    BoxCloneService::new(
+pub fn naive_client(server: Server) -> (Client, Option<MonitorHandle>) {
+    let client = BoxCloneService::new(
         ServiceBuilder::new()
             .layer(
                 RetryAfterLayer::builder()
@@ -96,13 +104,18 @@ pub fn naive_client(server: Server) -> Client {
                     .build(),
             )
             .service(server),
-    )
+    );
+    (client, None)
 }
 
 /// Sends `n` requests from `workers` concurrent callers through the client `make` builds.
-pub async fn run(n: u64, workers: u64, make: fn(Server) -> Client) -> Outcome {
+pub async fn run(
+    n: u64,
+    workers: u64,
+    make: fn(Server) -> (Client, Option<MonitorHandle>),
+) -> Outcome {
     let (server, handle) = server();
-    let client = make(server);
+    let (client, monitor) = make(server);
     let succeeded = Arc::new(AtomicU64::new(0));
     let surfaced = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -140,5 +153,6 @@ pub async fn run(n: u64, workers: u64, make: fn(Server) -> Client) -> Outcome {
         elapsed,
         efficiency: minimum_time(per_worker * workers).as_secs_f64()
             / elapsed.as_secs_f64().max(1e-9),
+        monitor: monitor.map(|m| m.stats()),
     }
 }
