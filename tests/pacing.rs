@@ -297,3 +297,34 @@ async fn waiting_for_a_concurrency_slot_times_out() {
     first.await.unwrap().unwrap();
     assert_eq!(mock.times(), [secs(0.0)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_pacing_spreads_the_remaining_quota_and_backs_off_on_429() {
+    use tower_throttle::pacing::Aimd;
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("loose", Quota::per_second(1000).unwrap()))
+        .build()
+        .unwrap()
+        .pacing()
+        .adaptive(Aimd::new(10.0).unwrap())
+        .build()
+        .unwrap();
+    let low = mock::with(
+        200,
+        &[("x-ratelimit-remaining", "4"), ("x-ratelimit-reset", "10")],
+    );
+    let mock = Mock::new(vec![
+        low.clone(),
+        low.clone(),
+        mock::with(429, &[("retry-after", "5")]),
+        mock::status(200),
+    ]);
+    let svc = layer.layer(mock.service());
+    for _ in 0..4 {
+        let _ = svc.clone().oneshot(get("/jobs")).await.unwrap();
+    }
+    // 0 s at the initial 10/s; then 4 left for 10 s: 0.4/s, one every 2.5 s; the 429
+    // halves that to 0.2/s and holds the endpoint for the 5 s the server asked.
+    assert_eq!(mock.times(), [secs(0.0), secs(0.1), secs(2.6), secs(7.6)]);
+    assert_eq!(layer.adaptive_rate("api.test/jobs"), Some(0.2 + 5.0 * 1.0));
+}
