@@ -1,507 +1,584 @@
-//! Reading rate-limit state from response headers, in every dialect seen in the wild.
-//!
-//! [`parse_rate_limit`] reads, in order of precedence: the IETF draft-11 `RateLimit-Policy`
-//! / `RateLimit` lists (several named policies, `q`, `w`, `r`, `t`, `pk`), the draft-07
-//! dictionary `RateLimit: limit=…, remaining=…, reset=…`, the older separate
-//! `RateLimit-Limit/-Remaining/-Reset` fields, `X-RateLimit-*` (also OpenAI's
-//! `-requests` suffix and Discord's `-Reset-After`) and `X-Rate-Limit-*`. `Retry-After`
-//! (and `retry-after-ms`, …) is read alongside and takes precedence in
-//! [`RateLimitInfo::available_after`]. Malformed or contradictory fields are ignored and
-//! counted in [`RateLimitInfo::malformed`]; nothing here panics.
+//! Reading a server's remaining quota from response headers (client side), in every
+//! dialect seen in the wild: IETF draft-11 (`RateLimit-Policy` / `RateLimit` lists), the
+//! draft-07 `RateLimit` dictionary, the separate `RateLimit-Limit/-Remaining/-Reset` fields
+//! of earlier drafts, `X-RateLimit-*` (GitHub, Discord, OpenAI) and `X-Rate-Limit-*`
+//! (Twitter/X). `Retry-After` and its relatives are read through
+//! [`retry_hint`](super::parse::retry_hint). See [`parse_rate_limit`] and [`parse_reset`].
 
+use std::cmp::Reverse;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::header::{DATE, RETRY_AFTER};
 use http::HeaderMap;
-use sfv::{BareItem, Dictionary, KeyRef, List, ListEntry, Parameters, Parser};
+use sfv::{BareItem, Dictionary, List, ListEntry, Parser};
 
-use super::parse::{retry_hint, DEFAULT_HINT_CAP};
+use super::parse::{parse_retry_after, retry_hint, DEFAULT_HINT_CAP};
 
-/// Which header family a reading came from.
+/// Which header family a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// `X-RateLimit-Limit/Remaining/Reset` (and `-requests`, `-Reset-After` variants).
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (and variants).
     XRateLimit,
-    /// `X-Rate-Limit-Limit/Remaining/Reset`.
+    /// `X-Rate-Limit-Limit`, `X-Rate-Limit-Remaining`, `X-Rate-Limit-Reset` (Twitter/X).
     XRateLimitDashed,
-    /// IETF draft-11 `RateLimit-Policy` and `RateLimit` lists.
+    /// IETF draft-11 `RateLimit-Policy` and `RateLimit` Structured Field Lists.
     IetfDraft11,
-    /// IETF draft-07 `RateLimit: limit=…, remaining=…, reset=…`.
+    /// IETF draft-07 `RateLimit: limit=.., remaining=.., reset=..` dictionary.
     IetfDraft07,
-    /// IETF drafts up to -06: `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`.
+    /// IETF drafts up to 06: separate `RateLimit-Limit`, `-Remaining`, `-Reset` fields.
     IetfSeparate,
-    /// Only `Retry-After` (or an equivalent).
+    /// Only `Retry-After` (or one of its millisecond relatives) was present.
     RetryAfterOnly,
 }
 
-/// One quota policy (a draft-11 `RateLimit-Policy` item, or one built from other fields).
+/// One quota policy (IETF draft-11 `RateLimit-Policy` item, or a synthesized one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaPolicy {
-    /// The policy's name, when the server gives one.
+    /// The policy's name; `None` for policies synthesized from Integer items.
     pub name: Option<String>,
-    /// Quota units per window.
+    /// The quota (`q`, or the Integer item itself).
     pub quota: u64,
-    /// The window, when known.
+    /// The window (`w`), when given.
     pub window: Option<Duration>,
     /// The partition key (`pk`), when given.
     pub partition_key: Option<Vec<u8>>,
 }
 
-/// The remaining state of one policy (a draft-11 `RateLimit` item).
+/// Remaining state of one policy (IETF draft-11 `RateLimit` item).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaState {
-    /// The policy's name, when the server gives one.
+    /// The name of the policy this state belongs to.
     pub name: Option<String>,
-    /// Units left.
+    /// Remaining quota units (`r`).
     pub remaining: u64,
-    /// Until the quota resets, when known.
+    /// Time until the quota resets (`t`), when given.
     pub reset_after: Option<Duration>,
     /// The partition key (`pk`), when given.
     pub partition_key: Option<Vec<u8>>,
 }
 
-/// Everything one response says about rate limits.
+/// Everything a response says about rate limits.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RateLimitInfo {
-    /// The dialect the headline came from (none when nothing was found).
+    /// The dialect that supplied the headline values (`None` when nothing was found).
     pub dialect: Option<Dialect>,
-    /// The headline limit (for draft-11: the policy with the fewest remaining).
+    /// The headline limit: for draft-11 the quota of the policy with the lowest remaining.
     pub limit: Option<u64>,
-    /// The headline remaining.
+    /// The headline remaining count: for draft-11 the lowest remaining of all policies.
     pub remaining: Option<u64>,
-    /// Until the headline quota resets.
+    /// The headline time until reset: for draft-11 that of the policy with the lowest remaining.
     pub reset_after: Option<Duration>,
-    /// The server's retry guidance (`Retry-After`, `retry-after-ms`, …), capped at a day.
+    /// From Retry-After / retry-after-ms (via [`retry_hint`](super::parse::retry_hint), capped
+    /// at [`DEFAULT_HINT_CAP`]). When present it takes precedence: `available_after()` returns
+    /// it, and remaining is treated as 0 by `available_after`.
     pub retry_after: Option<Duration>,
-    /// Every policy found.
+    /// Policies of the winning dialect (draft-11 items, or synthesized from Integer items
+    /// carrying `w`, e.g. `RateLimit-Policy: 100;w=60` or `X-RateLimit-Limit: 100, 100;w=60`).
     pub policies: Vec<QuotaPolicy>,
-    /// Every policy state found.
+    /// Per-policy states (draft-11 `RateLimit` items).
     pub states: Vec<QuotaState>,
-    /// Malformed or contradictory fields that were ignored.
+    /// Count of malformed or contradictory fields that were ignored (e.g. remaining > limit,
+    /// unparsable numbers, an SF list that does not parse, a RateLimit item missing `r`).
     pub malformed: u32,
 }
 
 impl RateLimitInfo {
-    /// When the client may send again without expecting a refusal: the retry guidance when
-    /// present (it takes precedence); else the reset when nothing remains; else now.
-    /// `None` when the response said nothing about rate limits.
+    /// When the client may send again without expecting a refusal: `retry_after` if present;
+    /// else `reset_after` if `remaining == Some(0)` (so `None` when the reset is unknown);
+    /// else [`Duration::ZERO`]; `None` when nothing is known ([`is_empty`](Self::is_empty)).
     pub fn available_after(&self) -> Option<Duration> {
-        if let Some(wait) = self.retry_after {
-            return Some(wait);
+        if let Some(delay) = self.retry_after {
+            return Some(delay);
         }
         match self.remaining {
-            Some(0) => Some(self.reset_after.unwrap_or_default()),
-            Some(_) => Some(Duration::ZERO),
-            None => None,
+            Some(0) => self.reset_after,
+            _ if self.is_empty() => None,
+            _ => Some(Duration::ZERO),
         }
     }
 
-    /// Whether no usable rate-limit information was found (malformed fields alone are
-    /// counted in `malformed` but leave the reading empty).
+    /// `true` when no rate-limit information was found at all (a non-zero `malformed`
+    /// count alone does not count as information).
     pub fn is_empty(&self) -> bool {
-        self.dialect.is_none()
-    }
-}
-
-fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-}
-
-/// The leading unsigned integer of a field (`100`, `100, 100;w=60`, `60;w=60`); anything
-/// else after the digits (`1e3`, `10.5`) makes it malformed.
-fn leading_int(v: &str) -> Option<u64> {
-    let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, rest) = v.split_at(end);
-    if digits.is_empty() || !(rest.is_empty() || rest.starts_with([',', ';', ' '])) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// A non-negative decimal number of seconds (`12`, `1.5`), exact to the nanosecond.
-fn decimal_secs(v: &str) -> Option<Duration> {
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut nanos = 0u32;
-    for (i, b) in frac.bytes().take(9).enumerate() {
-        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
-    }
-    Some(Duration::new(secs, nanos))
-}
-
-/// A Go duration: `1h2m3.5s`, `6m0s`, `12ms`, `250us`/`µs`, `10ns`.
-fn go_duration(v: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = v;
-    let mut any = false;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let n = decimal_secs(num)?;
-        let scaled = match unit {
-            "h" => n.checked_mul(3600)?,
-            "m" => n.checked_mul(60)?,
-            "s" => n,
-            "ms" => n / 1000,
-            "us" | "µs" => n / 1_000_000,
-            "ns" => n / 1_000_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(scaled)?;
-        rest = next;
-        any = true;
-    }
-    any.then_some(total)
-}
-
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// An RFC 3339 timestamp as time since the Unix epoch.
-fn rfc3339(v: &str) -> Option<SystemTime> {
-    let b = v.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = v.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return None;
-    }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
-        return None;
-    }
-    let (y, mo, d, h, mi, s) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos = 0u32;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        let end = b[start..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(b.len(), |p| start + p);
-        nanos = decimal_secs(&format!("0.{}", v.get(start..end)?))?.subsec_nanos();
-        i = end;
-    }
-    let offset = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b.get(i + 3) == Some(&b':') => {
-            let m = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
-            if *sign == b'+' {
-                m
-            } else {
-                -m
+        // Equal to the default reading apart from the malformed count.
+        *self
+            == RateLimitInfo {
+                malformed: self.malformed,
+                ..RateLimitInfo::default()
             }
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+    }
 }
 
-/// Parses one reset value into the time from `reference` until the reset.
+/// Parses every dialect present; `now` is the local clock (used for absolute reset values
+/// unless the response has a parsable `Date` header, which is then the reference,
+/// cancelling clock skew). Precedence when several dialects are present:
+/// draft-11 > draft-07 > separate IETF > X-RateLimit > X-Rate-Limit. Never panics;
+/// malformed fields of every dialect (winning or not) are skipped and counted.
 ///
-/// Disambiguation rule, in order:
-/// 1. A Go-style duration with units (`1s`, `6m0s`, `12ms`, `1h2m3.5s`) is that duration.
-/// 2. An RFC 3339 timestamp (`2026-11-23T12:00:00Z`) is absolute.
-/// 3. An HTTP-date (any RFC 9110 form) is absolute.
-/// 4. A plain number (integer or decimal): at least 10¹² is epoch milliseconds; at least
-///    10⁹ (September 2001 as epoch seconds) is epoch seconds, decimals allowed (Discord);
-///    anything smaller is seconds from now (GitHub's `Retry-After`, Clerk's reset).
-///
-/// Absolute values are measured against `reference` (the response's `Date` when
-/// available); one in the past is zero. Negative numbers and garbage are `None`.
-pub fn parse_reset(value: &str, reference: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if v.is_empty() || v.starts_with('-') {
-        return None;
-    }
-    let until = |at: SystemTime| Some(at.duration_since(reference).unwrap_or_default());
-    if v.ends_with(|c: char| c.is_ascii_alphabetic() || c == 'µ')
-        && v.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && !v.contains(' ')
-    {
-        if let Some(d) = go_duration(v) {
-            return Some(d);
-        }
-    }
-    if let Some(at) = rfc3339(v) {
-        return until(at);
-    }
-    if let Ok(at) = httpdate::parse_http_date(v) {
-        return until(at);
-    }
-    let n = decimal_secs(v)?;
-    if n.as_secs() >= 1_000_000_000_000 {
-        let ms = n.as_secs();
-        until(UNIX_EPOCH + Duration::from_millis(ms))
-    } else if n.as_secs() >= 1_000_000_000 {
-        until(UNIX_EPOCH + n)
-    } else {
-        Some(n)
-    }
-}
-
-fn param_u64(params: &Parameters, key: &str) -> Option<Result<u64, ()>> {
-    let v = params.get(KeyRef::from_str(key).ok()?)?;
-    Some(
-        v.as_integer()
-            .map(i64::from)
-            .and_then(|i| u64::try_from(i).ok())
-            .ok_or(()),
-    )
-}
-
-fn item_name(item: &BareItem) -> Option<Option<String>> {
-    if let Some(s) = item.as_string() {
-        return Some(Some(s.as_str().to_owned()));
-    }
-    item.as_token().map(|t| Some(t.as_str().to_owned()))
-}
-
-/// draft-11: returns false when `RateLimit` is not a draft-11 list.
-fn draft11(headers: &HeaderMap, info: &mut RateLimitInfo) -> bool {
-    let Some(raw) = headers.get("ratelimit") else {
-        return false;
-    };
-    let Ok(list) = Parser::new(raw.as_bytes()).parse::<List>() else {
-        return false;
-    };
-    let mut found = false;
-    for entry in &list {
-        let ListEntry::Item(item) = entry else {
-            info.malformed += 1;
-            continue;
-        };
-        let Some(name) = item_name(&item.bare_item) else {
-            return false; // not draft-11 (e.g. the draft-07 dictionary parses as a list of tokens? no: keys with '=')
-        };
-        match param_u64(&item.params, "r") {
-            Some(Ok(remaining)) => {
-                let reset_after = match param_u64(&item.params, "t") {
-                    Some(Ok(t)) => Some(Duration::from_secs(t)),
-                    Some(Err(())) => {
-                        info.malformed += 1;
-                        None
-                    }
-                    None => None,
-                };
-                let pk = item
-                    .params
-                    .get(KeyRef::constant("pk"))
-                    .and_then(|v| v.as_byte_sequence().map(<[u8]>::to_vec));
-                info.states.push(QuotaState {
-                    name,
-                    remaining,
-                    reset_after,
-                    partition_key: pk,
-                });
-                found = true;
-            }
-            _ => info.malformed += 1,
-        }
-    }
-    if let Some(raw) = headers.get("ratelimit-policy") {
-        match Parser::new(raw.as_bytes()).parse::<List>() {
-            Ok(list) => {
-                for entry in &list {
-                    let ListEntry::Item(item) = entry else {
-                        info.malformed += 1;
-                        continue;
-                    };
-                    let (Some(name), Some(Ok(quota))) =
-                        (item_name(&item.bare_item), param_u64(&item.params, "q"))
-                    else {
-                        info.malformed += 1;
-                        continue;
-                    };
-                    let window = match param_u64(&item.params, "w") {
-                        Some(Ok(w)) => Some(Duration::from_secs(w)),
-                        _ => None,
-                    };
-                    let pk = item
-                        .params
-                        .get(KeyRef::constant("pk"))
-                        .and_then(|v| v.as_byte_sequence().map(<[u8]>::to_vec));
-                    info.policies.push(QuotaPolicy {
-                        name,
-                        quota,
-                        window,
-                        partition_key: pk,
-                    });
-                }
-            }
-            Err(_) => info.malformed += 1,
-        }
-    }
-    if let Some(head) = info.states.iter().min_by_key(|s| s.remaining) {
-        info.remaining = Some(head.remaining);
-        info.reset_after = head.reset_after;
-        info.limit = info
-            .policies
-            .iter()
-            .find(|p| p.name == head.name)
-            .map(|p| p.quota);
-    }
-    found
-}
-
-/// draft-07 dictionary.
-fn draft07(headers: &HeaderMap, info: &mut RateLimitInfo) -> bool {
-    let Some(raw) = headers.get("ratelimit") else {
-        return false;
-    };
-    let Ok(dict) = Parser::new(raw.as_bytes()).parse::<Dictionary>() else {
-        info.malformed += 1;
-        return false;
-    };
-    let int = |k: &str| -> Option<u64> {
-        match dict.get(KeyRef::from_str(k).ok()?)? {
-            ListEntry::Item(i) => i
-                .bare_item
-                .as_integer()
-                .and_then(|n| u64::try_from(i64::from(n)).ok()),
-            ListEntry::InnerList(_) => None,
-        }
-    };
-    let (limit, remaining, reset) = (int("limit"), int("remaining"), int("reset"));
-    if limit.is_none() && remaining.is_none() {
-        info.malformed += 1;
-        return false;
-    }
-    info.limit = limit;
-    info.remaining = remaining;
-    info.reset_after = reset.map(Duration::from_secs);
-    true
-}
-
-/// Reads one family of limit/remaining/reset fields named `prefix` + suffix.
-fn fields(
-    headers: &HeaderMap,
-    prefix: &str,
-    reference: SystemTime,
-    info: &mut RateLimitInfo,
-) -> bool {
-    let get = |suffix: &str| {
-        text(headers, &format!("{prefix}{suffix}"))
-            .or_else(|| text(headers, &format!("{prefix}{suffix}-requests")))
-    };
-    let (limit, remaining, reset, reset_after) = (
-        get("limit"),
-        get("remaining"),
-        get("reset"),
-        get("reset-after"),
-    );
-    if limit.is_none() && remaining.is_none() && reset.is_none() && reset_after.is_none() {
-        return false;
-    }
-    let mut number = |v: Option<&str>| match v.map(leading_int) {
-        Some(None) => {
-            info.malformed += 1;
-            None
-        }
-        other => other.flatten(),
-    };
-    let limit = number(limit);
-    let remaining = number(remaining);
-    let reset_after = match (
-        reset_after.map(decimal_secs),
-        reset.map(|r| parse_reset(r, reference)),
-    ) {
-        (Some(Some(d)), _) => Some(d),
-        (_, Some(Some(d))) => Some(d),
-        (Some(None), _) | (_, Some(None)) => {
-            info.malformed += 1;
-            None
-        }
-        _ => None,
-    };
-    info.limit = limit;
-    info.remaining = remaining;
-    info.reset_after = reset_after;
-    // Fields that were all malformed carry no information (they are counted, not used).
-    limit.is_some() || remaining.is_some() || reset_after.is_some()
-}
-
-/// Reads every rate-limit dialect in `headers`. `now` is the local clock; absolute reset
-/// values are measured against the response's `Date` header when it parses, which cancels
-/// clock skew between client and server.
+/// - X-RateLimit / X-Rate-Limit: `-Limit` (else `-Limit-Requests`) gives its leading integer
+///   (`100, 100;w=60` → 100; Integer items with `w` become policies); `-Remaining` (else
+///   `-Remaining-Requests`); reset from `-Reset-After` (delta seconds), else `-Reset`, else
+///   `-Reset-Requests` (both via [`parse_reset`]).
+/// - Draft-11: states match policies by name; the headline is the state with the lowest
+///   remaining (ties: the longest reset) and its policy's `q`. Without states, a lone policy
+///   still gives the limit. A state whose `r` exceeds its policy's `q` is dropped and counted.
+/// - Draft-07 / separate fields: resets are delta seconds. Integer `RateLimit-Policy` items
+///   join the draft-07 reading, or the separate one when only that is present.
+/// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
+///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
-    let reference = text(headers, "date")
-        .and_then(|d| httpdate::parse_http_date(d).ok())
-        .unwrap_or(now);
-    let mut info = RateLimitInfo {
-        retry_after: retry_hint(headers, now, DEFAULT_HINT_CAP).map(|h| h.delay),
-        ..RateLimitInfo::default()
+    let date = headers.get_all(DATE).iter().find_map(|v| {
+        let text = std::str::from_utf8(v.as_bytes()).ok()?;
+        httpdate::parse_http_date(text).ok()
+    });
+    let mut cx = Ctx {
+        headers,
+        reference: date.unwrap_or(now),
+        malformed: 0,
     };
-    info.dialect = if draft11(headers, &mut info) {
-        Some(Dialect::IetfDraft11)
-    } else if draft07(headers, &mut info) {
-        Some(Dialect::IetfDraft07)
-    } else if fields(headers, "ratelimit-", reference, &mut info) {
-        Some(Dialect::IetfSeparate)
-    } else if fields(headers, "x-ratelimit-", reference, &mut info) {
-        Some(Dialect::XRateLimit)
-    } else if fields(headers, "x-rate-limit-", reference, &mut info) {
-        Some(Dialect::XRateLimitDashed)
-    } else if info.retry_after.is_some() {
-        Some(Dialect::RetryAfterOnly)
+    let (named, numbered) = cx.policy_field();
+    let (states, mut draft07) = cx.ratelimit_field();
+    let draft11 = cx.draft11(named, states);
+    let mut separate = cx.separate();
+    let owner = if draft07.is_empty() && !separate.is_empty() {
+        &mut separate
     } else {
-        None
+        &mut draft07
     };
-    if let (Some(limit), Some(remaining)) = (info.limit, info.remaining) {
-        if remaining > limit && info.dialect != Some(Dialect::IetfDraft11) {
-            // Contradictory: keep the limit, drop the remaining.
-            info.remaining = None;
-            info.malformed += 1;
-        }
+    owner.policies.extend(numbered);
+    let x = cx.x_family("x-ratelimit-");
+    let x_dashed = cx.x_family("x-rate-limit-");
+    let retry_after = retry_hint(headers, now, DEFAULT_HINT_CAP).map(|hint| hint.delay);
+    let retry_fields = [RETRY_AFTER.as_str(), "retry-after-ms", "x-amz-retry-after"];
+    if retry_after.is_none() && retry_fields.iter().any(|name| headers.contains_key(*name)) {
+        cx.bad();
     }
-    if info.policies.is_empty() {
-        if let Some(quota) = info.limit {
-            info.policies.push(QuotaPolicy {
-                name: None,
-                quota,
-                window: None,
-                partition_key: None,
-            });
-        }
-    }
+    let readings = [
+        (Dialect::IetfDraft11, draft11),
+        (Dialect::IetfDraft07, draft07),
+        (Dialect::IetfSeparate, separate),
+        (Dialect::XRateLimit, x),
+        (Dialect::XRateLimitDashed, x_dashed),
+    ];
+    let (dialect, info) = readings.into_iter().find(|(_, r)| !r.is_empty()).unzip();
+    let mut info = info.unwrap_or_default();
+    info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
+    info.retry_after = retry_after;
+    info.malformed = cx.malformed;
     info
 }
 
+/// Parses one reset value into time-from-reference.
+///
+/// Disambiguation rule, tried in this order (the forms cannot overlap):
+/// 1. Go-style durations with units (`1s`, `6m0s`, `12ms`, `1h2m3.5s`, `250us`/`µs`, `ns`;
+///    units `h`, `m`, `s`, `ms`, `us`, `µs`, `μs`, `ns`, numbers integer or decimal)
+///    → that duration.
+/// 2. RFC 3339 timestamps (`2026-11-23T12:00:00Z`, with offset or fractional seconds;
+///    lowercase `t`/`z` and a space separator accepted) → absolute, minus `reference`.
+/// 3. HTTP-dates (any of the three RFC 9110 forms) → absolute, minus `reference`.
+/// 4. Plain numbers (integer or decimal): ≥ 1e12 → epoch milliseconds; ≥ 1e9 → epoch
+///    seconds (decimals allowed: Discord `1470173023.123`); otherwise delta-seconds from
+///    now (decimals allowed).
+///
+/// Absolute values in the past → ZERO. Negative, NaN, exponents, garbage and empty values
+/// → `None`. Surrounding whitespace is ignored; huge durations saturate at
+/// [`Duration::MAX`]; absolute times a [`SystemTime`] cannot hold → `None`.
+pub fn parse_reset(value: &str, reference: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let since = |at: SystemTime| Some(at.duration_since(reference).unwrap_or(Duration::ZERO));
+    if let Some(delay) = go_duration(value) {
+        return Some(delay);
+    }
+    if let Some(at) = rfc3339(value).or_else(|| httpdate::parse_http_date(value).ok()) {
+        return since(at);
+    }
+    let number = decimal(value)?;
+    if number >= Duration::from_secs(1_000_000_000_000) {
+        since(UNIX_EPOCH.checked_add(number / 1000)?)
+    } else if number >= Duration::from_secs(1_000_000_000) {
+        since(UNIX_EPOCH.checked_add(number)?)
+    } else {
+        Some(number)
+    }
+}
+
+/// `DIGITS[.DIGITS]` seconds, via the shared Retry-After number parser (digits and dots
+/// only, so its HTTP-date branch never applies).
+fn decimal(value: &str) -> Option<Duration> {
+    let numeric = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    numeric.then(|| parse_retry_after(value.as_bytes(), UNIX_EPOCH))?
+}
+
+/// A Go `time.Duration` string without sign: one or more `NUMBER UNIT` pairs.
+fn go_duration(mut rest: &str) -> Option<Duration> {
+    let mut total = None::<Duration>;
+    while !rest.is_empty() {
+        let numeric = |c: char| c.is_ascii_digit() || c == '.';
+        let number_len = rest.find(|c: char| !numeric(c)).unwrap_or(rest.len());
+        let unit = rest.get(number_len..)?;
+        let unit = unit.get(..unit.find(numeric).unwrap_or(unit.len()))?;
+        let number = decimal(rest.get(..number_len)?)?;
+        let part = match unit {
+            "h" => number.saturating_mul(3600),
+            "m" => number.saturating_mul(60),
+            "s" => number,
+            "ms" => number / 1_000,
+            "us" | "µs" | "μs" => number / 1_000_000,
+            "ns" => number / 1_000_000_000,
+            _ => return None,
+        };
+        total = Some(total.unwrap_or_default().saturating_add(part));
+        rest = rest.get(number_len + unit.len()..)?;
+    }
+    total
+}
+
+/// An RFC 3339 `date-time`, parsed by hand (days-from-civil, no calendar crate).
+fn rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = b.get(from..to)?;
+        digits.iter().try_fold(0, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let sep = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let frac = b
+        .get(20..)
+        .map_or(0, |t| t.iter().take_while(|d| d.is_ascii_digit()).count());
+    let (at, nanos) = match b.get(19) {
+        Some(b'.') if frac > 0 => (20 + frac, decimal(s.get(19..20 + frac)?)?.subsec_nanos()),
+        _ => (19, 0),
+    };
+    let offset = match b.get(at..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (num(at + 1, at + 3)?, num(at + 4, at + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            (if *sign == b'-' { -60 } else { 60 }) * (h * 60 + m)
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 => 28 + i64::from(leap),
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    let at = match u64::try_from(secs) {
+        Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
+        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs())),
+    };
+    at?.checked_add(Duration::from_nanos(u64::from(nanos)))
+}
+
+/// A non-negative SF Integer.
+fn sf_u64(item: &BareItem) -> Option<u64> {
+    u64::try_from(item.as_integer()?).ok()
+}
+
+/// Non-negative SF Integer (or Decimal) seconds.
+fn sf_secs(item: &BareItem) -> Option<Duration> {
+    match item {
+        BareItem::Decimal(d) => u64::try_from(d.as_integer_scaled_1000())
+            .ok()
+            .map(Duration::from_millis),
+        _ => sf_u64(item).map(Duration::from_secs),
+    }
+}
+
+/// An SF Byte Sequence (`pk`).
+fn sf_bytes(item: &BareItem) -> Option<Vec<u8>> {
+    item.as_byte_sequence().map(<[u8]>::to_vec)
+}
+
+/// The name of a draft-11 item: a String or a Token.
+fn sf_name(item: &BareItem) -> Option<String> {
+    match item {
+        BareItem::String(s) => Some(s.as_str().to_owned()),
+        BareItem::Token(t) => Some(t.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// A plain unsigned integer (ASCII digits only, surrounding whitespace allowed).
+fn plain_u64(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| value.parse().ok())?
+}
+
+/// The leading integer of a limit field, plus the policies of its Integer items carrying
+/// `w` (`None` when the value has parameters but is not a valid SF List).
+fn parse_limit(value: &str) -> Option<(u64, Option<Vec<QuotaPolicy>>)> {
+    let limit = plain_u64(value.split([',', ';']).next()?)?;
+    if !value.contains(';') {
+        return Some((limit, Some(Vec::new())));
+    }
+    let policy = |entry: ListEntry| match entry {
+        ListEntry::Item(item) => Some(QuotaPolicy {
+            name: None,
+            quota: sf_u64(&item.bare_item)?,
+            window: Some(sf_secs(item.params.get("w")?)?),
+            partition_key: None,
+        }),
+        ListEntry::InnerList(_) => None,
+    };
+    let list = Parser::new(value).parse::<List>().ok();
+    Some((
+        limit,
+        list.map(|list| list.into_iter().filter_map(policy).collect()),
+    ))
+}
+
+/// Parsing state shared by the dialects: the headers, the clock reference for absolute
+/// resets and the count of ignored fields.
+struct Ctx<'a> {
+    headers: &'a HeaderMap,
+    reference: SystemTime,
+    malformed: u32,
+}
+
+impl Ctx<'_> {
+    /// Counts one ignored field.
+    fn bad(&mut self) {
+        self.malformed = self.malformed.saturating_add(1);
+    }
+
+    /// The first line of `name` that `parse` accepts; one malformed when the field is
+    /// present but no line parses.
+    fn field<T>(&mut self, name: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+        let mut lines = self.headers.get_all(name).iter().peekable();
+        lines.peek()?;
+        let parsed = lines.find_map(|v| std::str::from_utf8(v.as_bytes()).ok().and_then(&parse));
+        if parsed.is_none() {
+            self.bad();
+        }
+        parsed
+    }
+
+    /// The first of `names` that [`Ctx::field`] reads.
+    fn first<T>(&mut self, names: &[String], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+        names.iter().find_map(|name| self.field(name, &parse))
+    }
+
+    /// All lines of `name` parsed as one SF value of type `T` (lines joined with `", "`,
+    /// RFC 9651 §4.2); `None` when absent, `Some(Err)` when it does not parse.
+    fn sf<T: sfv::FieldType>(&self, name: &str) -> Option<Result<T, Vec<u8>>> {
+        let lines: Vec<&[u8]> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let bytes = (!lines.is_empty()).then(|| lines.join(&b", "[..]))?;
+        Some(Parser::new(&bytes).parse::<T>().map_err(|_| bytes))
+    }
+
+    /// An optional value read by `f`; one malformed when present but not understood.
+    fn opt<T>(&mut self, value: Option<&BareItem>, f: fn(&BareItem) -> Option<T>) -> Option<T> {
+        let parsed = f(value?);
+        if parsed.is_none() {
+            self.bad();
+        }
+        parsed
+    }
+
+    /// A limit field with its synthesized policies, counting an unparsable SF tail.
+    fn limit_field(&mut self, name: &str, info: &mut RateLimitInfo) {
+        if let Some((limit, policies)) = self.field(name, parse_limit) {
+            info.limit = Some(limit);
+            match policies {
+                Some(policies) => info.policies.extend(policies),
+                None => self.bad(),
+            }
+        }
+    }
+
+    /// Drops (and counts) a remaining above its limit.
+    fn check_remaining(&mut self, info: &mut RateLimitInfo) {
+        if info
+            .limit
+            .zip(info.remaining)
+            .is_some_and(|(limit, left)| left > limit)
+        {
+            info.remaining = None;
+            self.bad();
+        }
+    }
+
+    /// `RateLimit-Policy`: named draft-11 policies and Integer (drafts 05–10) policies.
+    fn policy_field(&mut self) -> (Vec<QuotaPolicy>, Vec<QuotaPolicy>) {
+        let (mut named, mut numbered) = (Vec::new(), Vec::new());
+        let list = match self.sf::<List>("ratelimit-policy") {
+            None => return (named, numbered),
+            Some(Ok(list)) => list,
+            Some(Err(_)) => {
+                self.bad();
+                return (named, numbered);
+            }
+        };
+        for entry in list {
+            let ListEntry::Item(item) = entry else {
+                self.bad();
+                continue;
+            };
+            let name = sf_name(&item.bare_item);
+            let quota = match name {
+                Some(_) => item.params.get("q").and_then(sf_u64),
+                None => sf_u64(&item.bare_item),
+            };
+            let Some(quota) = quota else {
+                self.bad();
+                continue;
+            };
+            let window = self.opt(item.params.get("w"), sf_secs);
+            let partition_key = self.opt(item.params.get("pk"), sf_bytes);
+            let policy = QuotaPolicy {
+                name,
+                quota,
+                window,
+                partition_key,
+            };
+            if policy.name.is_some() {
+                &mut named
+            } else {
+                &mut numbered
+            }
+            .push(policy);
+        }
+        (named, numbered)
+    }
+
+    /// `RateLimit`: draft-11 states when it is an SF List, else a draft-07 dictionary.
+    fn ratelimit_field(&mut self) -> (Vec<QuotaState>, RateLimitInfo) {
+        let (mut states, mut info) = (Vec::new(), RateLimitInfo::default());
+        let bytes = match self.sf::<List>("ratelimit") {
+            None => return (states, info),
+            Some(Err(bytes)) => bytes,
+            Some(Ok(list)) => {
+                for entry in list {
+                    let ListEntry::Item(item) = entry else {
+                        self.bad();
+                        continue;
+                    };
+                    let remaining = item.params.get("r").and_then(sf_u64);
+                    let (Some(name), Some(remaining)) = (sf_name(&item.bare_item), remaining)
+                    else {
+                        self.bad();
+                        continue;
+                    };
+                    let reset_after = self.opt(item.params.get("t"), sf_secs);
+                    let partition_key = self.opt(item.params.get("pk"), sf_bytes);
+                    states.push(QuotaState {
+                        name: Some(name),
+                        remaining,
+                        reset_after,
+                        partition_key,
+                    });
+                }
+                return (states, info);
+            }
+        };
+        let dict = Parser::new(&bytes).parse::<Dictionary>().ok();
+        let keys = ["limit", "remaining", "reset"];
+        let Some(dict) = dict.filter(|d| keys.iter().any(|k| d.contains_key(*k))) else {
+            self.bad();
+            return (states, info);
+        };
+        // An inner list is never a valid member: read it as a Boolean, which fails.
+        let member = |key: &str| {
+            dict.get(key).map(|entry| match entry {
+                ListEntry::Item(item) => item.bare_item.clone(),
+                ListEntry::InnerList(_) => BareItem::Boolean(false),
+            })
+        };
+        info.limit = self.opt(member("limit").as_ref(), sf_u64);
+        info.remaining = self.opt(member("remaining").as_ref(), sf_u64);
+        info.reset_after = self.opt(member("reset").as_ref(), sf_secs);
+        self.check_remaining(&mut info);
+        (states, info)
+    }
+
+    /// The draft-11 reading: the state with the lowest remaining (ties: longest reset).
+    fn draft11(&mut self, policies: Vec<QuotaPolicy>, states: Vec<QuotaState>) -> RateLimitInfo {
+        let quota_of = |state: &QuotaState| {
+            policies
+                .iter()
+                .find(|p| p.name == state.name)
+                .map(|p| p.quota)
+        };
+        let (states, contradictory): (Vec<_>, Vec<_>) = states
+            .into_iter()
+            .partition(|s| quota_of(s).is_none_or(|q| s.remaining <= q));
+        contradictory.iter().for_each(|_| self.bad());
+        let mut info = RateLimitInfo::default();
+        match states
+            .iter()
+            .min_by_key(|s| (s.remaining, Reverse(s.reset_after)))
+        {
+            Some(head) => {
+                info.limit = quota_of(head);
+                info.remaining = Some(head.remaining);
+                info.reset_after = head.reset_after;
+            }
+            None if policies.len() == 1 => info.limit = policies.first().map(|p| p.quota),
+            None => {}
+        }
+        info.policies = policies;
+        info.states = states;
+        info
+    }
+
+    /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds).
+    fn separate(&mut self) -> RateLimitInfo {
+        let mut info = RateLimitInfo::default();
+        self.limit_field("ratelimit-limit", &mut info);
+        info.remaining = self.field("ratelimit-remaining", plain_u64);
+        info.reset_after = self.field("ratelimit-reset", decimal);
+        self.check_remaining(&mut info);
+        info
+    }
+
+    /// `{prefix}limit`, `-remaining`, `-reset-after`/`-reset` (and `-requests` variants).
+    fn x_family(&mut self, prefix: &str) -> RateLimitInfo {
+        let name = |suffix: &str| format!("{prefix}{suffix}");
+        let reference = self.reference;
+        let reset = |v: &str| parse_reset(v, reference);
+        let mut info = RateLimitInfo::default();
+        self.limit_field(&name("limit"), &mut info);
+        if info.limit.is_none() {
+            self.limit_field(&name("limit-requests"), &mut info);
+        }
+        let remaining = [name("remaining"), name("remaining-requests")];
+        info.remaining = self.first(&remaining, plain_u64);
+        let resets = [name("reset"), name("reset-requests")];
+        info.reset_after = self
+            .field(&name("reset-after"), decimal)
+            .or_else(|| self.first(&resets, reset));
+        self.check_remaining(&mut info);
+        info
+    }
+}
+
 #[cfg(test)]
+#[path = "ratelimit/tests.rs"]
 mod tests;

@@ -1,343 +1,536 @@
 use super::*;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use Dialect as D;
 
-/// 2022-10-18T22:26:40Z, a moment GitHub's documented reset values are relative to.
+/// 2022-10-18T22:26:40Z.
+const NOW: u64 = 1_666_132_000;
+
 fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_666_132_000)
+    UNIX_EPOCH + Duration::from_secs(NOW)
 }
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.append(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for &(name, value) in pairs {
+        let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+        headers.append(name, HeaderValue::from_bytes(value.as_bytes()).unwrap());
     }
-    h
+    headers
 }
 
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
-
-struct Case {
-    api: &'static str,
-    headers: &'static [(&'static str, &'static str)],
+/// A reading without policies or states.
+fn info(
     dialect: Option<Dialect>,
-    limit: Option<u64>,
-    remaining: Option<u64>,
-    reset_after: Option<Duration>,
+    (limit, remaining, reset_after): (Option<u64>, Option<u64>, Option<Duration>),
+    retry_after: Option<Duration>,
     malformed: u32,
+) -> RateLimitInfo {
+    RateLimitInfo {
+        dialect,
+        limit,
+        remaining,
+        reset_after,
+        retry_after,
+        policies: Vec::new(),
+        states: Vec::new(),
+        malformed,
+    }
 }
 
-#[test]
-fn real_values_from_public_apis() {
-    let cases = [
-        Case {
-            api: "GitHub: epoch seconds",
-            headers: &[
-                ("x-ratelimit-limit", "5000"),
-                ("x-ratelimit-remaining", "4999"),
-                ("x-ratelimit-reset", "1666132381"),
+fn policy(name: Option<&str>, quota: u64, window: Option<u64>) -> QuotaPolicy {
+    QuotaPolicy {
+        name: name.map(str::to_owned),
+        quota,
+        window: window.map(secs),
+        partition_key: None,
+    }
+}
+
+fn state(name: &str, remaining: u64, reset_after: Option<u64>) -> QuotaState {
+    QuotaState {
+        name: Some(name.to_owned()),
+        remaining,
+        reset_after: reset_after.map(secs),
+        partition_key: None,
+    }
+}
+
+fn with(
+    mut info: RateLimitInfo,
+    policies: Vec<QuotaPolicy>,
+    states: Vec<QuotaState>,
+) -> RateLimitInfo {
+    info.policies = policies;
+    info.states = states;
+    info
+}
+
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    RateLimitInfo,
+);
+
+fn cases() -> Vec<Case> {
+    let some = |l: u64, r: u64, t: Duration| (Some(l), Some(r), Some(t));
+    vec![
+        (
+            "GitHub: epoch seconds",
+            &[
+                ("X-RateLimit-Limit", "5000"),
+                ("X-RateLimit-Remaining", "4999"),
+                ("X-RateLimit-Reset", "1666132381"),
+                ("X-RateLimit-Used", "1"),
+                ("X-RateLimit-Resource", "core"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: Some(5000),
-            remaining: Some(4999),
-            reset_after: Some(secs(381.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "Discord: epoch seconds with decimals, Reset-After preferred",
-            headers: &[
-                ("x-ratelimit-limit", "5"),
-                ("x-ratelimit-remaining", "0"),
-                ("x-ratelimit-reset", "1666132064.57"),
-                ("x-ratelimit-reset-after", "64.57"),
+            info(Some(D::XRateLimit), some(5000, 4999, secs(381)), None, 0),
+        ),
+        (
+            "Discord: Reset-After preferred over epoch decimals",
+            &[
+                ("X-RateLimit-Limit", "5"),
+                ("X-RateLimit-Remaining", "0"),
+                ("X-RateLimit-Reset", "1470173023.123"),
+                ("X-RateLimit-Reset-After", "64.57"),
+                ("X-RateLimit-Bucket", "abcd1234"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: Some(5),
-            remaining: Some(0),
-            reset_after: Some(Duration::from_millis(64_570)),
-            malformed: 0,
-        },
-        Case {
-            api: "Discord: epoch seconds with decimals alone",
-            headers: &[
-                ("x-ratelimit-remaining", "1"),
-                ("x-ratelimit-reset", "1666132064.5"),
+            info(Some(D::XRateLimit), some(5, 0, ms(64_570)), None, 0),
+        ),
+        (
+            "Discord: epoch decimals alone",
+            &[
+                ("X-RateLimit-Remaining", "1"),
+                ("X-RateLimit-Reset", "1666132064.57"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: None,
-            remaining: Some(1),
-            reset_after: Some(Duration::from_millis(64_500)),
-            malformed: 0,
-        },
-        Case {
-            api: "OpenAI: -requests suffix, Go durations",
-            headers: &[
+            info(
+                Some(D::XRateLimit),
+                (None, Some(1), Some(ms(64_570))),
+                None,
+                0,
+            ),
+        ),
+        (
+            "OpenAI: -requests headline, Go durations",
+            &[
                 ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-limit-tokens", "150000"),
                 ("x-ratelimit-remaining-requests", "59"),
+                ("x-ratelimit-remaining-tokens", "149984"),
                 ("x-ratelimit-reset-requests", "1s"),
                 ("x-ratelimit-reset-tokens", "6m0s"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: Some(60),
-            remaining: Some(59),
-            reset_after: Some(secs(1.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "Twitter/X: dashed spelling, epoch seconds",
-            headers: &[
+            info(Some(D::XRateLimit), some(60, 59, secs(1)), None, 0),
+        ),
+        (
+            "Twitter/X: dashed, epoch seconds",
+            &[
                 ("x-rate-limit-limit", "900"),
                 ("x-rate-limit-remaining", "899"),
                 ("x-rate-limit-reset", "1666132900"),
             ],
-            dialect: Some(Dialect::XRateLimitDashed),
-            limit: Some(900),
-            remaining: Some(899),
-            reset_after: Some(secs(900.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "Clerk guide: seconds until reset",
-            headers: &[
-                ("x-ratelimit-limit", "100"),
-                ("x-ratelimit-remaining", "9"),
-                ("x-ratelimit-reset", "10"),
+            info(
+                Some(D::XRateLimitDashed),
+                some(900, 899, secs(900)),
+                None,
+                0,
+            ),
+        ),
+        (
+            "Clerk guide: seconds until reset",
+            &[
+                ("X-RateLimit-Limit", "5"),
+                ("X-RateLimit-Remaining", "0"),
+                ("X-RateLimit-Reset", "10"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: Some(100),
-            remaining: Some(9),
-            reset_after: Some(secs(10.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "epoch milliseconds",
-            headers: &[
-                ("x-ratelimit-remaining", "3"),
-                ("x-ratelimit-reset", "1666132012500"),
+            info(Some(D::XRateLimit), some(5, 0, secs(10)), None, 0),
+        ),
+        (
+            "epoch milliseconds",
+            &[
+                ("X-RateLimit-Remaining", "3"),
+                ("X-RateLimit-Reset", "1666132030500"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: None,
-            remaining: Some(3),
-            reset_after: Some(Duration::from_millis(12_500)),
-            malformed: 0,
-        },
-        Case {
-            api: "RFC 3339 with offset and fraction",
-            headers: &[
-                ("x-ratelimit-remaining", "3"),
-                ("x-ratelimit-reset", "2022-10-19T00:27:00.25+02:00"),
+            info(
+                Some(D::XRateLimit),
+                (None, Some(3), Some(ms(30_500))),
+                None,
+                0,
+            ),
+        ),
+        (
+            "RFC 3339 with offset",
+            &[("X-RateLimit-Reset", "2022-10-19T00:27:40+02:00")],
+            info(Some(D::XRateLimit), (None, None, Some(secs(60))), None, 0),
+        ),
+        (
+            "HTTP-date",
+            &[("X-RateLimit-Reset", "Tue, 18 Oct 2022 22:27:40 GMT")],
+            info(Some(D::XRateLimit), (None, None, Some(secs(60))), None, 0),
+        ),
+        (
+            "Date header is the reference",
+            &[
+                ("Date", "Tue, 18 Oct 2022 22:25:00 GMT"),
+                ("X-RateLimit-Reset", "1666131960"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: None,
-            remaining: Some(3),
-            reset_after: Some(Duration::from_millis(20_250)),
-            malformed: 0,
-        },
-        Case {
-            api: "HTTP-date against the Date header",
-            headers: &[
-                ("date", "Tue, 18 Oct 2022 22:00:00 GMT"),
-                ("x-ratelimit-remaining", "0"),
-                ("x-ratelimit-reset", "Tue, 18 Oct 2022 22:01:30 GMT"),
+            info(Some(D::XRateLimit), (None, None, Some(secs(60))), None, 0),
+        ),
+        (
+            "limit with policy tail",
+            &[
+                ("X-RateLimit-Limit", "100, 100;w=60"),
+                ("X-RateLimit-Remaining", "99"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: None,
-            remaining: Some(0),
-            reset_after: Some(secs(90.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "limit with a policy suffix",
-            headers: &[
-                ("x-ratelimit-limit", "100, 100;w=60"),
-                ("x-ratelimit-remaining", "99"),
-            ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: Some(100),
-            remaining: Some(99),
-            reset_after: None,
-            malformed: 0,
-        },
-        Case {
-            api: "IETF draft-11, two policies: the fewest remaining is the headline",
-            headers: &[
+            with(
+                info(Some(D::XRateLimit), (Some(100), Some(99), None), None, 0),
+                vec![policy(None, 100, Some(60))],
+                vec![],
+            ),
+        ),
+        (
+            "draft-11: two policies, headline = lowest remaining",
+            &[
                 (
-                    "ratelimit-policy",
-                    r#""burst";q=100;w=60, "daily";q=1000;w=86400"#,
+                    "RateLimit-Policy",
+                    "\"burst\";q=100;w=60,\"daily\";q=1000;w=86400",
                 ),
-                ("ratelimit", r#""burst";r=50;t=30, "daily";r=5;t=3600"#),
+                ("RateLimit", "\"burst\";r=50;t=30, \"daily\";r=20;t=40000"),
             ],
-            dialect: Some(Dialect::IetfDraft11),
-            limit: Some(1000),
-            remaining: Some(5),
-            reset_after: Some(secs(3600.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "IETF draft-07 dictionary",
-            headers: &[
-                ("ratelimit", "limit=100, remaining=50, reset=30"),
-                ("ratelimit-policy", "100;w=60"),
+            with(
+                info(Some(D::IetfDraft11), some(1000, 20, secs(40_000)), None, 0),
+                vec![
+                    policy(Some("burst"), 100, Some(60)),
+                    policy(Some("daily"), 1000, Some(86_400)),
+                ],
+                vec![
+                    state("burst", 50, Some(30)),
+                    state("daily", 20, Some(40_000)),
+                ],
+            ),
+        ),
+        (
+            "draft-11: tokens, two lines, tie -> longest reset",
+            &[
+                ("RateLimit-Policy", "a;q=10;w=1"),
+                ("RateLimit-Policy", "b;q=50;w=60;qu=\"requests\""),
+                ("RateLimit", "a;r=0;t=1, b;r=0;t=45"),
             ],
-            dialect: Some(Dialect::IetfDraft07),
-            limit: Some(100),
-            remaining: Some(50),
-            reset_after: Some(secs(30.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "IETF separate fields (<= draft-06)",
-            headers: &[
-                ("ratelimit-limit", "10"),
-                ("ratelimit-remaining", "2"),
-                ("ratelimit-reset", "7"),
+            with(
+                info(Some(D::IetfDraft11), some(50, 0, secs(45)), None, 0),
+                vec![
+                    policy(Some("a"), 10, Some(1)),
+                    policy(Some("b"), 50, Some(60)),
+                ],
+                vec![state("a", 0, Some(1)), state("b", 0, Some(45))],
+            ),
+        ),
+        (
+            "draft-07 dictionary + Integer policy",
+            &[
+                ("RateLimit", "limit=100, remaining=50, reset=30"),
+                ("RateLimit-Policy", "100;w=60"),
             ],
-            dialect: Some(Dialect::IetfSeparate),
-            limit: Some(10),
-            remaining: Some(2),
-            reset_after: Some(secs(7.0)),
-            malformed: 0,
-        },
-        Case {
-            api: "malformed remaining",
-            headers: &[
-                ("x-ratelimit-limit", "10"),
-                ("x-ratelimit-remaining", "abc"),
+            with(
+                info(Some(D::IetfDraft07), some(100, 50, secs(30)), None, 0),
+                vec![policy(None, 100, Some(60))],
+                vec![],
+            ),
+        ),
+        (
+            "separate IETF fields",
+            &[
+                ("RateLimit-Limit", "10, 10;w=1, 50;w=60"),
+                ("RateLimit-Remaining", "9"),
+                ("RateLimit-Reset", "1"),
             ],
-            dialect: Some(Dialect::XRateLimit),
-            limit: Some(10),
-            remaining: None,
-            reset_after: None,
-            malformed: 1,
-        },
-        Case {
-            api: "contradictory: remaining above limit",
-            headers: &[("x-ratelimit-limit", "10"), ("x-ratelimit-remaining", "11")],
-            dialect: Some(Dialect::XRateLimit),
-            limit: Some(10),
-            remaining: None,
-            reset_after: None,
-            malformed: 1,
-        },
-        Case {
-            api: "negative reset",
-            headers: &[("x-ratelimit-remaining", "1"), ("x-ratelimit-reset", "-5")],
-            dialect: Some(Dialect::XRateLimit),
-            limit: None,
-            remaining: Some(1),
-            reset_after: None,
-            malformed: 1,
-        },
-        Case {
-            api: "nothing at all",
-            headers: &[("content-type", "text/plain")],
-            dialect: None,
-            limit: None,
-            remaining: None,
-            reset_after: None,
-            malformed: 0,
-        },
-    ];
-    for c in cases {
-        let info = parse_rate_limit(&headers(c.headers), now());
-        assert_eq!(info.dialect, c.dialect, "{}", c.api);
-        assert_eq!(info.limit, c.limit, "{}", c.api);
-        assert_eq!(info.remaining, c.remaining, "{}", c.api);
-        assert_eq!(info.reset_after, c.reset_after, "{}", c.api);
-        assert_eq!(info.malformed, c.malformed, "{}", c.api);
+            with(
+                info(Some(D::IetfSeparate), some(10, 9, secs(1)), None, 0),
+                vec![policy(None, 10, Some(1)), policy(None, 50, Some(60))],
+                vec![],
+            ),
+        ),
+        (
+            "precedence: draft-07 over X-RateLimit",
+            &[
+                ("RateLimit", "limit=10, remaining=1, reset=5"),
+                ("X-RateLimit-Limit", "99"),
+                ("X-RateLimit-Remaining", "98"),
+            ],
+            info(Some(D::IetfDraft07), some(10, 1, secs(5)), None, 0),
+        ),
+        (
+            "precedence: X-RateLimit over X-Rate-Limit",
+            &[
+                ("x-rate-limit-remaining", "7"),
+                ("x-ratelimit-remaining", "3"),
+            ],
+            info(Some(D::XRateLimit), (None, Some(3), None), None, 0),
+        ),
+        (
+            "Retry-After alongside a dialect",
+            &[
+                ("X-RateLimit-Limit", "60"),
+                ("X-RateLimit-Remaining", "5"),
+                ("Retry-After", "120"),
+            ],
+            info(
+                Some(D::XRateLimit),
+                (Some(60), Some(5), None),
+                Some(secs(120)),
+                0,
+            ),
+        ),
+        (
+            "Retry-After only",
+            &[("Retry-After", "30")],
+            info(
+                Some(D::RetryAfterOnly),
+                (None, None, None),
+                Some(secs(30)),
+                0,
+            ),
+        ),
+        (
+            "retry-after-ms only",
+            &[("retry-after-ms", "1500")],
+            info(
+                Some(D::RetryAfterOnly),
+                (None, None, None),
+                Some(ms(1500)),
+                0,
+            ),
+        ),
+        (
+            "malformed: remaining abc",
+            &[
+                ("X-RateLimit-Limit", "60"),
+                ("X-RateLimit-Remaining", "abc"),
+            ],
+            info(Some(D::XRateLimit), (Some(60), None, None), None, 1),
+        ),
+        (
+            "malformed: remaining > limit",
+            &[("X-RateLimit-Limit", "10"), ("X-RateLimit-Remaining", "20")],
+            info(Some(D::XRateLimit), (Some(10), None, None), None, 1),
+        ),
+        (
+            "malformed: bad SF syntax",
+            &[
+                ("RateLimit", "\"burst\";r=,;;"),
+                ("X-RateLimit-Remaining", "4"),
+            ],
+            info(Some(D::XRateLimit), (None, Some(4), None), None, 1),
+        ),
+        (
+            "malformed: negative reset",
+            &[("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", "-5")],
+            info(Some(D::XRateLimit), (None, Some(0), None), None, 1),
+        ),
+        (
+            "malformed: RateLimit item missing r",
+            &[
+                ("RateLimit-Policy", "\"burst\";q=100"),
+                ("RateLimit", "\"burst\";t=3"),
+            ],
+            with(
+                info(Some(D::IetfDraft11), (Some(100), None, None), None, 1),
+                vec![policy(Some("burst"), 100, None)],
+                vec![],
+            ),
+        ),
+        (
+            "malformed: draft-11 r > q, bad w",
+            &[
+                ("RateLimit-Policy", "\"p\";q=5;w=-1"),
+                ("RateLimit", "\"p\";r=9"),
+            ],
+            with(
+                info(Some(D::IetfDraft11), (Some(5), None, None), None, 2),
+                vec![policy(Some("p"), 5, None)],
+                vec![],
+            ),
+        ),
+        (
+            "malformed only: nothing usable",
+            &[("X-RateLimit-Remaining", "1e3"), ("Retry-After", "soon")],
+            info(None, (None, None, None), None, 2),
+        ),
+        (
+            "nothing at all",
+            &[("Content-Type", "text/plain")],
+            RateLimitInfo::default(),
+        ),
+    ]
+}
+
+#[test]
+fn real_and_malformed_headers() {
+    for (name, pairs, want) in cases() {
+        assert_eq!(parse_rate_limit(&map(pairs), now()), want, "{name}");
     }
 }
 
 #[test]
-fn draft11_policies_and_states_in_full() {
-    let info = parse_rate_limit(
-        &headers(&[
-            (
-                "ratelimit-policy",
-                r#""burst";q=100;w=60;pk=:YWJj:, "daily";q=1000;w=86400"#,
-            ),
-            ("ratelimit", r#""burst";r=50;t=30;pk=:YWJj:, "daily";r=5"#),
-        ]),
-        now(),
+fn draft11_partition_key() {
+    let h = map(&[
+        ("RateLimit-Policy", "\"user\";q=10;pk=:dXNlcjE=:"),
+        ("RateLimit", "\"user\";r=3;t=2;pk=:dXNlcjE=:"),
+    ]);
+    let got = parse_rate_limit(&h, now());
+    let pk = Some(b"user1".to_vec());
+    assert_eq!(got.policies[0].partition_key, pk);
+    assert_eq!(got.states[0].partition_key, pk);
+    assert_eq!(
+        (got.limit, got.remaining, got.reset_after),
+        (Some(10), Some(3), Some(secs(2)))
+    );
+}
+
+#[test]
+fn reset_forms() {
+    let at = |s: u64| Some(secs(s));
+    let table: &[(&str, Option<Duration>)] = &[
+        ("1s", at(1)),
+        ("6m0s", at(360)),
+        ("12ms", Some(ms(12))),
+        ("1h2m3.5s", Some(ms(3_723_500))),
+        ("250us", Some(Duration::from_micros(250))),
+        ("250µs", Some(Duration::from_micros(250))),
+        ("250μs", Some(Duration::from_micros(250))),
+        ("10ns", Some(Duration::from_nanos(10))),
+        ("1.5m", at(90)),
+        (" 7s ", at(7)),
+        ("2022-10-18T22:27:40Z", at(60)),
+        ("2022-10-18t22:27:40.25z", Some(ms(60_250))),
+        ("2022-10-18 22:27:40Z", at(60)),
+        ("2022-10-18T17:27:40-05:00", at(60)),
+        ("2022-10-18T22:00:00Z", at(0)),
+        ("1969-12-31T23:59:59Z", at(0)),
+        ("Tue, 18 Oct 2022 22:27:40 GMT", at(60)),
+        ("Tuesday, 18-Oct-22 22:27:40 GMT", at(60)),
+        ("Tue Oct 18 22:27:40 2022", at(60)),
+        ("1666132381", at(381)),
+        ("1666132023.123", Some(ms(23_123))),
+        ("1470173023.123", at(0)),
+        ("1666132030500", Some(ms(30_500))),
+        ("1666132030500.5", Some(Duration::from_micros(30_500_500))),
+        ("1000000000", at(0)),
+        ("999999999", at(999_999_999)),
+        ("10", at(10)),
+        ("64.57", Some(ms(64_570))),
+        ("0", at(0)),
+        ("99999999999999999999999999h", Some(Duration::MAX)),
+    ];
+    for &(value, want) in table {
+        assert_eq!(parse_reset(value, now()), want, "{value:?}");
+    }
+    for bad in [
+        "",
+        " ",
+        "-1",
+        "-5",
+        "+5",
+        "NaN",
+        "inf",
+        "1e3",
+        "abc",
+        "1x",
+        "s",
+        "1.2.3",
+        "1 s",
+        "-1s",
+        "2022-13-01T00:00:00Z",
+        "2022-02-29T00:00:00Z",
+        "2022-10-18T24:00:00Z",
+        "2022-10-18T22:27:40",
+        "2022-10-18T22:27:40+25:00",
+        "2022-10-18T22:27:40.Z",
+        "Mon, 18 Oct 2022 22:27:40 GMT",
+    ] {
+        assert_eq!(parse_reset(bad, now()), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn available_after_rules() {
+    let base = |remaining, reset: Option<Duration>, retry| RateLimitInfo {
+        dialect: Some(D::XRateLimit),
+        remaining,
+        reset_after: reset,
+        retry_after: retry,
+        ..RateLimitInfo::default()
+    };
+    assert_eq!(
+        base(Some(5), Some(secs(9)), Some(secs(3))).available_after(),
+        Some(secs(3))
     );
     assert_eq!(
-        info.policies,
-        [
-            QuotaPolicy {
-                name: Some("burst".into()),
-                quota: 100,
-                window: Some(secs(60.0)),
-                partition_key: Some(b"abc".to_vec()),
-            },
-            QuotaPolicy {
-                name: Some("daily".into()),
-                quota: 1000,
-                window: Some(secs(86_400.0)),
-                partition_key: None,
-            },
-        ]
+        base(Some(0), Some(secs(9)), None).available_after(),
+        Some(secs(9))
     );
-    assert_eq!(info.states[1].reset_after, None);
-    assert_eq!(info.available_after(), Some(Duration::ZERO));
-    // Bad Structured Field syntax and an item without `r` are counted.
-    let bad = parse_rate_limit(
-        &headers(&[
-            ("ratelimit", r#""a";t=3, "b";r=1"#),
-            ("ratelimit-policy", "(("),
-        ]),
-        now(),
+    assert_eq!(base(Some(0), None, None).available_after(), None);
+    assert_eq!(
+        base(Some(2), Some(secs(9)), None).available_after(),
+        Some(Duration::ZERO)
     );
-    assert_eq!(bad.remaining, Some(1));
-    assert_eq!(bad.malformed, 2);
+    assert_eq!(
+        base(None, Some(secs(9)), None).available_after(),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(RateLimitInfo::default().available_after(), None);
+    assert!(RateLimitInfo::default().is_empty());
+    assert!(!base(None, None, None).is_empty());
+    let malformed_only = RateLimitInfo {
+        malformed: 3,
+        ..RateLimitInfo::default()
+    };
+    assert!(malformed_only.is_empty());
 }
 
 #[test]
-fn retry_after_takes_precedence() {
-    let info = parse_rate_limit(
-        &headers(&[
-            ("x-ratelimit-remaining", "5"),
-            ("x-ratelimit-reset", "60"),
-            ("retry-after", "7"),
-        ]),
-        now(),
-    );
-    assert_eq!(info.available_after(), Some(secs(7.0)));
-    let only = parse_rate_limit(&headers(&[("retry-after", "3")]), now());
-    assert_eq!(only.dialect, Some(Dialect::RetryAfterOnly));
-    assert_eq!(only.available_after(), Some(secs(3.0)));
-    let exhausted = parse_rate_limit(
-        &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "9")]),
-        now(),
-    );
-    assert_eq!(exhausted.available_after(), Some(secs(9.0)));
-    assert!(parse_rate_limit(&HeaderMap::new(), now()).is_empty());
-}
-
-#[test]
-fn reset_disambiguation() {
-    let r = now();
-    for (value, expected) in [
-        ("1s", Some(secs(1.0))),
-        ("6m0s", Some(secs(360.0))),
-        ("12ms", Some(Duration::from_millis(12))),
-        ("1h2m3.5s", Some(secs(3723.5))),
-        ("250us", Some(Duration::from_micros(250))),
-        ("30", Some(secs(30.0))),
-        ("1.5", Some(secs(1.5))),
-        ("1666132100", Some(secs(100.0))),
-        ("1666131000", Some(Duration::ZERO)),
-        ("1666132000500", Some(Duration::from_millis(500))),
-        ("2022-10-18T22:28:00Z", Some(secs(80.0))),
-        ("Tue, 18 Oct 2022 22:27:00 GMT", Some(secs(20.0))),
-        ("-1", None),
-        ("soon", None),
-        ("", None),
-        ("1x", None),
-        ("2022-13-01T00:00:00Z", None),
-    ] {
-        assert_eq!(parse_reset(value, r), expected, "{value:?}");
+fn garbage_never_panics() {
+    let names = [
+        "ratelimit",
+        "ratelimit-policy",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "x-ratelimit-reset-after",
+        "x-rate-limit-reset",
+        "retry-after",
+        "date",
+    ];
+    let alphabet = b"0123456789.-+:;,=\"*?() TZtzsmhnuw\xc2\xb5\xffabcqrpk";
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(seed >> 33).unwrap_or(0)
+        };
+        let len = next() % 24;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[next() % alphabet.len()])
+            .collect();
+        let name = names[next() % names.len()];
+        let mut h = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+            h.append(name, value);
+        }
+        let _ = parse_rate_limit(&h, now());
+        let _ = parse_reset(&String::from_utf8_lossy(&bytes), now());
     }
 }
