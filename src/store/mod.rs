@@ -13,8 +13,12 @@ use std::sync::Arc;
 use crate::gcra::{Check, Decision};
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod usage;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisFallback, RedisStore, RedisStoreBuilder};
 pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
 pub use usage::{Usage, UsageLimits};
 
