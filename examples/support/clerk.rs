@@ -8,7 +8,9 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode, Uri};
 use axum::Router;
 use tower_throttle::key::{BearerToken, PathParam, PeerIp};
-use tower_throttle::{MissingKey, Quota, RateLimitHandle, RateLimitLayer, Route, Rule};
+use tower_throttle::{
+    MissingKey, Quota, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder, Route, Rule,
+};
 
 /// Which kind of Clerk instance: the backend limit differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,13 +111,18 @@ pub fn rules(instance: Instance) -> Result<Vec<Rule>, Box<dyn std::error::Error>
     ])
 }
 
-/// The whole table as one layer on the in-memory store.
-pub fn layer(instance: Instance) -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
+/// The whole table, ready to build.
+pub fn builder(instance: Instance) -> Result<RateLimitLayerBuilder, Box<dyn std::error::Error>> {
     let mut builder = RateLimitLayer::builder().exempt(Route::get("/v1/jwks"));
     for rule in rules(instance)? {
         builder = builder.rule(rule);
     }
-    Ok(builder.build()?)
+    Ok(builder)
+}
+
+/// The whole table as one layer on the in-memory store.
+pub fn layer(instance: Instance) -> Result<RateLimitLayer, Box<dyn std::error::Error>> {
+    Ok(builder(instance)?.build()?)
 }
 
 async fn stub(method: Method, uri: Uri) -> axum::Json<serde_json::Value> {
@@ -127,6 +134,24 @@ async fn stub(method: Method, uri: Uri) -> axum::Json<serde_json::Value> {
 /// The stub API behind Clerk's limits, and the layer's counters.
 pub fn app(instance: Instance) -> Result<(Router, RateLimitHandle), Box<dyn std::error::Error>> {
     let layer = layer(instance)?;
+    let handle = layer.handle();
+    Ok((Router::new().fallback(stub).layer(layer), handle))
+}
+
+/// The stub API on a shared Redis store: processes started with the same `url` enforce
+/// the table together (they share the key secret below, so they hash keys alike).
+#[cfg(feature = "redis")]
+pub fn app_on_redis(
+    instance: Instance,
+    url: &str,
+) -> Result<(Router, RateLimitHandle), Box<dyn std::error::Error>> {
+    let store = tower_throttle::store::RedisStore::builder(url)
+        .prefix("clerk-example")
+        .build()?;
+    let layer = builder(instance)?
+        .key_secret(*b"clerk-example-k1")
+        .store(store)
+        .build()?;
     let handle = layer.handle();
     Ok((Router::new().fallback(stub).layer(layer), handle))
 }
