@@ -101,6 +101,17 @@ impl RedisStore {
         self.inner.round_trips.load(Ordering::Relaxed)
     }
 
+    /// The SHA-1 of the rate-limit script (what EVALSHA names), for benchmarks and
+    /// diagnostics.
+    pub fn script_sha(&self) -> &str {
+        self.inner.gcra.get_hash()
+    }
+
+    /// The Redis key of a rate-limit state (for benchmarks and diagnostics).
+    pub fn state_key(&self, key: u64) -> String {
+        self.key("rl", key)
+    }
+
     /// Redis failures and timeouts so far.
     pub fn errors(&self) -> u64 {
         self.inner.errors.load(Ordering::Relaxed)
