@@ -13,6 +13,8 @@ use redis_server::RedisServer;
 use tower::{Layer, ServiceExt};
 use tower_throttle::gcra::{Check, GcraParams};
 use tower_throttle::store::{RedisFallback, RedisStore, UsageLimits};
+#[allow(unused_imports)]
+use tower_throttle::RateLimitHandle as _;
 use tower_throttle::{Quota, RateLimitLayer, Rule, Store, StoreFailure};
 
 fn check(key: u64, count: u32, period: Duration) -> Check {
@@ -122,25 +124,31 @@ async fn blocked_key_cache_saves_round_trips() {
 #[tokio::test]
 async fn two_servers_sharing_one_redis_enforce_one_limit() {
     let server = RedisServer::start();
-    let make = || {
+    // Two HTTP servers on two loopback ports, each with its own RateLimitLayer.
+    let mut addrs = Vec::new();
+    for _ in 0..2 {
         let layer = RateLimitLayer::builder()
             .rule(Rule::new("global", Quota::new(5, HOUR).unwrap()))
             .key_secret(*b"shared-secret-16")
             .store(store(&server, "two"))
             .build()
             .unwrap();
-        layer.layer(tower::service_fn(|_req: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
-        }))
-    };
-    let (a, b) = (make(), make());
-    let mut admitted = 0;
-    for i in 0..12 {
-        let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let res = svc.oneshot(Request::new(Body::empty())).await.unwrap();
-        admitted += usize::from(res.status() == StatusCode::OK);
+        let app = axum::Router::new().fallback(|| async { "ok" }).layer(layer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
     }
-    assert_eq!(admitted, 5);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let mut admitted = Vec::new();
+    for i in 0..12 {
+        let uri = format!("http://{}/x", addrs[i % 2]);
+        let res = client.get(uri.parse().unwrap()).await.unwrap();
+        admitted.push(res.status() == StatusCode::OK);
+    }
+    // Exactly one limit of 5 across both servers: the first five requests, alternating.
+    assert_eq!(admitted.iter().filter(|a| **a).count(), 5);
+    assert!(admitted[..5].iter().all(|a| *a));
 }
 
 #[tokio::test]
