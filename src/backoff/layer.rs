@@ -85,10 +85,6 @@ impl Policy for BackoffPolicy {
         }
     }
 
-    fn admit(&self, _head: &http::request::Parts) -> Result<Option<Duration>, RetryError> {
-        Ok(None)
-    }
-
     fn decide(
         &self,
         head: &http::request::Parts,

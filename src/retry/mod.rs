@@ -143,7 +143,11 @@ pub trait Policy: Send + Sync + 'static {
     }
 
     /// Before a new request is first sent: how long to wait (an endpoint gate), or fail.
-    fn admit(&self, head: &http::request::Parts) -> Result<Option<Duration>, RetryError>;
+    /// By default it goes at once.
+    fn admit(&self, head: &http::request::Parts) -> Result<Option<Duration>, RetryError> {
+        let _ = head;
+        Ok(None)
+    }
 
     /// After an attempt. A policy that returns [`Step::Retry`] must have claimed the retry
     /// with [`RetryContext::try_claim`].
