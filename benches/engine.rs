@@ -1,0 +1,109 @@
+//! One keyed check: tower-throttle's in-memory store vs governor's keyed (DashMap) limiter,
+//! both with their default clocks and both with a manual/fake clock, on one hot key and
+//! over 1,000,000 keys. Run: `cargo bench --bench engine`.
+
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use governor::clock::FakeRelativeClock;
+use governor::{Quota as GQuota, RateLimiter};
+use tower_throttle::clock::ManualClock;
+use tower_throttle::gcra::{Check, GcraParams};
+use tower_throttle::store::MemoryStore;
+use tower_throttle::Quota;
+
+const KEYS: u32 = 1_000_000;
+
+fn ip(i: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + i))
+}
+
+/// Our keyed check: hash the key (keyed SipHash, as the layer does), then decide.
+fn ours<C: tower_throttle::clock::Clock>(
+    store: &MemoryStore<C>,
+    hasher: &std::collections::hash_map::RandomState,
+    params: GcraParams,
+    key: &IpAddr,
+) -> bool {
+    let check = Check {
+        key: hasher.hash_one(key),
+        params,
+        shadow: false,
+    };
+    store.check_now(&[check]).admitted
+}
+
+fn bench(c: &mut Criterion) {
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
+    let params = GcraParams::new(&quota, Duration::ZERO);
+    let gquota = GQuota::per_second(NonZeroU32::MAX);
+    let hasher = std::collections::hash_map::RandomState::new();
+    let hot = ip(7);
+
+    let mut g = c.benchmark_group("hot_key");
+    let store = MemoryStore::builder()
+        .max_keys(2 * KEYS as usize)
+        .build()
+        .unwrap();
+    g.bench_function("tower_throttle/default_clock", |b| {
+        b.iter(|| ours(&store, &hasher, params, &hot))
+    });
+    let manual = MemoryStore::builder()
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    g.bench_function("tower_throttle/manual_clock", |b| {
+        b.iter(|| ours(&manual, &hasher, params, &hot))
+    });
+    let gov = RateLimiter::<IpAddr, _, _>::keyed(gquota);
+    g.bench_function("governor/default_clock", |b| {
+        b.iter(|| gov.check_key(&hot).is_ok())
+    });
+    let gov_fake = RateLimiter::dashmap_with_clock(gquota, FakeRelativeClock::default());
+    g.bench_function("governor/fake_clock", |b| {
+        b.iter(|| gov_fake.check_key(&hot).is_ok())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("1M_keys");
+    let keys: Vec<IpAddr> = (0..KEYS).map(ip).collect();
+    for k in &keys {
+        ours(&store, &hasher, params, k);
+        let _ = gov.check_key(k);
+    }
+    g.bench_function("tower_throttle/default_clock", |b| {
+        let mut i = 0usize;
+        b.iter_batched(
+            || {
+                i = (i + 7919) % keys.len();
+                i
+            },
+            |i| ours(&store, &hasher, params, &keys[i]),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("governor/default_clock", |b| {
+        let mut i = 0usize;
+        b.iter_batched(
+            || {
+                i = (i + 7919) % keys.len();
+                i
+            },
+            |i| gov.check_key(&keys[i]).is_ok(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = engine;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(engine);
