@@ -1,5 +1,5 @@
 //! The Redis store against a real `redis-server` (spawned on a free loopback port; the test
-//! fails if `redis-server` is not installed). Run with `cargo test --all-features`.
+//! fails if `redis-server` is not installed). Run with `bash scripts/test.sh`.
 #![cfg(feature = "redis")]
 
 #[path = "support/redis_server.rs"]
