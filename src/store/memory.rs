@@ -1,9 +1,11 @@
 //! The embedded in-memory store: sharded, exact, bounded.
 //!
 //! State is one `u64` (the GCRA theoretical arrival time) per key, in shards of
-//! `HashMap<u64, u64>` behind their own mutex, so requests for keys in different shards
-//! never contend. A request with several limits locks the shards involved in ascending
-//! order, decides, writes and unlocks: the decision is atomic and exact under contention.
+//! `HashMap<u64, AtomicU64>` behind their own read-write lock. A request with one limit on
+//! a known key decides under the read lock with a compare-and-swap (readers never block
+//! each other); inserts, evictions and requests with several limits take the write locks
+//! of the shards involved, in ascending order. Every decision is atomic and exact under
+//! contention.
 //!
 //! **Bounded.** A key whose TAT has passed holds no information (see [`crate::gcra`]), so
 //! it can be dropped without changing any decision. Shards drop such idle keys as they
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 use std::future::{ready, Ready};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use crate::clock::{Clock, TokioClock};
@@ -47,7 +49,7 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type Map = HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>;
+type Map = HashMap<u64, AtomicU64, BuildHasherDefault<IdentityHasher>>;
 
 struct ShardMap {
     map: Map,
@@ -55,8 +57,10 @@ struct ShardMap {
 }
 
 /// One shard on its own cache line, so neighbouring shards' locks do not false-share.
+/// Known keys are decided under the read lock with a compare-and-swap on their state;
+/// the write lock is taken only to insert, evict, or decide several limits at once.
 #[repr(align(64))]
-struct Shard(Mutex<ShardMap>);
+struct Shard(RwLock<ShardMap>);
 
 struct Inner<C> {
     clock: C,
@@ -233,7 +237,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
         let shard_cap = self.max_keys / shard_count;
         let shards = (0..shard_count)
             .map(|_| {
-                Shard(Mutex::new(ShardMap {
+                Shard(RwLock::new(ShardMap {
                     map: Map::default(),
                     inserts_since_sweep: 0,
                 }))
@@ -253,10 +257,14 @@ impl<C: Clock> MemoryStoreBuilder<C> {
     }
 }
 
-fn lock(shard: &Shard) -> MutexGuard<'_, ShardMap> {
+fn read(shard: &Shard) -> RwLockReadGuard<'_, ShardMap> {
+    shard.0.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock(shard: &Shard) -> RwLockWriteGuard<'_, ShardMap> {
     // No code path panics while holding a shard lock; if one ever did, the map is still
     // consistent (every write is a single insert), so a poisoned lock is safe to use.
-    shard.0.lock().unwrap_or_else(PoisonError::into_inner)
+    shard.0.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<C: Clock> Inner<C> {
@@ -267,7 +275,7 @@ impl<C: Clock> Inner<C> {
 
     fn write(&self, shard: &mut ShardMap, key: u64, tat: u64, now: u64) {
         if let Some(slot) = shard.map.get_mut(&key) {
-            *slot = tat;
+            *slot.get_mut() = tat;
             return;
         }
         shard.inserts_since_sweep += 1;
@@ -278,12 +286,14 @@ impl<C: Clock> Inner<C> {
                 self.force_evict(shard);
             }
         }
-        shard.map.insert(key, tat);
+        shard.map.insert(key, AtomicU64::new(tat));
     }
 
     fn sweep_shard(&self, shard: &mut ShardMap, now: u64) {
         let before = shard.map.len();
-        shard.map.retain(|_, stored| !is_idle(*stored, now));
+        shard
+            .map
+            .retain(|_, stored| !is_idle(*stored.get_mut(), now));
         let dropped = before - shard.map.len();
         shard.inserts_since_sweep = 0;
         if dropped > 0 {
@@ -299,12 +309,16 @@ impl<C: Clock> Inner<C> {
     /// Drops the eighth of a full shard's keys closest to becoming idle (lowest TATs).
     fn force_evict(&self, shard: &mut ShardMap) {
         let target = (shard.map.len() / 8).max(1);
-        let mut tats: Vec<u64> = shard.map.values().map(|v| tat_of(*v)).collect();
+        let mut tats: Vec<u64> = shard
+            .map
+            .values()
+            .map(|v| tat_of(v.load(Ordering::Relaxed)))
+            .collect();
         let (_, &mut threshold, _) = tats.select_nth_unstable(target - 1);
         let before = shard.map.len();
         let mut budget = target;
         shard.map.retain(|_, stored| {
-            let tat = tat_of(*stored);
+            let tat = tat_of(*stored.get_mut());
             if tat < threshold || (tat == threshold && budget > 0) {
                 budget = budget.saturating_sub(1);
                 false
@@ -318,12 +332,40 @@ impl<C: Clock> Inner<C> {
     }
 
     fn check_one(&self, check: &Check) -> Decision {
-        let mut shard = lock(&self.shards[self.shard_of(check.key)]);
+        let shard = &self.shards[self.shard_of(check.key)];
+        {
+            // Fast path: a known key, decided with a compare-and-swap under the read lock.
+            let map = read(shard);
+            if let Some(slot) = map.map.get(&check.key) {
+                let now = self.clock.now_nanos();
+                let mut current = slot.load(Ordering::Acquire);
+                loop {
+                    let mut tat = [current];
+                    let (decision, changed) = decide(now, std::slice::from_ref(check), &mut tat);
+                    if changed == 0 {
+                        return decision;
+                    }
+                    match slot.compare_exchange_weak(
+                        current,
+                        tat[0],
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => return decision,
+                        Err(actual) => current = actual,
+                    }
+                }
+            }
+        }
+        let mut map = lock(shard);
         let now = self.clock.now_nanos();
-        let mut tat = [shard.map.get(&check.key).copied().unwrap_or(0)];
+        let mut tat = [map
+            .map
+            .get(&check.key)
+            .map_or(0, |v| v.load(Ordering::Acquire))];
         let (decision, changed) = decide(now, std::slice::from_ref(check), &mut tat);
         if changed != 0 {
-            self.write(&mut shard, check.key, tat[0], now);
+            self.write(&mut map, check.key, tat[0], now);
         }
         decision
     }
@@ -333,7 +375,7 @@ impl<C: Clock> Inner<C> {
         let mut order: Vec<usize> = checks.iter().map(|c| self.shard_of(c.key)).collect();
         order.sort_unstable();
         order.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, ShardMap>)> =
+        let mut guards: Vec<(usize, RwLockWriteGuard<'_, ShardMap>)> =
             order.iter().map(|&s| (s, lock(&self.shards[s]))).collect();
         let now = self.clock.now_nanos();
         let slot = |key: u64| {
@@ -342,7 +384,11 @@ impl<C: Clock> Inner<C> {
         };
         let mut tats = [0u64; MAX_CHECKS];
         for (i, c) in checks.iter().enumerate() {
-            tats[i] = guards[slot(c.key)].1.map.get(&c.key).copied().unwrap_or(0);
+            tats[i] = guards[slot(c.key)]
+                .1
+                .map
+                .get(&c.key)
+                .map_or(0, |v| v.load(Ordering::Acquire));
         }
         let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
         for (i, c) in checks.iter().enumerate() {
@@ -370,7 +416,7 @@ impl<C: Clock> MemoryStore<C> {
 
     /// Number of keys currently held.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.inner.shards.iter().map(|s| read(s).map.len()).sum()
     }
 
     /// Whether no key is held.
