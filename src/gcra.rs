@@ -142,6 +142,16 @@ pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
     (decision, changed)
 }
 
+/// One 64-bit key for the set of keys of `checks` (order-sensitive), for per-request
+/// bookkeeping such as FIFO queues and refusal caches.
+pub fn checks_key(checks: &[Check]) -> u64 {
+    checks.iter().fold(0x9E37_79B9_7F4A_7C15, |acc, c| {
+        (acc ^ c.key)
+            .rotate_left(23)
+            .wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
 /// Flag bit of a stored TAT: the key is serving a block period. TATs stay below 2^62:
 /// clock readings (below 2^61 ns, 73 years of uptime) plus a limit (at most 2^60 ns) plus
 /// a block period (at most 366 days).

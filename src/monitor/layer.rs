@@ -23,12 +23,18 @@ pub const DEFAULT_MAX_ENDPOINTS: usize = 10_000;
 /// # Ok::<(), http::Error>(())
 /// ```
 pub fn default_key(head: &http::request::Parts) -> String {
-    let authority = head.uri.authority().map(|a| a.as_str()).or_else(|| {
-        head.headers
+    endpoint_key(&head.uri, &head.headers)
+}
+
+/// Authority (or `Host` header, for relative URIs) and path, without the query: the
+/// endpoint of a request for the monitor and for adaptive pacing.
+pub(crate) fn endpoint_key(uri: &http::Uri, headers: &http::HeaderMap) -> String {
+    let authority = uri.authority().map(|a| a.as_str()).or_else(|| {
+        headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
     });
-    format!("{}{}", authority.unwrap_or(""), head.uri.path())
+    format!("{}{}", authority.unwrap_or(""), uri.path())
 }
 
 /// Why a [`HeaderMonitorLayer`] could not be built.

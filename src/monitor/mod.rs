@@ -10,7 +10,7 @@
 mod event;
 mod future;
 mod handle;
-mod layer;
+pub(crate) mod layer;
 mod service;
 mod state;
 

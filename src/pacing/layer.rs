@@ -24,12 +24,6 @@ pub(crate) struct PacingShared {
     pub(crate) adaptive: Option<AdaptiveRates>,
 }
 
-/// The default endpoint of adaptive pacing: authority and path, without the query.
-pub(crate) fn endpoint_of<B>(req: &http::Request<B>) -> String {
-    let authority = req.uri().authority().map_or("", |a| a.as_str());
-    format!("{authority}{}", req.uri().path())
-}
-
 /// The client mode of [`RateLimitLayer`]: requests wait for their turn instead of being
 /// refused. See the [module docs](super).
 pub struct PacingLayer<St = MemoryStore> {
@@ -71,7 +65,7 @@ impl<St> PacingLayer<St> {
             .map(|q| q.warnings.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// The adaptive rate of an endpoint (authority + path), in requests per second, when
+    /// The adaptive rate of an endpoint (authority, or `Host`, + path), in requests per second, when
     /// adaptive pacing is on and the endpoint has been used.
     pub fn adaptive_rate(&self, endpoint: &str) -> Option<f64> {
         self.shared.adaptive.as_ref().and_then(|a| a.rate(endpoint))
@@ -138,7 +132,8 @@ impl<St> PacingLayerBuilder<St> {
         self
     }
 
-    /// Adaptive pacing per endpoint (authority + path) on top of the rules: follows the
+    /// Adaptive pacing per endpoint (authority, or `Host`, + path: the monitor's default
+    /// key) on top of the rules: follows the
     /// server's rate-limit headers and backs off on 429 (see [`Aimd`]). Off by default.
     pub fn adaptive(mut self, aimd: Aimd) -> Self {
         self.adaptive = Some(aimd);

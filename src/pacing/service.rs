@@ -11,9 +11,10 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 use tower_service::Service;
 
 use super::error::PacingError;
-use super::layer::{endpoint_of, PacingShared};
+use super::layer::PacingShared;
 use super::quota::QuotaStatus;
-use crate::gcra::Check;
+use crate::gcra::checks_key;
+use crate::monitor::layer::endpoint_key;
 use crate::rate_limit::handle::bump;
 use crate::rate_limit::plan::Plan;
 use crate::retry::{BoxError, Error};
@@ -46,15 +47,6 @@ impl<S: std::fmt::Debug, St> std::fmt::Debug for Pacing<S, St> {
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
-}
-
-/// Mixes the keys of a request's checks into the key of its FIFO queue.
-fn turn_key(checks: &[Check]) -> u64 {
-    checks.iter().fold(0x9E37_79B9_7F4A_7C15, |acc, c| {
-        (acc ^ c.key)
-            .rotate_left(23)
-            .wrapping_mul(0x2545_F491_4F6C_DD1D)
-    })
 }
 
 impl<S, St, ReqB, ResB> Service<Request<ReqB>> for Pacing<S, St>
@@ -113,7 +105,7 @@ where
 
             // Then the turn: one request of a key set decides at a time, in arrival order.
             if !checks.is_empty() {
-                let _turn = timeout_at(deadline, shared.turns.acquire(turn_key(&checks), 1))
+                let _turn = timeout_at(deadline, shared.turns.acquire(checks_key(&checks), 1))
                     .await
                     .map_err(|_| timed_out())?;
                 let mut waited = false;
@@ -196,7 +188,10 @@ where
             }
 
             // Adaptive pacing: this endpoint's next send slot, in arrival order.
-            let endpoint = shared.adaptive.as_ref().map(|_| endpoint_of(&req));
+            let endpoint = shared
+                .adaptive
+                .as_ref()
+                .map(|_| endpoint_key(req.uri(), req.headers()));
             if let (Some(adaptive), Some(endpoint)) = (&shared.adaptive, &endpoint) {
                 let slot = adaptive.reserve(endpoint);
                 if slot > deadline {

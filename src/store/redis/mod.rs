@@ -32,7 +32,7 @@ use redis::Script;
 use tokio::time::Instant;
 
 use super::{MemoryStore, Store, StoreError, Usage, UsageLimits};
-use crate::gcra::{decide, Check, Decision, GcraParams, BLOCKED};
+use crate::gcra::{checks_key, decide, Check, Decision, GcraParams, BLOCKED};
 
 /// What a [`RedisStore`] does when Redis fails or times out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,12 +187,6 @@ fn to_micros(p: &GcraParams) -> (u64, u64, u64) {
     (interval, interval * burst, p.block_ns.div_ceil(1000))
 }
 
-fn set_key(checks: &[Check]) -> u64 {
-    checks.iter().fold(0xcbf2_9ce4_8422_2325, |acc, c| {
-        (acc ^ c.key).wrapping_mul(0x0100_0000_01b3).rotate_left(17)
-    })
-}
-
 /// The future of [`RedisStore`]'s calls.
 pub type RedisFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
@@ -302,7 +296,7 @@ impl Store for RedisStore {
         let store = self.clone();
         let checks = checks.to_vec();
         Box::pin(async move {
-            let set = set_key(&checks);
+            let set = checks_key(&checks);
             if let Some(refusal) = store.cached_refusal(set) {
                 return Ok(refusal);
             }
