@@ -142,6 +142,69 @@ pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
     (decision, changed)
 }
 
+/// What one limit does to its stored state at `now`: the single-check fast path of
+/// [`decide`], split so that a store can compare-and-swap [`Step::new_state`] and build the
+/// [`Decision`] (which needs a division) after releasing its locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Whether the limit refused the request (shadow refusals included).
+    pub denied: bool,
+    /// The state to store, if it changes.
+    pub new_state: Option<u64>,
+    /// Until the request would be admitted (zero when admitted).
+    pub wait_ns: u64,
+}
+
+impl Step {
+    /// The step of `check` on state `stored` at `now`; identical to [`decide`] with one check.
+    #[inline]
+    pub fn of(now: u64, check: &Check, stored: u64) -> Step {
+        let p = &check.params;
+        let tat = tat_of(stored).max(now);
+        let ahead = tat + p.interval_ns - now;
+        if ahead <= p.limit_ns {
+            return Step {
+                denied: false,
+                new_state: Some(tat + p.interval_ns),
+                wait_ns: 0,
+            };
+        }
+        if check.shadow {
+            return Step {
+                denied: true,
+                new_state: None,
+                wait_ns: 0,
+            };
+        }
+        let mut step = Step {
+            denied: true,
+            new_state: None,
+            wait_ns: ahead - p.limit_ns,
+        };
+        if p.block_ns > 0 && stored & BLOCKED == 0 {
+            let blocked_tat = now
+                .saturating_add(p.block_ns)
+                .saturating_add(p.limit_ns - p.interval_ns);
+            if blocked_tat > stored {
+                step.new_state = Some(blocked_tat | BLOCKED);
+                step.wait_ns = step.wait_ns.max(p.block_ns);
+            }
+        }
+        step
+    }
+
+    /// The decision, given the state now stored (`new_state` if it was written).
+    #[inline]
+    pub fn decision(&self, now: u64, check: &Check, stored: u64) -> Decision {
+        Decision {
+            admitted: !self.denied || check.shadow,
+            denied_mask: u64::from(self.denied),
+            retry_after: ns(self.wait_ns),
+            headline: state(now, 0, &check.params, tat_of(stored)),
+        }
+    }
+}
+
 /// One 64-bit key for the set of keys of `checks` (order-sensitive), for per-request
 /// bookkeeping such as FIFO queues and refusal caches.
 pub fn checks_key(checks: &[Check]) -> u64 {
@@ -322,6 +385,44 @@ mod tests {
         assert!(!d.admitted);
         assert_eq!(d.retry_after, crate::quota::MAX_PERIOD);
         assert!(tat_of(tat[0]) < 1 << 62 && tat[0] & BLOCKED != 0);
+    }
+
+    #[test]
+    fn single_check_step_matches_decide() {
+        // SplitMix64 over parameters, states, clocks and flags, plus the edges.
+        let mut x = 0x1234_5678_9ABC_DEF0u64;
+        let mut next = move || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for case in 0..200_000u64 {
+            let interval_ns = 1 + next() % 1_000;
+            let burst = 1 + next() % 8;
+            let block_ns = if case % 3 == 0 { next() % 5_000 } else { 0 };
+            let params = GcraParams {
+                interval_ns,
+                limit_ns: interval_ns * burst,
+                block_ns,
+            };
+            let check = Check {
+                key: 1,
+                params,
+                shadow: case % 5 == 0,
+            };
+            let now = next() % 10_000;
+            let tat = next() % 20_000;
+            let stored = if case % 4 == 0 { tat | BLOCKED } else { tat };
+            let mut tats = [stored];
+            let (want, changed) = decide(now, &[check], &mut tats);
+            let step = Step::of(now, &check, stored);
+            assert_eq!(step.new_state.is_some(), changed == 1, "case {case}");
+            let after = step.new_state.unwrap_or(stored);
+            assert_eq!(after, tats[0], "case {case}");
+            assert_eq!(step.decision(now, &check, after), want, "case {case}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Wea
 use std::time::Duration;
 
 use crate::clock::{Clock, TokioClock};
-use crate::gcra::{decide, is_idle, tat_of, Check, Decision, MAX_CHECKS};
+use crate::gcra::{decide, is_idle, tat_of, Check, Decision, Step, MAX_CHECKS};
 use crate::store::usage::UsageTable;
 use crate::store::{Store, StoreError, Usage, UsageLimits};
 
@@ -334,67 +334,82 @@ impl<C: Clock> Inner<C> {
     fn check_one(&self, check: &Check) -> Decision {
         let shard = &self.shards[self.shard_of(check.key)];
         {
-            // Fast path: a known key, decided with a compare-and-swap under the read lock.
+            // Fast path: a known key, decided with a compare-and-swap under the read lock;
+            // the decision's arithmetic runs after the lock is released.
             let map = read(shard);
             if let Some(slot) = map.map.get(&check.key) {
                 let now = self.clock.now_nanos();
                 let mut current = slot.load(Ordering::Acquire);
-                loop {
-                    let mut tat = [current];
-                    let (decision, changed) = decide(now, std::slice::from_ref(check), &mut tat);
-                    if changed == 0 {
-                        return decision;
-                    }
+                let (step, stored) = loop {
+                    let step = Step::of(now, check, current);
+                    let Some(new) = step.new_state else {
+                        break (step, current);
+                    };
                     match slot.compare_exchange_weak(
                         current,
-                        tat[0],
+                        new,
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return decision,
+                        Ok(_) => break (step, new),
                         Err(actual) => current = actual,
                     }
-                }
+                };
+                drop(map);
+                return step.decision(now, check, stored);
             }
         }
         let mut map = lock(shard);
         let now = self.clock.now_nanos();
-        let mut tat = [map
+        let stored = map
             .map
             .get(&check.key)
-            .map_or(0, |v| v.load(Ordering::Acquire))];
-        let (decision, changed) = decide(now, std::slice::from_ref(check), &mut tat);
-        if changed != 0 {
-            self.write(&mut map, check.key, tat[0], now);
+            .map_or(0, |v| v.load(Ordering::Acquire));
+        let step = Step::of(now, check, stored);
+        if let Some(new) = step.new_state {
+            self.write(&mut map, check.key, new, now);
         }
-        decision
+        drop(map);
+        step.decision(now, check, step.new_state.unwrap_or(stored))
     }
 
     fn check_many(&self, checks: &[Check]) -> Decision {
         let checks = &checks[..checks.len().min(MAX_CHECKS)];
-        let mut order: Vec<usize> = checks.iter().map(|c| self.shard_of(c.key)).collect();
+        // The shards involved, ascending and distinct (lock order), on the stack.
+        let mut order = [0usize; MAX_CHECKS];
+        for (o, c) in order.iter_mut().zip(checks) {
+            *o = self.shard_of(c.key);
+        }
+        let order = &mut order[..checks.len()];
         order.sort_unstable();
-        order.dedup();
-        let mut guards: Vec<(usize, RwLockWriteGuard<'_, ShardMap>)> =
-            order.iter().map(|&s| (s, lock(&self.shards[s]))).collect();
+        let mut shards = 0;
+        for i in 0..order.len() {
+            if i == 0 || order[i] != order[shards - 1] {
+                order[shards] = order[i];
+                shards += 1;
+            }
+        }
+        let order = &order[..shards];
+        let mut guards: [Option<RwLockWriteGuard<'_, ShardMap>>; MAX_CHECKS] =
+            std::array::from_fn(|_| None);
+        for (g, &s) in guards.iter_mut().zip(order) {
+            *g = Some(lock(&self.shards[s]));
+        }
         let now = self.clock.now_nanos();
-        let slot = |key: u64| {
-            let s = self.shard_of(key);
-            order.binary_search(&s).unwrap_or(0)
-        };
+        let slot = |key: u64| order.binary_search(&self.shard_of(key)).unwrap_or(0);
         let mut tats = [0u64; MAX_CHECKS];
         for (i, c) in checks.iter().enumerate() {
             tats[i] = guards[slot(c.key)]
-                .1
-                .map
-                .get(&c.key)
+                .as_ref()
+                .and_then(|g| g.map.get(&c.key))
                 .map_or(0, |v| v.load(Ordering::Acquire));
         }
         let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
         for (i, c) in checks.iter().enumerate() {
             if changed & (1 << i) != 0 {
-                let g = &mut guards[slot(c.key)].1;
-                self.write(g, c.key, tats[i], now);
+                if let Some(g) = guards[slot(c.key)].as_mut() {
+                    self.write(g, c.key, tats[i], now);
+                }
             }
         }
         decision
