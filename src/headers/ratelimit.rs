@@ -8,11 +8,14 @@
 use std::cmp::Reverse;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{DATE, RETRY_AFTER};
+use http::header::{HeaderName, DATE, RETRY_AFTER};
 use http::HeaderMap;
 use sfv::{BareItem, Dictionary, List, ListEntry, Parser};
 
-use super::parse::{parse_retry_after, retry_hint, DEFAULT_HINT_CAP};
+use super::parse::{
+    parse_retry_after, retry_hint, DEFAULT_HINT_CAP, RETRY_AFTER_MS, X_AMZ_RETRY_AFTER,
+};
+use names::{Family, X_RATELIMIT, X_RATE_LIMIT};
 
 /// Which header family a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +130,9 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
+    if !names::any_relevant(headers) {
+        return RateLimitInfo::default();
+    }
     let date = headers.get_all(DATE).iter().find_map(|v| {
         let text = std::str::from_utf8(v.as_bytes()).ok()?;
         httpdate::parse_http_date(text).ok()
@@ -146,10 +152,10 @@ pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
         &mut draft07
     };
     owner.policies.extend(numbered);
-    let x = cx.x_family("x-ratelimit-");
-    let x_dashed = cx.x_family("x-rate-limit-");
+    let x = cx.x_family(&X_RATELIMIT);
+    let x_dashed = cx.x_family(&X_RATE_LIMIT);
     let retry_after = retry_hint(headers, now, DEFAULT_HINT_CAP).map(|hint| hint.delay);
-    let retry_fields = [RETRY_AFTER.as_str(), "retry-after-ms", "x-amz-retry-after"];
+    let retry_fields = [&RETRY_AFTER, &RETRY_AFTER_MS, &X_AMZ_RETRY_AFTER];
     if retry_after.is_none() && retry_fields.iter().any(|name| headers.contains_key(*name)) {
         cx.bad();
     }
@@ -365,7 +371,7 @@ impl Ctx<'_> {
 
     /// The first line of `name` that `parse` accepts; one malformed when the field is
     /// present but no line parses.
-    fn field<T>(&mut self, name: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    fn field<T>(&mut self, name: &HeaderName, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
         let mut lines = self.headers.get_all(name).iter().peekable();
         lines.peek()?;
         let parsed = lines.find_map(|v| std::str::from_utf8(v.as_bytes()).ok().and_then(&parse));
@@ -376,13 +382,13 @@ impl Ctx<'_> {
     }
 
     /// The first of `names` that [`Ctx::field`] reads.
-    fn first<T>(&mut self, names: &[String], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    fn first<T>(&mut self, names: &[&HeaderName], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
         names.iter().find_map(|name| self.field(name, &parse))
     }
 
     /// All lines of `name` parsed as one SF value of type `T` (lines joined with `", "`,
     /// RFC 9651 §4.2); `None` when absent, `Some(Err)` when it does not parse.
-    fn sf<T: sfv::FieldType>(&self, name: &str) -> Option<Result<T, Vec<u8>>> {
+    fn sf<T: sfv::FieldType>(&self, name: &HeaderName) -> Option<Result<T, Vec<u8>>> {
         let lines: Vec<&[u8]> = self
             .headers
             .get_all(name)
@@ -403,7 +409,7 @@ impl Ctx<'_> {
     }
 
     /// A limit field with its synthesized policies, counting an unparsable SF tail.
-    fn limit_field(&mut self, name: &str, info: &mut RateLimitInfo) {
+    fn limit_field(&mut self, name: &HeaderName, info: &mut RateLimitInfo) {
         if let Some((limit, policies)) = self.field(name, parse_limit) {
             info.limit = Some(limit);
             match policies {
@@ -428,7 +434,7 @@ impl Ctx<'_> {
     /// `RateLimit-Policy`: named draft-11 policies and Integer (drafts 05–10) policies.
     fn policy_field(&mut self) -> (Vec<QuotaPolicy>, Vec<QuotaPolicy>) {
         let (mut named, mut numbered) = (Vec::new(), Vec::new());
-        let list = match self.sf::<List>("ratelimit-policy") {
+        let list = match self.sf::<List>(&names::RATELIMIT_POLICY) {
             None => return (named, numbered),
             Some(Ok(list)) => list,
             Some(Err(_)) => {
@@ -471,7 +477,7 @@ impl Ctx<'_> {
     /// `RateLimit`: draft-11 states when it is an SF List, else a draft-07 dictionary.
     fn ratelimit_field(&mut self) -> (Vec<QuotaState>, RateLimitInfo) {
         let (mut states, mut info) = (Vec::new(), RateLimitInfo::default());
-        let bytes = match self.sf::<List>("ratelimit") {
+        let bytes = match self.sf::<List>(&names::RATELIMIT) {
             None => return (states, info),
             Some(Err(bytes)) => bytes,
             Some(Ok(list)) => {
@@ -551,33 +557,36 @@ impl Ctx<'_> {
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds).
     fn separate(&mut self) -> RateLimitInfo {
         let mut info = RateLimitInfo::default();
-        self.limit_field("ratelimit-limit", &mut info);
-        info.remaining = self.field("ratelimit-remaining", plain_u64);
-        info.reset_after = self.field("ratelimit-reset", decimal);
+        self.limit_field(&names::RATELIMIT_LIMIT, &mut info);
+        info.remaining = self.field(&names::RATELIMIT_REMAINING, plain_u64);
+        info.reset_after = self.field(&names::RATELIMIT_RESET, decimal);
         self.check_remaining(&mut info);
         info
     }
 
-    /// `{prefix}limit`, `-remaining`, `-reset-after`/`-reset` (and `-requests` variants).
-    fn x_family(&mut self, prefix: &str) -> RateLimitInfo {
-        let name = |suffix: &str| format!("{prefix}{suffix}");
+    /// One family's `-limit`, `-remaining`, `-reset-after`/`-reset` (and `-requests`
+    /// variants).
+    fn x_family(&mut self, names: &Family) -> RateLimitInfo {
         let reference = self.reference;
         let reset = |v: &str| parse_reset(v, reference);
         let mut info = RateLimitInfo::default();
-        self.limit_field(&name("limit"), &mut info);
+        self.limit_field(&names.limit, &mut info);
         if info.limit.is_none() {
-            self.limit_field(&name("limit-requests"), &mut info);
+            self.limit_field(&names.limit_requests, &mut info);
         }
-        let remaining = [name("remaining"), name("remaining-requests")];
+        let remaining = [&names.remaining, &names.remaining_requests];
         info.remaining = self.first(&remaining, plain_u64);
-        let resets = [name("reset"), name("reset-requests")];
+        let resets = [&names.reset, &names.reset_requests];
         info.reset_after = self
-            .field(&name("reset-after"), decimal)
+            .field(&names.reset_after, decimal)
             .or_else(|| self.first(&resets, reset));
         self.check_remaining(&mut info);
         info
     }
 }
+
+#[path = "ratelimit/names.rs"]
+mod names;
 
 #[cfg(test)]
 #[path = "ratelimit/tests.rs"]
