@@ -24,6 +24,9 @@ use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_throttle::backoff::BackoffLayer;
+use tower_throttle::headers::{
+    RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+};
 use tower_throttle::monitor::HeaderMonitorLayer;
 use tower_throttle::retry_after::RetryAfterLayer;
 
@@ -118,17 +121,14 @@ where
     let mut res = Response::new(Empty::new());
     if headers {
         let h = res.headers_mut();
-        h.insert("x-ratelimit-limit", HeaderValue::from_static("100"));
-        h.insert("x-ratelimit-remaining", HeaderValue::from_static("57"));
-        h.insert("x-ratelimit-reset", HeaderValue::from_static("23"));
+        h.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("100"));
+        h.insert(X_RATELIMIT_REMAINING, HeaderValue::from_static("57"));
+        h.insert(X_RATELIMIT_RESET, HeaderValue::from_static("23"));
         h.insert(
-            "ratelimit-policy",
+            RATELIMIT_POLICY,
             HeaderValue::from_static("\"default\";q=100;w=60"),
         );
-        h.insert(
-            "ratelimit",
-            HeaderValue::from_static("\"default\";r=57;t=23"),
-        );
+        h.insert(RATELIMIT, HeaderValue::from_static("\"default\";r=57;t=23"));
     }
     Ok(res)
 }
@@ -179,22 +179,60 @@ where
     ALLOCS.load(Ordering::Relaxed) as f64 / N as f64
 }
 
+/// For profilers: `CLIENT_STACK_PROFILE=<case>/<bare|stack>[/<n>]` sends `n` (default
+/// 100,000) requests of one case through one side and exits, without criterion, e.g.
+/// `CLIENT_STACK_PROFILE=get/stack valgrind --tool=callgrind target/release/deps/client_stack-*`
+/// (run it with `n` = 0 too, and subtract, for instructions per request).
+fn profile_only(rt: &tokio::runtime::Runtime) -> bool {
+    let Ok(spec) = std::env::var("CLIENT_STACK_PROFILE") else {
+        return false;
+    };
+    let mut parts = spec.split('/');
+    let (name, side) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let n = parts
+        .next()
+        .map_or(100_000, |n| n.parse().expect("a count"));
+    let case = CASES.iter().find(|c| c.name == name).expect("a case name");
+    let headers = case.headers;
+    match side {
+        "bare" => rt.block_on(drive(
+            &mut tower::service_fn(move |req| trivial(req, headers)),
+            case,
+            n,
+        )),
+        "stack" => rt.block_on(drive(&mut stack(headers), case, n)),
+        _ => panic!("side must be bare or stack"),
+    }
+    true
+}
+
+/// The client stack around the trivial service. The README's order (the gate outermost of
+/// the retrying layers), with the monitor outside them as in
+/// examples/support/round_trip.rs, so it sees final responses. Defaults everywhere.
+fn stack(
+    headers: bool,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Empty<Bytes>>, Error = impl std::fmt::Debug>
+{
+    ServiceBuilder::new()
+        .layer(HeaderMonitorLayer::new())
+        .layer(RetryAfterLayer::builder().build())
+        .layer(BackoffLayer::builder().build())
+        .service(tower::service_fn(move |req| trivial(req, headers)))
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    if profile_only(&rt) {
+        std::process::exit(0);
+    }
 
     for case in &CASES {
         let headers = case.headers;
         let mut bare = tower::service_fn(move |req| trivial(req, headers));
-        // The README's stack (the gate outermost of the retrying layers), with the monitor
-        // outside them as in examples/support/round_trip.rs: it sees final responses.
-        let mut stack = ServiceBuilder::new()
-            .layer(HeaderMonitorLayer::new())
-            .layer(RetryAfterLayer::builder().build())
-            .layer(BackoffLayer::builder().build())
-            .service(tower::service_fn(move |req| trivial(req, headers)));
+        let mut stack = stack(headers);
 
         let bare_allocs = allocs_per_request(&rt, &mut bare, case);
         let stack_allocs = allocs_per_request(&rt, &mut stack, case);
