@@ -6,13 +6,14 @@
 //! [`retry_hint`](super::parse::retry_hint). See [`parse_rate_limit`] and [`parse_reset`].
 
 use std::cmp::Reverse;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use http::header::{DATE, RETRY_AFTER};
+use http::header::{HeaderName, DATE, RETRY_AFTER};
 use http::HeaderMap;
 use sfv::{BareItem, Dictionary, List, ListEntry, Parser};
 
-use super::parse::{parse_retry_after, retry_hint, DEFAULT_HINT_CAP};
+use super::parse::{retry_hint, DEFAULT_HINT_CAP, RETRY_AFTER_MS, X_AMZ_RETRY_AFTER};
+use names::{Family, X_RATELIMIT, X_RATE_LIMIT};
 
 /// Which header family a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,9 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
+    if !names::any_relevant(headers) {
+        return RateLimitInfo::default();
+    }
     let date = headers.get_all(DATE).iter().find_map(|v| {
         let text = std::str::from_utf8(v.as_bytes()).ok()?;
         httpdate::parse_http_date(text).ok()
@@ -146,10 +150,10 @@ pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
         &mut draft07
     };
     owner.policies.extend(numbered);
-    let x = cx.x_family("x-ratelimit-");
-    let x_dashed = cx.x_family("x-rate-limit-");
+    let x = cx.x_family(&X_RATELIMIT);
+    let x_dashed = cx.x_family(&X_RATE_LIMIT);
     let retry_after = retry_hint(headers, now, DEFAULT_HINT_CAP).map(|hint| hint.delay);
-    let retry_fields = [RETRY_AFTER.as_str(), "retry-after-ms", "x-amz-retry-after"];
+    let retry_fields = [&RETRY_AFTER, &RETRY_AFTER_MS, &X_AMZ_RETRY_AFTER];
     if retry_after.is_none() && retry_fields.iter().any(|name| headers.contains_key(*name)) {
         cx.bad();
     }
@@ -166,128 +170,6 @@ pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
     info
-}
-
-/// Parses one reset value into time-from-reference.
-///
-/// Disambiguation rule, tried in this order (the forms cannot overlap):
-/// 1. Go-style durations with units (`1s`, `6m0s`, `12ms`, `1h2m3.5s`, `250us`/`µs`, `ns`;
-///    units `h`, `m`, `s`, `ms`, `us`, `µs`, `μs`, `ns`, numbers integer or decimal)
-///    → that duration.
-/// 2. RFC 3339 timestamps (`2026-11-23T12:00:00Z`, with offset or fractional seconds;
-///    lowercase `t`/`z` and a space separator accepted) → absolute, minus `reference`.
-/// 3. HTTP-dates (any of the three RFC 9110 forms) → absolute, minus `reference`.
-/// 4. Plain numbers (integer or decimal): ≥ 1e12 → epoch milliseconds; ≥ 1e9 → epoch
-///    seconds (decimals allowed: Discord `1470173023.123`); otherwise delta-seconds from
-///    now (decimals allowed).
-///
-/// Absolute values in the past → ZERO. Negative, NaN, exponents, garbage and empty values
-/// → `None`. Surrounding whitespace is ignored; huge durations saturate at
-/// [`Duration::MAX`]; absolute times a [`SystemTime`] cannot hold → `None`.
-pub fn parse_reset(value: &str, reference: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let since = |at: SystemTime| Some(at.duration_since(reference).unwrap_or(Duration::ZERO));
-    if let Some(delay) = go_duration(value) {
-        return Some(delay);
-    }
-    if let Some(at) = rfc3339(value).or_else(|| httpdate::parse_http_date(value).ok()) {
-        return since(at);
-    }
-    let number = decimal(value)?;
-    if number >= Duration::from_secs(1_000_000_000_000) {
-        since(UNIX_EPOCH.checked_add(number / 1000)?)
-    } else if number >= Duration::from_secs(1_000_000_000) {
-        since(UNIX_EPOCH.checked_add(number)?)
-    } else {
-        Some(number)
-    }
-}
-
-/// `DIGITS[.DIGITS]` seconds, via the shared Retry-After number parser (digits and dots
-/// only, so its HTTP-date branch never applies).
-fn decimal(value: &str) -> Option<Duration> {
-    let numeric = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    numeric.then(|| parse_retry_after(value.as_bytes(), UNIX_EPOCH))?
-}
-
-/// A Go `time.Duration` string without sign: one or more `NUMBER UNIT` pairs.
-fn go_duration(mut rest: &str) -> Option<Duration> {
-    let mut total = None::<Duration>;
-    while !rest.is_empty() {
-        let numeric = |c: char| c.is_ascii_digit() || c == '.';
-        let number_len = rest.find(|c: char| !numeric(c)).unwrap_or(rest.len());
-        let unit = rest.get(number_len..)?;
-        let unit = unit.get(..unit.find(numeric).unwrap_or(unit.len()))?;
-        let number = decimal(rest.get(..number_len)?)?;
-        let part = match unit {
-            "h" => number.saturating_mul(3600),
-            "m" => number.saturating_mul(60),
-            "s" => number,
-            "ms" => number / 1_000,
-            "us" | "µs" | "μs" => number / 1_000_000,
-            "ns" => number / 1_000_000_000,
-            _ => return None,
-        };
-        total = Some(total.unwrap_or_default().saturating_add(part));
-        rest = rest.get(number_len + unit.len()..)?;
-    }
-    total
-}
-
-/// An RFC 3339 `date-time`, parsed by hand (days-from-civil, no calendar crate).
-fn rfc3339(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let digits = b.get(from..to)?;
-        digits.iter().try_fold(0, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
-        })
-    };
-    let sep = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
-    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let frac = b
-        .get(20..)
-        .map_or(0, |t| t.iter().take_while(|d| d.is_ascii_digit()).count());
-    let (at, nanos) = match b.get(19) {
-        Some(b'.') if frac > 0 => (20 + frac, decimal(s.get(19..20 + frac)?)?.subsec_nanos()),
-        _ => (19, 0),
-    };
-    let offset = match b.get(at..)? {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (h, m) = (num(at + 1, at + 3)?, num(at + 4, at + 6)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            (if *sign == b'-' { -60 } else { 60 }) * (h * 60 + m)
-        }
-        _ => return None,
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        2 => 28 + i64::from(leap),
-        4 | 6 | 9 | 11 => 30,
-        1..=12 => 31,
-        _ => return None,
-    };
-    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if month <= 2 { year - 1 } else { year };
-    let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
-    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    let at = match u64::try_from(secs) {
-        Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
-        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs())),
-    };
-    at?.checked_add(Duration::from_nanos(u64::from(nanos)))
 }
 
 /// A non-negative SF Integer.
@@ -365,7 +247,7 @@ impl Ctx<'_> {
 
     /// The first line of `name` that `parse` accepts; one malformed when the field is
     /// present but no line parses.
-    fn field<T>(&mut self, name: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    fn field<T>(&mut self, name: &HeaderName, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
         let mut lines = self.headers.get_all(name).iter().peekable();
         lines.peek()?;
         let parsed = lines.find_map(|v| std::str::from_utf8(v.as_bytes()).ok().and_then(&parse));
@@ -376,13 +258,13 @@ impl Ctx<'_> {
     }
 
     /// The first of `names` that [`Ctx::field`] reads.
-    fn first<T>(&mut self, names: &[String], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    fn first<T>(&mut self, names: &[&HeaderName], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
         names.iter().find_map(|name| self.field(name, &parse))
     }
 
     /// All lines of `name` parsed as one SF value of type `T` (lines joined with `", "`,
     /// RFC 9651 §4.2); `None` when absent, `Some(Err)` when it does not parse.
-    fn sf<T: sfv::FieldType>(&self, name: &str) -> Option<Result<T, Vec<u8>>> {
+    fn sf<T: sfv::FieldType>(&self, name: &HeaderName) -> Option<Result<T, Vec<u8>>> {
         let lines: Vec<&[u8]> = self
             .headers
             .get_all(name)
@@ -403,7 +285,7 @@ impl Ctx<'_> {
     }
 
     /// A limit field with its synthesized policies, counting an unparsable SF tail.
-    fn limit_field(&mut self, name: &str, info: &mut RateLimitInfo) {
+    fn limit_field(&mut self, name: &HeaderName, info: &mut RateLimitInfo) {
         if let Some((limit, policies)) = self.field(name, parse_limit) {
             info.limit = Some(limit);
             match policies {
@@ -428,7 +310,7 @@ impl Ctx<'_> {
     /// `RateLimit-Policy`: named draft-11 policies and Integer (drafts 05–10) policies.
     fn policy_field(&mut self) -> (Vec<QuotaPolicy>, Vec<QuotaPolicy>) {
         let (mut named, mut numbered) = (Vec::new(), Vec::new());
-        let list = match self.sf::<List>("ratelimit-policy") {
+        let list = match self.sf::<List>(&names::RATELIMIT_POLICY) {
             None => return (named, numbered),
             Some(Ok(list)) => list,
             Some(Err(_)) => {
@@ -471,7 +353,7 @@ impl Ctx<'_> {
     /// `RateLimit`: draft-11 states when it is an SF List, else a draft-07 dictionary.
     fn ratelimit_field(&mut self) -> (Vec<QuotaState>, RateLimitInfo) {
         let (mut states, mut info) = (Vec::new(), RateLimitInfo::default());
-        let bytes = match self.sf::<List>("ratelimit") {
+        let bytes = match self.sf::<List>(&names::RATELIMIT) {
             None => return (states, info),
             Some(Err(bytes)) => bytes,
             Some(Ok(list)) => {
@@ -551,33 +433,41 @@ impl Ctx<'_> {
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds).
     fn separate(&mut self) -> RateLimitInfo {
         let mut info = RateLimitInfo::default();
-        self.limit_field("ratelimit-limit", &mut info);
-        info.remaining = self.field("ratelimit-remaining", plain_u64);
-        info.reset_after = self.field("ratelimit-reset", decimal);
+        self.limit_field(&names::RATELIMIT_LIMIT, &mut info);
+        info.remaining = self.field(&names::RATELIMIT_REMAINING, plain_u64);
+        info.reset_after = self.field(&names::RATELIMIT_RESET, decimal);
         self.check_remaining(&mut info);
         info
     }
 
-    /// `{prefix}limit`, `-remaining`, `-reset-after`/`-reset` (and `-requests` variants).
-    fn x_family(&mut self, prefix: &str) -> RateLimitInfo {
-        let name = |suffix: &str| format!("{prefix}{suffix}");
+    /// One family's `-limit`, `-remaining`, `-reset-after`/`-reset` (and `-requests`
+    /// variants).
+    fn x_family(&mut self, names: &Family) -> RateLimitInfo {
         let reference = self.reference;
         let reset = |v: &str| parse_reset(v, reference);
         let mut info = RateLimitInfo::default();
-        self.limit_field(&name("limit"), &mut info);
+        self.limit_field(&names.limit, &mut info);
         if info.limit.is_none() {
-            self.limit_field(&name("limit-requests"), &mut info);
+            self.limit_field(&names.limit_requests, &mut info);
         }
-        let remaining = [name("remaining"), name("remaining-requests")];
+        let remaining = [&names.remaining, &names.remaining_requests];
         info.remaining = self.first(&remaining, plain_u64);
-        let resets = [name("reset"), name("reset-requests")];
+        let resets = [&names.reset, &names.reset_requests];
         info.reset_after = self
-            .field(&name("reset-after"), decimal)
+            .field(&names.reset_after, decimal)
             .or_else(|| self.first(&resets, reset));
         self.check_remaining(&mut info);
         info
     }
 }
+
+#[path = "ratelimit/names.rs"]
+mod names;
+#[path = "ratelimit/reset.rs"]
+mod reset;
+
+use reset::decimal;
+pub use reset::parse_reset;
 
 #[cfg(test)]
 #[path = "ratelimit/tests.rs"]

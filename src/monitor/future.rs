@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::state::Shared;
+use super::state::{PendingKey, Shared};
 
 pin_project! {
     /// Response future of [`HeaderMonitor`](super::HeaderMonitor): the inner future,
@@ -17,12 +17,12 @@ pin_project! {
         #[pin]
         inner: F,
         // Taken when the response is recorded.
-        pending: Option<(Arc<Shared>, String)>,
+        pending: Option<(Arc<Shared>, PendingKey)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, shared: Arc<Shared>, endpoint: String) -> Self {
+    pub(crate) fn new(inner: F, shared: Arc<Shared>, endpoint: PendingKey) -> Self {
         ResponseFuture {
             inner,
             pending: Some((shared, endpoint)),

@@ -29,12 +29,22 @@ pub fn default_key(head: &http::request::Parts) -> String {
 /// Authority (or `Host` header, for relative URIs) and path, without the query: the
 /// endpoint of a request for the monitor and for adaptive pacing.
 pub(crate) fn endpoint_key(uri: &http::Uri, headers: &http::HeaderMap) -> String {
-    let authority = uri.authority().map(|a| a.as_str()).or_else(|| {
-        headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
-    format!("{}{}", authority.unwrap_or(""), uri.path())
+    endpoint_key_of(uri, headers.get(http::header::HOST))
+}
+
+/// [`endpoint_key`] from the URI and the `Host` header alone (one allocation, no
+/// formatting machinery).
+pub(crate) fn endpoint_key_of(uri: &http::Uri, host: Option<&http::HeaderValue>) -> String {
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| host.and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let path = uri.path();
+    let mut key = String::with_capacity(authority.len() + path.len());
+    key.push_str(authority);
+    key.push_str(path);
+    key
 }
 
 /// Why a [`HeaderMonitorLayer`] could not be built.
@@ -123,7 +133,7 @@ impl HeaderMonitorLayer {
         HeaderMonitorLayer {
             shared: Arc::new(Shared::new(
                 Threshold::default(),
-                Arc::new(default_key),
+                None,
                 DEFAULT_MAX_ENDPOINTS,
                 None,
             )),
@@ -134,7 +144,7 @@ impl HeaderMonitorLayer {
     pub fn builder() -> HeaderMonitorLayerBuilder {
         HeaderMonitorLayerBuilder {
             threshold: Threshold::default(),
-            key: Arc::new(default_key),
+            key: None,
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
             on_event: None,
         }
@@ -162,7 +172,8 @@ impl<S> Layer<S> for HeaderMonitorLayer {
 /// Configures a [`HeaderMonitorLayer`]; [`build`](Self::build) validates the threshold.
 pub struct HeaderMonitorLayerBuilder {
     threshold: Threshold,
-    key: KeyFn,
+    /// `None`: [`default_key`].
+    key: Option<KeyFn>,
     max_endpoints: usize,
     on_event: Option<EventFn>,
 }
@@ -189,7 +200,7 @@ impl HeaderMonitorLayerBuilder {
     where
         F: Fn(&http::request::Parts) -> String + Send + Sync + 'static,
     {
-        self.key = Arc::new(f);
+        self.key = Some(Arc::new(f));
         self
     }
 

@@ -7,7 +7,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::state::Shared;
+use super::state::{PendingKey, Shared};
 
 /// Records the rate-limit headers of `S`'s responses; made by
 /// [`HeaderMonitorLayer`](super::HeaderMonitorLayer).
@@ -65,9 +65,21 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The key is taken before sending; splitting and rejoining the request only moves.
+        // The key is taken before sending (the default one is only built when a response
+        // needs it); splitting and rejoining the request only moves.
         let (head, body) = req.into_parts();
-        let endpoint = (self.shared.key)(&head);
+        let endpoint = match &self.shared.key {
+            Some(key) => PendingKey::Built(key(&head)),
+            None => PendingKey::Default {
+                host: head
+                    .uri
+                    .authority()
+                    .is_none()
+                    .then(|| head.headers.get(http::header::HOST).cloned())
+                    .flatten(),
+                uri: head.uri.clone(),
+            },
+        };
         let fut = self.inner.call(Request::from_parts(head, body));
         ResponseFuture::new(fut, Arc::clone(&self.shared), endpoint)
     }

@@ -17,6 +17,26 @@ pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Syn
 /// Receives every [`MonitorEvent`].
 pub(crate) type EventFn = Arc<dyn Fn(&MonitorEvent) + Send + Sync>;
 
+/// A request's endpoint key, as taken before sending: built by the user's function, or
+/// the parts [`default_key`](super::default_key) reads, built only when a response needs it.
+pub(crate) enum PendingKey {
+    Built(String),
+    Default {
+        uri: http::Uri,
+        /// The `Host` header, kept only for a URI without authority.
+        host: Option<http::HeaderValue>,
+    },
+}
+
+impl PendingKey {
+    fn into_key(self) -> String {
+        match self {
+            PendingKey::Built(key) => key,
+            PendingKey::Default { uri, host } => super::layer::endpoint_key_of(&uri, host.as_ref()),
+        }
+    }
+}
+
 /// The latest rate-limit state the server reported for one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSnapshot {
@@ -108,7 +128,8 @@ impl Table {
 /// Configuration and state shared by the layer, its services, futures and handles.
 pub(crate) struct Shared {
     pub(crate) threshold: Threshold,
-    pub(crate) key: KeyFn,
+    /// `None`: [`default_key`](super::default_key).
+    pub(crate) key: Option<KeyFn>,
     pub(crate) on_event: Option<EventFn>,
     pub(crate) counters: Counters,
     table: Mutex<Table>,
@@ -117,7 +138,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         threshold: Threshold,
-        key: KeyFn,
+        key: Option<KeyFn>,
         max_endpoints: usize,
         on_event: Option<EventFn>,
     ) -> Self {
@@ -136,11 +157,16 @@ impl Shared {
 
     /// Reads one response's rate-limit headers: counts, updates the endpoint's snapshot
     /// (only when there is rate-limit information), then reports events.
-    pub(crate) fn record(&self, endpoint: String, status: StatusCode, headers: &HeaderMap) {
+    pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
         let info = parse_rate_limit(headers, SystemTime::now());
-        let now = Instant::now();
         let c = &self.counters;
         Counters::add(&c.responses, 1);
+        if info.is_empty() && info.malformed == 0 && status != StatusCode::TOO_MANY_REQUESTS {
+            // Nothing to count, keep or report: the key is not needed.
+            return;
+        }
+        let now = Instant::now();
+        let endpoint = endpoint.into_key();
 
         let mut events = Vec::new();
         if info.malformed > 0 {
@@ -224,6 +250,25 @@ mod tests {
         assert!(t.get("b").is_none());
         assert_eq!(t.get("c").and_then(|s| s.remaining), Some(4));
         assert_eq!((t.entries.len(), t.by_recency.len()), (2, 2));
+    }
+
+    #[test]
+    fn pending_default_key_is_the_default_key() {
+        let heads = [
+            http::Request::get("https://api.example.com/v1/users?page=2").body(()),
+            http::Request::get("/v1/users?page=2")
+                .header("host", "api.example.com")
+                .body(()),
+            http::Request::get("/v1/users").body(()),
+        ];
+        for req in heads {
+            let (head, _) = req.unwrap().into_parts();
+            let pending = PendingKey::Default {
+                uri: head.uri.clone(),
+                host: head.headers.get(http::header::HOST).cloned(),
+            };
+            assert_eq!(pending.into_key(), super::super::default_key(&head));
+        }
     }
 
     #[test]

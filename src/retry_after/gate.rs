@@ -13,15 +13,34 @@ const MAX_ENDPOINTS: usize = 10_000;
 /// [`RetryAfterLayer::gate`](super::RetryAfterLayer::gate)).
 #[derive(Debug, Clone, Default)]
 pub struct EndpointGate {
-    blocks: Arc<Mutex<HashMap<String, Instant>>>,
+    blocks: Arc<Mutex<Blocks>>,
+}
+
+#[derive(Debug, Default)]
+struct Blocks {
+    map: HashMap<String, Instant>,
+    /// The latest end of any block ever set (never lowered): once it has passed, no
+    /// endpoint is blocked.
+    latest: Option<Instant>,
 }
 
 impl EndpointGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Blocks> {
+        self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether some endpoint may still be blocked (`false`: none is, whatever its key).
+    pub(crate) fn may_block(&self) -> bool {
+        let latest = self.lock().latest;
+        latest.is_some_and(|latest| latest > Instant::now())
+    }
+
     /// Time left on `endpoint`'s block, if it is blocked.
     pub fn blocked_for(&self, endpoint: &str) -> Option<Duration> {
         let now = Instant::now();
-        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let blocks = self.lock();
         blocks
+            .map
             .get(endpoint)
             .and_then(|until| until.checked_duration_since(now))
             .filter(|d| !d.is_zero())
@@ -33,7 +52,9 @@ impl EndpointGate {
         let until = now
             .checked_add(duration)
             .unwrap_or(now + Duration::from_secs(86_400));
-        let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.lock();
+        guard.latest = Some(guard.latest.map_or(until, |latest| latest.max(until)));
+        let blocks = &mut guard.map;
         if blocks.len() >= MAX_ENDPOINTS && !blocks.contains_key(&endpoint) {
             blocks.retain(|_, u| *u > now);
             if blocks.len() >= MAX_ENDPOINTS {
@@ -54,8 +75,9 @@ impl EndpointGate {
     /// Endpoints currently blocked.
     pub fn blocked_endpoints(&self) -> Vec<(String, Duration)> {
         let now = Instant::now();
-        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let blocks = self.lock();
         blocks
+            .map
             .iter()
             .filter_map(|(k, u)| {
                 u.checked_duration_since(now)
@@ -73,11 +95,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn blocks_expire_exactly_and_only_grow() {
         let gate = EndpointGate::default();
+        assert!(!gate.may_block());
         gate.block("GET api/x".into(), Duration::from_secs(10));
         gate.block("GET api/x".into(), Duration::from_secs(3));
         assert_eq!(gate.blocked_for("GET api/x"), Some(Duration::from_secs(10)));
         assert_eq!(gate.blocked_for("GET api/y"), None);
+        assert!(gate.may_block());
         tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!gate.may_block());
         assert_eq!(gate.blocked_for("GET api/x"), None);
         assert!(gate.blocked_endpoints().is_empty());
     }

@@ -55,8 +55,15 @@ impl fmt::Debug for RetryAfterPolicy {
 
 /// The default endpoint key: method, authority and path (no query).
 pub fn default_endpoint(head: &http::request::Parts) -> String {
+    let method = head.method.as_str();
     let authority = head.uri.authority().map_or("", |a| a.as_str());
-    format!("{} {authority}{}", head.method, head.uri.path())
+    let path = head.uri.path();
+    let mut key = String::with_capacity(method.len() + 1 + authority.len() + path.len());
+    key.push_str(method);
+    key.push(' ');
+    key.push_str(authority);
+    key.push_str(path);
+    key
 }
 
 impl RetryAfterPolicy {
@@ -91,6 +98,10 @@ impl Policy for RetryAfterPolicy {
         let Some(gate) = &self.gate else {
             return Ok(None);
         };
+        if !gate.may_block() {
+            // No block is live: no endpoint can be blocked, so the key is not built.
+            return Ok(None);
+        }
         match gate.blocked_for(&(self.endpoint)(head)) {
             // Released requests spread out upwards: never before the server's time.
             Some(left) => self.bounded(left + self.jitter(), None).map(Some),
