@@ -69,7 +69,7 @@ BIN=$ROOT/target/release/examples/http_bench_server
 mkdir -p "$OUT_DIR"
 rm -rf "$RAW"
 mkdir -p "$RAW"
-RESULTS=$RAW/results.tsv # round variant req/s requests non2xx socket_errors
+RESULTS=$RAW/results.tsv # round variant req/s requests non2xx socket_errors cpu_us/req
 : >"$RESULTS"
 
 SERVER_PID=""
@@ -98,6 +98,10 @@ start_server() {
     cat "$2" >&2
     exit 1
 }
+
+# CPU time (user + system, in clock ticks) the running server has used so far.
+server_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+TICK=$(getconf CLK_TCK)
 
 # run_wrk OUTFILE DURATION URL [SCRIPT]
 run_wrk() {
@@ -145,10 +149,15 @@ for round in $(seq 1 "$ROUNDS"); do
         start_server "$server" "$log"
         url="http://$ADDR/"
         run_wrk "$RAW/r$round-$v.warmup.txt" "$WARMUP" "$url" "$script"
+        cpu0=$(server_cpu_ticks)
         run_wrk "$RAW/r$round-$v.txt" "$DURATION" "$url" "$script"
+        cpu1=$(server_cpu_ticks)
         cleanup
         rps=$(awk '/^Requests\/sec:/{print $2}' "$RAW/r$round-$v.txt")
         reqs=$(awk '/requests in/{print $1; exit}' "$RAW/r$round-$v.txt")
+        # Server CPU per request (microseconds) over the measured run: less sensitive to
+        # the machine's drift than req/s, since it does not count time spent descheduled.
+        cpu_us=$(awk -v t=$((cpu1 - cpu0)) -v hz="$TICK" -v n="$reqs" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
         read -r non2xx errs < <(cat "$RAW/r$round-$v.warmup.txt" "$RAW/r$round-$v.txt" | bad_responses /dev/stdin)
         if [ -z "$rps" ]; then
             echo "wrk produced no result for $v:" >&2
@@ -159,14 +168,15 @@ for round in $(seq 1 "$ROUNDS"); do
             FLAGGED=1
             echo "!!!!! round $round $v: $non2xx NON-2XX RESPONSES and $errs SOCKET ERRORS (warm-up + run): not every request was admitted !!!!!" >&2
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$v" "$rps" "$reqs" "$non2xx" "$errs" >>"$RESULTS"
-        printf '  %-20s %12s req/s  (%s requests, non-2xx %s, socket errors %s)\n' \
-            "$v" "$rps" "$reqs" "$non2xx" "$errs" >&2
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$v" "$rps" "$reqs" "$non2xx" "$errs" "$cpu_us" >>"$RESULTS"
+        printf '  %-20s %12s req/s  %7s us CPU/req  (%s requests, non-2xx %s, socket errors %s)\n' \
+            "$v" "$rps" "$cpu_us" "$reqs" "$non2xx" "$errs" >&2
     done
 done
 
-# rps ROUND VARIANT
+# rps ROUND VARIANT, cpu ROUND VARIANT
 rps() { awk -v r="$1" -v v="$2" -F'\t' '$1 == r && $2 == v {print $3}' "$RESULTS"; }
+cpu() { awk -v r="$1" -v v="$2" -F'\t' '$1 == r && $2 == v {print $7}' "$RESULTS"; }
 
 # stats: reads numbers on stdin, prints "median min max".
 stats() {
@@ -205,6 +215,30 @@ has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
             met=$(awk -v m="$med" -v t="$target" 'BEGIN { print (m >= t) ? "yes" : "NO" }')
         fi
         echo "| $num / $den | $med | $lo - $hi | $t | $met |"
+    done
+    echo
+    echo "Server CPU time per request (user + system, us; median and min - max over rounds), and"
+    echo "the same ratios computed from it (den CPU/req over num CPU/req, so > 1 means num is cheaper):"
+    echo
+    echo "| variant | CPU us/req median | min - max |"
+    echo "|---|---|---|"
+    for v in "${VLIST[@]}"; do
+        read -r med lo hi < <(for r in $(seq 1 "$ROUNDS"); do cpu "$r" "$v"; done | stats)
+        echo "| $v | $med | $lo - $hi |"
+    done
+    echo
+    echo "| ratio (from CPU/req) | median | min - max | target |"
+    echo "|---|---|---|---|"
+    for spec in "${RATIOS[@]}"; do
+        read -r num den target <<<"$spec"
+        has_variant "$num" && has_variant "$den" || continue
+        read -r med lo hi < <(for r in $(seq 1 "$ROUNDS"); do
+            a=$(cpu "$r" "$num")
+            b=$(cpu "$r" "$den")
+            awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\n", b / a }'
+        done | stats)
+        if [ "$target" = - ]; then t="-"; else t=">= $target"; fi
+        echo "| $num / $den | $med | $lo - $hi | $t |"
     done
     echo
     echo "Raw req/s per round (run order in the last column):"
