@@ -88,6 +88,33 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // Two limits on one request (a per-IP rule and a global rule, as a server would set),
+    // both keys hot. Ours decides both atomically (all or nothing); governor has no such
+    // operation, so its side is a keyed check followed by an unkeyed one (what stacking
+    // two tower_governor layers does, consuming the first even when the second refuses).
+    let mut g = c.benchmark_group("two_limits");
+    let global_key = hasher.hash_one("global");
+    g.bench_function("tower_throttle/default_clock", |b| {
+        b.iter(|| {
+            let per_ip = Check {
+                key: hasher.hash_one(hot),
+                params,
+                shadow: false,
+            };
+            let global = Check {
+                key: global_key,
+                params,
+                shadow: false,
+            };
+            store.check_now(&[per_ip, global]).admitted
+        })
+    });
+    let gov_global = RateLimiter::direct(gquota);
+    g.bench_function("governor/default_clock", |b| {
+        b.iter(|| gov.check_key(&hot).is_ok() && gov_global.check().is_ok())
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("1M_keys");
     let keys: Vec<IpAddr> = (0..KEYS).map(ip).collect();
     for k in &keys {

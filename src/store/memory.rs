@@ -27,7 +27,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Wea
 use std::time::Duration;
 
 use crate::clock::{Clock, TokioClock};
-use crate::gcra::{decide, is_idle, tat_of, Check, Decision, Step, MAX_CHECKS};
+use crate::gcra::{is_idle, tat_of, Check, Decision, Step};
 use crate::store::usage::UsageTable;
 use crate::store::{Store, StoreError, Usage, UsageLimits};
 
@@ -268,6 +268,11 @@ fn lock(shard: &Shard) -> RwLockWriteGuard<'_, ShardMap> {
 }
 
 impl<C: Clock> Inner<C> {
+    /// The clock reading, capped at [`MAX_NOW`] so stored TATs never reach the lock bit.
+    fn now(&self) -> u64 {
+        self.clock.now_nanos().min(MAX_NOW)
+    }
+
     fn shard_of(&self, key: u64) -> usize {
         // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for tags.
         (key >> 40) as usize & self.shard_mask
@@ -338,8 +343,8 @@ impl<C: Clock> Inner<C> {
             // the decision's arithmetic runs after the lock is released.
             let map = read(shard);
             if let Some(slot) = map.map.get(&check.key) {
-                let now = self.clock.now_nanos();
-                let mut current = slot.load(Ordering::Acquire);
+                let now = self.now();
+                let mut current = many::load_unlocked(slot);
                 let (step, stored) = loop {
                     let step = Step::of(now, check, current);
                     let Some(new) = step.new_state else {
@@ -352,7 +357,7 @@ impl<C: Clock> Inner<C> {
                         Ordering::Acquire,
                     ) {
                         Ok(_) => break (step, new),
-                        Err(actual) => current = actual,
+                        Err(_) => current = many::load_unlocked(slot),
                     }
                 };
                 drop(map);
@@ -360,7 +365,7 @@ impl<C: Clock> Inner<C> {
             }
         }
         let mut map = lock(shard);
-        let now = self.clock.now_nanos();
+        let now = self.now();
         let stored = map
             .map
             .get(&check.key)
@@ -371,48 +376,6 @@ impl<C: Clock> Inner<C> {
         }
         drop(map);
         step.decision(now, check, step.new_state.unwrap_or(stored))
-    }
-
-    fn check_many(&self, checks: &[Check]) -> Decision {
-        let checks = &checks[..checks.len().min(MAX_CHECKS)];
-        // The shards involved, ascending and distinct (lock order), on the stack.
-        let mut order = [0usize; MAX_CHECKS];
-        for (o, c) in order.iter_mut().zip(checks) {
-            *o = self.shard_of(c.key);
-        }
-        let order = &mut order[..checks.len()];
-        order.sort_unstable();
-        let mut shards = 0;
-        for i in 0..order.len() {
-            if i == 0 || order[i] != order[shards - 1] {
-                order[shards] = order[i];
-                shards += 1;
-            }
-        }
-        let order = &order[..shards];
-        let mut guards: [Option<RwLockWriteGuard<'_, ShardMap>>; MAX_CHECKS] =
-            std::array::from_fn(|_| None);
-        for (g, &s) in guards.iter_mut().zip(order) {
-            *g = Some(lock(&self.shards[s]));
-        }
-        let now = self.clock.now_nanos();
-        let slot = |key: u64| order.binary_search(&self.shard_of(key)).unwrap_or(0);
-        let mut tats = [0u64; MAX_CHECKS];
-        for (i, c) in checks.iter().enumerate() {
-            tats[i] = guards[slot(c.key)]
-                .as_ref()
-                .and_then(|g| g.map.get(&c.key))
-                .map_or(0, |v| v.load(Ordering::Acquire));
-        }
-        let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
-        for (i, c) in checks.iter().enumerate() {
-            if changed & (1 << i) != 0 {
-                if let Some(g) = guards[slot(c.key)].as_mut() {
-                    self.write(g, c.key, tats[i], now);
-                }
-            }
-        }
-        decision
     }
 }
 
@@ -454,7 +417,7 @@ impl<C: Clock> MemoryStore<C> {
 
     /// Drops every idle key now and returns table memory; one shard locked at a time.
     pub fn sweep(&self) {
-        let now = self.inner.clock.now_nanos();
+        let now = self.inner.now();
         for shard in self.inner.shards.iter() {
             self.inner.sweep_shard(&mut lock(shard), now);
         }
@@ -489,10 +452,12 @@ impl<C: Clock> Store for MemoryStore<C> {
     }
 
     fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
-        let now = self.inner.clock.now_nanos();
+        let now = self.inner.now();
         ready(self.inner.usage.consume(key, amount, &limits, now))
     }
 }
 
+mod many;
+use many::MAX_NOW;
 #[cfg(test)]
 mod tests;

@@ -165,3 +165,101 @@ async fn sweeper_task_runs_on_tokio_time() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(task.is_finished());
 }
+
+/// No state word keeps the transient key-lock bit once decisions are done.
+fn assert_no_key_locks<C: Clock>(s: &MemoryStore<C>) {
+    for shard in s.inner.shards.iter() {
+        for state in read(shard).map.values() {
+            assert_eq!(state.load(Ordering::Acquire) & many::LOCKED, 0);
+        }
+    }
+}
+
+#[test]
+fn several_limits_on_known_keys_exact_under_contention() {
+    // Known keys take the read-lock path with key locks; singles on the global key race
+    // with them. Global demand exceeds its quota, so exactly 500 are admitted in all, and
+    // each thread's own key is consumed by exactly its admitted pairs (all-or-nothing).
+    for _ in 0..50 {
+        let (s, _) = store(1 << 16);
+        let global = check(1, params(500, Duration::from_secs(3600)));
+        let own = |t: u64| check(100 + t, params(150, Duration::from_secs(3600)));
+        for t in 0..4 {
+            // Insert every key first, spending one unit of each.
+            assert!(s.check_now(&[own(t), global]).admitted);
+        }
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let (mut pairs, mut singles) = (0, 0);
+                    for i in 0..600 {
+                        if i % 2 == 0 {
+                            pairs += usize::from(s.check_now(&[own(t), global]).admitted);
+                        } else {
+                            singles += usize::from(s.check_now(&[global]).admitted);
+                        }
+                    }
+                    (pairs, singles)
+                })
+            })
+            .collect();
+        let results: Vec<(usize, usize)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let total: usize = results.iter().map(|(p, s)| p + s).sum();
+        assert_eq!(total, 500 - 4);
+        assert!(!s.check_now(&[global]).admitted);
+        for (t, &(pairs, _)) in results.iter().enumerate() {
+            let left = (0..200)
+                .filter(|_| s.check_now(&[own(t as u64)]).admitted)
+                .count();
+            assert_eq!(left, 150 - 1 - pairs, "thread {t}");
+        }
+        assert_no_key_locks(&s);
+    }
+}
+
+#[test]
+fn several_limits_on_known_keys_all_or_nothing() {
+    let (s, _) = store(1000);
+    let global = check(1, params(100, Duration::from_secs(10)));
+    let hourly = check(2, params(2, Duration::from_secs(3600)));
+    // The first request inserts both keys; the rest take the known-key path.
+    for _ in 0..2 {
+        assert!(s.check_now(&[hourly, global]).admitted);
+    }
+    for _ in 0..10 {
+        let d = s.check_now(&[hourly, global]);
+        assert!(!d.admitted);
+        assert_eq!(d.denied_mask, 0b01);
+        assert_eq!(d.retry_after, Duration::from_secs(1800));
+    }
+    let admitted = (0..200).filter(|_| s.check_now(&[global]).admitted).count();
+    assert_eq!(admitted, 98);
+    assert_no_key_locks(&s);
+}
+
+#[test]
+fn duplicate_keys_in_one_request() {
+    // The same key twice (two rules hashing alike) is locked once and decided on one state.
+    let (s, _) = store(1000);
+    let c = check(9, params(3, Duration::from_secs(3600)));
+    assert!(s.check_now(&[c, c]).admitted);
+    assert!(s.check_now(&[c, c]).admitted);
+    assert!(s.check_now(&[c, c]).admitted);
+    assert!(!s.check_now(&[c, c]).admitted);
+    assert_no_key_locks(&s);
+}
+
+#[test]
+fn clock_beyond_the_cap_neither_hangs_nor_sets_the_lock_bit() {
+    let (s, clock) = store(1000);
+    clock.advance(Duration::MAX);
+    let a = check(1, params(1, Duration::from_secs(3600)));
+    let b = check(2, params(1, Duration::from_secs(3600)));
+    assert!(s.check_now(&[a]).admitted);
+    assert!(!s.check_now(&[a]).admitted);
+    assert!(!s.check_now(&[a, b]).admitted);
+    assert!(s.check_now(&[b]).admitted);
+    assert!(!s.check_now(&[a, b]).admitted);
+    assert_no_key_locks(&s);
+}
