@@ -266,10 +266,35 @@ has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
     fi
 } >"$OUT"
 
+# The same ratios as JSON rows for benches/report.py (median of the paired ratios; the
+# figures beside it are the median req/s of each side).
+{
+    echo "["
+    first=1
+    for spec in "${RATIOS[@]}"; do
+        read -r num den target <<<"$spec"
+        has_variant "$num" && has_variant "$den" || continue
+        read -r med _ _ < <(for r in $(seq 1 "$ROUNDS"); do
+            a=$(rps "$r" "$num")
+            b=$(rps "$r" "$den")
+            awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\n", a / b }'
+        done | stats)
+        read -r ours _ _ < <(for r in $(seq 1 "$ROUNDS"); do rps "$r" "$num"; done | stats)
+        read -r peer _ _ < <(for r in $(seq 1 "$ROUNDS"); do rps "$r" "$den"; done | stats)
+        if [ "$target" = - ]; then min=null; else min=$target; fi
+        [ "$first" = 1 ] || echo ","
+        first=0
+        printf '{"metric": "req/s %s / %s (median of %s paired rounds)", "ours": %s, "peer": %s, "ratio": %s, "peer_name": "%s", "unit": "req/s", "min_ratio": %s, "max_ratio": null, "max_ours": null}' \
+            "$num" "$den" "$ROUNDS" "$ours" "$peer" "$med" "$den" "$min"
+    done
+    echo
+    echo "]"
+} >"$OUT_DIR/http.json"
+
 echo >&2
 cat "$OUT"
 echo >&2
-echo "written to $OUT (raw wrk output in $RAW)" >&2
+echo "written to $OUT and $OUT_DIR/http.json (raw wrk output in $RAW)" >&2
 if [ "$FLAGGED" = 1 ]; then
     echo "!!!!! NON-2XX RESPONSES OR SOCKET ERRORS: see above !!!!!" >&2
     exit 1
