@@ -129,10 +129,19 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
+    parse_rate_limit_at(headers, || now)
+}
+
+/// [`parse_rate_limit`], reading the clock only for a response with rate-limit fields.
+pub(crate) fn parse_rate_limit_at(
+    headers: &HeaderMap,
+    now: impl FnOnce() -> SystemTime,
+) -> RateLimitInfo {
     let fields = Fields::read(headers);
     if fields.is_empty() {
         return RateLimitInfo::default();
     }
+    let now = now();
     let mut cx = Ctx {
         fields,
         now,

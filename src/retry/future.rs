@@ -149,7 +149,9 @@ where
                         extensions
                     });
                     let req = Request::from_parts(attempt_head(this.head, extensions), body);
-                    this.started.get_or_insert_with(Instant::now);
+                    if this.policy.reads_elapsed() {
+                        this.started.get_or_insert_with(Instant::now);
+                    }
                     *this.attempts += 1;
                     let fut = this.svc.call(req);
                     this.state.set(State::Calling { fut });
