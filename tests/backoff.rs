@@ -422,3 +422,55 @@ async fn bodies_over_the_replay_limit_are_sent_once_and_not_retried() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].body, Bytes::from_static(b"0123456789ab"));
 }
+
+/// A caller's extension, to check it reaches every attempt.
+#[derive(Clone, Debug, PartialEq)]
+struct Tenant(&'static str);
+
+#[tokio::test(start_paused = true)]
+async fn stacked_layers_send_extensions_context_and_body_on_every_attempt() {
+    use std::sync::{Arc, Mutex};
+    use tower_throttle::retry::RetryContext;
+    use tower_throttle::retry_after::RetryAfterLayer;
+
+    for tenant in [None, Some(Tenant("t1"))] {
+        // 429 (retried by the outer layer), then 503 (by the inner one), then 200.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(vec![503, 429]));
+        let (log, replies) = (Arc::clone(&seen), Arc::clone(&script));
+        let inner = tower::service_fn(move |req: Request<_>| {
+            let (log, replies) = (Arc::clone(&log), Arc::clone(&replies));
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+                let retries = parts.extensions.get::<RetryContext>().map(|c| c.retries());
+                let tenant = parts.extensions.get::<Tenant>().cloned();
+                log.lock().unwrap().push((retries, tenant, body));
+                let code = replies.lock().unwrap().pop().unwrap_or(200);
+                let mut res = http::Response::new(Full::new(Bytes::new()));
+                *res.status_mut() = StatusCode::from_u16(code).unwrap();
+                res.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("1"));
+                Ok::<_, tower_throttle::retry::BoxError>(res)
+            }
+        });
+        let svc = tower::ServiceBuilder::new()
+            .layer(RetryAfterLayer::builder().release_jitter(secs(0.0)).build())
+            .layer(
+                plain(1.0, 2.0)
+                    .statuses([StatusCode::SERVICE_UNAVAILABLE])
+                    .build(),
+            )
+            .service(inner);
+        let mut request = get("/x");
+        if let Some(t) = tenant.clone() {
+            request.extensions_mut().insert(t);
+        }
+        assert_eq!(svc.oneshot(request).await.unwrap().status(), StatusCode::OK);
+        let body = Bytes::from_static(b"{\"n\":1}");
+        let expected: Vec<_> = (0..3)
+            .map(|n| (Some(n), tenant.clone(), body.clone()))
+            .collect();
+        assert_eq!(*seen.lock().unwrap(), expected, "tenant {tenant:?}");
+    }
+}

@@ -151,6 +151,10 @@ impl Policy for BackoffPolicy {
     fn max_replay_bytes(&self) -> usize {
         self.max_replay_bytes
     }
+
+    fn reads_elapsed(&self) -> bool {
+        self.max_elapsed.is_some()
+    }
 }
 
 /// Retries failed requests with exponential backoff and jitter.

@@ -1,5 +1,6 @@
 //! [`ReplayBody`]: a request body that a retry can send again, byte for byte.
 
+use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::{fmt, mem, pin::Pin};
@@ -172,6 +173,36 @@ impl ReplayBody {
             waiters: Vec::new(),
         };
         Self::with_shared(Arc::new(Mutex::new(shared)))
+    }
+
+    /// `body` ready for a retrying layer keeping up to `max_bytes`: an unread
+    /// `ReplayBody` with that same limit (an outer retrying layer's) is used as it is, so
+    /// the layers share one copy of the bytes; any other body is wrapped with
+    /// [`new`](Self::new).
+    ///
+    /// Sharing is what wrapping would do, minus the second copy: the outer instance is
+    /// unread, so wrapping it would keep the same bytes, with the same limit, and replay
+    /// them from the first byte too.
+    pub(crate) fn wrap<B>(body: B, max_bytes: usize) -> ReplayBody
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut slot = Some(body);
+        let reusable = (&mut slot as &mut dyn Any)
+            .downcast_mut::<Option<ReplayBody>>()
+            .and_then(|outer| outer.take_if(|b| b.is_unread_with_limit(max_bytes)));
+        match (reusable, slot) {
+            (Some(outer), _) => outer,
+            (None, Some(body)) => ReplayBody::new(body, max_bytes),
+            (None, None) => unreachable!("the body is taken only when reused"),
+        }
+    }
+
+    /// This instance has yielded nothing and keeps at most `max_bytes`.
+    fn is_unread_with_limit(&mut self, max_bytes: usize) -> bool {
+        let untouched = self.pos == 0 && self.yielded == 0 && !self.trailers_sent && !self.done;
+        untouched && self.slot().is_none() && lock(&self.shared).max_bytes == max_bytes
     }
 
     /// A body for another attempt, starting from the first byte, or `None` when the body can no

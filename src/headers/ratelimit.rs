@@ -5,15 +5,16 @@
 //! (Twitter/X). `Retry-After` and its relatives are read through
 //! [`retry_hint`](super::parse::retry_hint). See [`parse_rate_limit`] and [`parse_reset`].
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::time::{Duration, SystemTime};
 
-use http::header::{HeaderName, DATE, RETRY_AFTER};
 use http::HeaderMap;
 use sfv::{BareItem, Dictionary, List, ListEntry, Parser};
 
-use super::parse::{retry_hint, DEFAULT_HINT_CAP, RETRY_AFTER_MS, X_AMZ_RETRY_AFTER};
-use names::{Family, X_RATELIMIT, X_RATE_LIMIT};
+use super::parse::{retry_hint, DEFAULT_HINT_CAP};
+use names::{Family, Field, Fields, X_RATELIMIT, X_RATE_LIMIT};
+use sf::{parse_list, SfItem};
 
 /// Which header family a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,16 +129,22 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
-    if !names::any_relevant(headers) {
+    parse_rate_limit_at(headers, || now)
+}
+
+/// [`parse_rate_limit`], reading the clock only for a response with rate-limit fields.
+pub(crate) fn parse_rate_limit_at(
+    headers: &HeaderMap,
+    now: impl FnOnce() -> SystemTime,
+) -> RateLimitInfo {
+    let fields = Fields::read(headers);
+    if fields.is_empty() {
         return RateLimitInfo::default();
     }
-    let date = headers.get_all(DATE).iter().find_map(|v| {
-        let text = std::str::from_utf8(v.as_bytes()).ok()?;
-        httpdate::parse_http_date(text).ok()
-    });
+    let now = now();
     let mut cx = Ctx {
-        headers,
-        reference: date.unwrap_or(now),
+        fields,
+        now,
         malformed: 0,
     };
     let (named, numbered) = cx.policy_field();
@@ -152,9 +159,16 @@ pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
     owner.policies.extend(numbered);
     let x = cx.x_family(&X_RATELIMIT);
     let x_dashed = cx.x_family(&X_RATE_LIMIT);
-    let retry_after = retry_hint(headers, now, DEFAULT_HINT_CAP).map(|hint| hint.delay);
-    let retry_fields = [&RETRY_AFTER, &RETRY_AFTER_MS, &X_AMZ_RETRY_AFTER];
-    if retry_after.is_none() && retry_fields.iter().any(|name| headers.contains_key(*name)) {
+    let [retry_after_field, retry_fields @ ..] = names::RETRY_FIELDS;
+    let retry_after = names::RETRY_FIELDS
+        .iter()
+        .any(|&f| cx.fields.has(f))
+        .then(|| retry_hint(headers, now, DEFAULT_HINT_CAP))
+        .flatten()
+        .map(|hint| hint.delay);
+    // grpc-retry-pushback-ms is not counted: a negative value is a valid "do not retry".
+    let counted = [retry_after_field, retry_fields[0], retry_fields[1]];
+    if retry_after.is_none() && counted.iter().any(|&f| cx.fields.has(f)) {
         cx.bad();
     }
     let readings = [
@@ -192,13 +206,13 @@ fn sf_bytes(item: &BareItem) -> Option<Vec<u8>> {
     item.as_byte_sequence().map(<[u8]>::to_vec)
 }
 
-/// The name of a draft-11 item: a String or a Token.
-fn sf_name(item: &BareItem) -> Option<String> {
-    match item {
-        BareItem::String(s) => Some(s.as_str().to_owned()),
-        BareItem::Token(t) => Some(t.as_str().to_owned()),
-        _ => None,
+/// An optional value read by `f`; one more in `bad` when present but not understood.
+fn opt<T>(bad: &mut u32, value: Option<&BareItem>, f: fn(&BareItem) -> Option<T>) -> Option<T> {
+    let parsed = f(value?);
+    if parsed.is_none() {
+        *bad += 1;
     }
+    parsed
 }
 
 /// A plain unsigned integer (ASCII digits only, surrounding whitespace allowed).
@@ -231,15 +245,15 @@ fn parse_limit(value: &str) -> Option<(u64, Option<Vec<QuotaPolicy>>)> {
     ))
 }
 
-/// Parsing state shared by the dialects: the headers, the clock reference for absolute
-/// resets and the count of ignored fields.
+/// Parsing state shared by the dialects: the fields, the local clock and the count of
+/// ignored fields.
 struct Ctx<'a> {
-    headers: &'a HeaderMap,
-    reference: SystemTime,
+    fields: Fields<'a>,
+    now: SystemTime,
     malformed: u32,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// Counts one ignored field.
     fn bad(&mut self) {
         self.malformed = self.malformed.saturating_add(1);
@@ -247,9 +261,11 @@ impl Ctx<'_> {
 
     /// The first line of `name` that `parse` accepts; one malformed when the field is
     /// present but no line parses.
-    fn field<T>(&mut self, name: &HeaderName, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
-        let mut lines = self.headers.get_all(name).iter().peekable();
-        lines.peek()?;
+    fn field<T>(&mut self, field: Field, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+        if !self.fields.has(field) {
+            return None;
+        }
+        let mut lines = self.fields.lines(field);
         let parsed = lines.find_map(|v| std::str::from_utf8(v.as_bytes()).ok().and_then(&parse));
         if parsed.is_none() {
             self.bad();
@@ -258,35 +274,47 @@ impl Ctx<'_> {
     }
 
     /// The first of `names` that [`Ctx::field`] reads.
-    fn first<T>(&mut self, names: &[&HeaderName], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
-        names.iter().find_map(|name| self.field(name, &parse))
+    fn first<T>(&mut self, fields: &[Field], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+        fields.iter().find_map(|&field| self.field(field, &parse))
     }
 
-    /// All lines of `name` parsed as one SF value of type `T` (lines joined with `", "`,
-    /// RFC 9651 §4.2); `None` when absent, `Some(Err)` when it does not parse.
-    fn sf<T: sfv::FieldType>(&self, name: &HeaderName) -> Option<Result<T, Vec<u8>>> {
-        let lines: Vec<&[u8]> = self
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let bytes = (!lines.is_empty()).then(|| lines.join(&b", "[..]))?;
-        Some(Parser::new(&bytes).parse::<T>().map_err(|_| bytes))
-    }
-
-    /// An optional value read by `f`; one malformed when present but not understood.
-    fn opt<T>(&mut self, value: Option<&BareItem>, f: fn(&BareItem) -> Option<T>) -> Option<T> {
-        let parsed = f(value?);
-        if parsed.is_none() {
-            self.bad();
+    /// The text of an SF field: its lines joined with `", "` (RFC 9651 §4.2), borrowed
+    /// when there is one line; `None` when absent.
+    fn sf_input(&self, field: Field) -> Option<Cow<'a, [u8]>> {
+        let mut lines = self.fields.lines(field);
+        let first = lines.next()?.as_bytes();
+        let Some(second) = lines.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let mut joined = first.to_vec();
+        for line in std::iter::once(second).chain(lines) {
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(line.as_bytes());
         }
+        Some(Cow::Owned(joined))
+    }
+
+    /// The reference for absolute resets: the response's `Date` when it parses (cancelling
+    /// clock skew), else the local clock.
+    fn reference(&self) -> SystemTime {
+        let date = self.fields.lines(names::DATE).find_map(|v| {
+            let text = std::str::from_utf8(v.as_bytes()).ok()?;
+            httpdate::parse_http_date(text).ok()
+        });
+        date.unwrap_or(self.now)
+    }
+
+    /// [`opt`], counting into this reading.
+    fn opt<T>(&mut self, value: Option<&BareItem>, f: fn(&BareItem) -> Option<T>) -> Option<T> {
+        let mut bad = 0;
+        let parsed = opt(&mut bad, value, f);
+        self.malformed = self.malformed.saturating_add(bad);
         parsed
     }
 
     /// A limit field with its synthesized policies, counting an unparsable SF tail.
-    fn limit_field(&mut self, name: &HeaderName, info: &mut RateLimitInfo) {
-        if let Some((limit, policies)) = self.field(name, parse_limit) {
+    fn limit_field(&mut self, field: Field, info: &mut RateLimitInfo) {
+        if let Some((limit, policies)) = self.field(field, parse_limit) {
             info.limit = Some(limit);
             match policies {
                 Some(policies) => info.policies.extend(policies),
@@ -309,36 +337,28 @@ impl Ctx<'_> {
 
     /// `RateLimit-Policy`: named draft-11 policies and Integer (drafts 05–10) policies.
     fn policy_field(&mut self) -> (Vec<QuotaPolicy>, Vec<QuotaPolicy>) {
-        let (mut named, mut numbered) = (Vec::new(), Vec::new());
-        let list = match self.sf::<List>(&names::RATELIMIT_POLICY) {
-            None => return (named, numbered),
-            Some(Ok(list)) => list,
-            Some(Err(_)) => {
-                self.bad();
-                return (named, numbered);
-            }
+        let (mut named, mut numbered, mut bad) = (Vec::new(), Vec::new(), 0);
+        let Some(input) = self.sf_input(names::RATELIMIT_POLICY) else {
+            return (named, numbered);
         };
-        for entry in list {
-            let ListEntry::Item(item) = entry else {
-                self.bad();
-                continue;
-            };
-            let name = sf_name(&item.bare_item);
-            let quota = match name {
-                Some(_) => item.params.get("q").and_then(sf_u64),
-                None => sf_u64(&item.bare_item),
+        let valid = parse_list(&input, ["q", "w", "pk"], |item| {
+            let SfItem {
+                name, bare, params, ..
+            } = item;
+            let [q, w, pk] = params;
+            let quota = match (&name, bare) {
+                (Some(_), _) => q.as_ref().and_then(sf_u64),
+                (None, bare) => bare.as_ref().and_then(sf_u64),
             };
             let Some(quota) = quota else {
-                self.bad();
-                continue;
+                bad += 1;
+                return;
             };
-            let window = self.opt(item.params.get("w"), sf_secs);
-            let partition_key = self.opt(item.params.get("pk"), sf_bytes);
             let policy = QuotaPolicy {
                 name,
                 quota,
-                window,
-                partition_key,
+                window: opt(&mut bad, w.as_ref(), sf_secs),
+                partition_key: opt(&mut bad, pk.as_ref(), sf_bytes),
             };
             if policy.name.is_some() {
                 &mut named
@@ -346,45 +366,43 @@ impl Ctx<'_> {
                 &mut numbered
             }
             .push(policy);
+        });
+        if !valid {
+            self.bad();
+            return (Vec::new(), Vec::new());
         }
+        self.malformed = self.malformed.saturating_add(bad);
         (named, numbered)
     }
 
     /// `RateLimit`: draft-11 states when it is an SF List, else a draft-07 dictionary.
     fn ratelimit_field(&mut self) -> (Vec<QuotaState>, RateLimitInfo) {
-        let (mut states, mut info) = (Vec::new(), RateLimitInfo::default());
-        let bytes = match self.sf::<List>(&names::RATELIMIT) {
-            None => return (states, info),
-            Some(Err(bytes)) => bytes,
-            Some(Ok(list)) => {
-                for entry in list {
-                    let ListEntry::Item(item) = entry else {
-                        self.bad();
-                        continue;
-                    };
-                    let remaining = item.params.get("r").and_then(sf_u64);
-                    let (Some(name), Some(remaining)) = (sf_name(&item.bare_item), remaining)
-                    else {
-                        self.bad();
-                        continue;
-                    };
-                    let reset_after = self.opt(item.params.get("t"), sf_secs);
-                    let partition_key = self.opt(item.params.get("pk"), sf_bytes);
-                    states.push(QuotaState {
-                        name: Some(name),
-                        remaining,
-                        reset_after,
-                        partition_key,
-                    });
-                }
-                return (states, info);
-            }
+        let (mut states, mut info, mut bad) = (Vec::new(), RateLimitInfo::default(), 0);
+        let Some(input) = self.sf_input(names::RATELIMIT) else {
+            return (states, info);
         };
-        let dict = Parser::new(&bytes).parse::<Dictionary>().ok();
+        let valid = parse_list(&input, ["r", "t", "pk"], |item| {
+            let [r, t, pk] = item.params;
+            let (Some(name), Some(remaining)) = (item.name, r.as_ref().and_then(sf_u64)) else {
+                bad += 1;
+                return;
+            };
+            states.push(QuotaState {
+                name: Some(name),
+                remaining,
+                reset_after: opt(&mut bad, t.as_ref(), sf_secs),
+                partition_key: opt(&mut bad, pk.as_ref(), sf_bytes),
+            });
+        });
+        if valid {
+            self.malformed = self.malformed.saturating_add(bad);
+            return (states, info);
+        }
+        let dict = Parser::new(&input).parse::<Dictionary>().ok();
         let keys = ["limit", "remaining", "reset"];
         let Some(dict) = dict.filter(|d| keys.iter().any(|k| d.contains_key(*k))) else {
             self.bad();
-            return (states, info);
+            return (Vec::new(), info);
         };
         // An inner list is never a valid member: read it as a Boolean, which fails.
         let member = |key: &str| {
@@ -397,7 +415,7 @@ impl Ctx<'_> {
         info.remaining = self.opt(member("remaining").as_ref(), sf_u64);
         info.reset_after = self.opt(member("reset").as_ref(), sf_secs);
         self.check_remaining(&mut info);
-        (states, info)
+        (Vec::new(), info)
     }
 
     /// The draft-11 reading: the state with the lowest remaining (ties: longest reset).
@@ -433,9 +451,9 @@ impl Ctx<'_> {
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds).
     fn separate(&mut self) -> RateLimitInfo {
         let mut info = RateLimitInfo::default();
-        self.limit_field(&names::RATELIMIT_LIMIT, &mut info);
-        info.remaining = self.field(&names::RATELIMIT_REMAINING, plain_u64);
-        info.reset_after = self.field(&names::RATELIMIT_RESET, decimal);
+        self.limit_field(names::RATELIMIT_LIMIT, &mut info);
+        info.remaining = self.field(names::RATELIMIT_REMAINING, plain_u64);
+        info.reset_after = self.field(names::RATELIMIT_RESET, decimal);
         self.check_remaining(&mut info);
         info
     }
@@ -443,19 +461,19 @@ impl Ctx<'_> {
     /// One family's `-limit`, `-remaining`, `-reset-after`/`-reset` (and `-requests`
     /// variants).
     fn x_family(&mut self, names: &Family) -> RateLimitInfo {
-        let reference = self.reference;
-        let reset = |v: &str| parse_reset(v, reference);
         let mut info = RateLimitInfo::default();
-        self.limit_field(&names.limit, &mut info);
+        self.limit_field(names.limit, &mut info);
         if info.limit.is_none() {
-            self.limit_field(&names.limit_requests, &mut info);
+            self.limit_field(names.limit_requests, &mut info);
         }
-        let remaining = [&names.remaining, &names.remaining_requests];
+        let remaining = [names.remaining, names.remaining_requests];
         info.remaining = self.first(&remaining, plain_u64);
-        let resets = [&names.reset, &names.reset_requests];
-        info.reset_after = self
-            .field(&names.reset_after, decimal)
-            .or_else(|| self.first(&resets, reset));
+        let resets = [names.reset, names.reset_requests];
+        info.reset_after = self.field(names.reset_after, decimal).or_else(|| {
+            // The Date header is read only for a reset field that may be absolute.
+            let reference = self.reference();
+            self.first(&resets, |v| parse_reset(v, reference))
+        });
         self.check_remaining(&mut info);
         info
     }
@@ -465,6 +483,8 @@ impl Ctx<'_> {
 mod names;
 #[path = "ratelimit/reset.rs"]
 mod reset;
+#[path = "ratelimit/sf.rs"]
+mod sf;
 
 use reset::decimal;
 pub use reset::parse_reset;

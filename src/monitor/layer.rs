@@ -35,16 +35,26 @@ pub(crate) fn endpoint_key(uri: &http::Uri, headers: &http::HeaderMap) -> String
 /// [`endpoint_key`] from the URI and the `Host` header alone (one allocation, no
 /// formatting machinery).
 pub(crate) fn endpoint_key_of(uri: &http::Uri, host: Option<&http::HeaderValue>) -> String {
+    let mut key = String::new();
+    push_endpoint_key(uri, host, &mut key);
+    key
+}
+
+/// Appends [`endpoint_key_of`] to `out`, growing it at most once.
+pub(crate) fn push_endpoint_key(
+    uri: &http::Uri,
+    host: Option<&http::HeaderValue>,
+    out: &mut String,
+) {
     let authority = uri
         .authority()
         .map(|a| a.as_str())
         .or_else(|| host.and_then(|h| h.to_str().ok()))
         .unwrap_or("");
     let path = uri.path();
-    let mut key = String::with_capacity(authority.len() + path.len());
-    key.push_str(authority);
-    key.push_str(path);
-    key
+    out.reserve(authority.len() + path.len());
+    out.push_str(authority);
+    out.push_str(path);
 }
 
 /// Why a [`HeaderMonitorLayer`] could not be built.

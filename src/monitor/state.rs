@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::event::{MonitorEvent, Threshold};
 use super::handle::Counters;
-use crate::headers::ratelimit::{parse_rate_limit, Dialect, QuotaPolicy, QuotaState};
+use crate::headers::ratelimit::{parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState};
 
 /// Turns a request head into an endpoint key.
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
@@ -29,10 +29,22 @@ pub(crate) enum PendingKey {
 }
 
 impl PendingKey {
-    fn into_key(self) -> String {
+    fn to_key(&self) -> String {
         match self {
-            PendingKey::Built(key) => key,
-            PendingKey::Default { uri, host } => super::layer::endpoint_key_of(&uri, host.as_ref()),
+            PendingKey::Built(key) => key.clone(),
+            PendingKey::Default { uri, host } => super::layer::endpoint_key_of(uri, host.as_ref()),
+        }
+    }
+
+    /// Writes the key into `out`, replacing what it held (no allocation once `out` is
+    /// large enough).
+    fn write_to(&self, out: &mut String) {
+        out.clear();
+        match self {
+            PendingKey::Built(key) => out.push_str(key),
+            PendingKey::Default { uri, host } => {
+                super::layer::push_endpoint_key(uri, host.as_ref(), out);
+            }
         }
     }
 }
@@ -74,6 +86,8 @@ pub(crate) struct Table {
     next: u64,
     entries: HashMap<Arc<str>, (u64, EndpointSnapshot)>,
     by_recency: BTreeMap<u64, Arc<str>>,
+    /// Reused to look up an endpoint's key without allocating it.
+    scratch: String,
 }
 
 impl Table {
@@ -83,6 +97,7 @@ impl Table {
             next: 0,
             entries: HashMap::new(),
             by_recency: BTreeMap::new(),
+            scratch: String::new(),
         }
     }
 
@@ -97,22 +112,28 @@ impl Table {
             .collect()
     }
 
-    fn upsert(&mut self, key: String, snapshot: EndpointSnapshot) {
+    /// Replaces the snapshot of `key` (the key is copied only for a new endpoint).
+    fn upsert(&mut self, key: &str, snapshot: EndpointSnapshot) {
         if self.max == 0 {
             return;
         }
         let stamp = self.next;
-        self.next = self.next.wrapping_add(1);
-        if let Some((old, slot)) = self.entries.get_mut(key.as_str()) {
+        if let Some((old, slot)) = self.entries.get_mut(key) {
+            *slot = snapshot;
+            if *old == stamp.wrapping_sub(1) {
+                // Already the most recent: the recency order stays as it is.
+                return;
+            }
+            self.next = self.next.wrapping_add(1);
             let k = self
                 .by_recency
                 .remove(old)
                 .unwrap_or_else(|| Arc::from(key));
             *old = stamp;
-            *slot = snapshot;
             self.by_recency.insert(stamp, k);
             return;
         }
+        self.next = self.next.wrapping_add(1);
         while self.entries.len() >= self.max {
             let Some((_, oldest)) = self.by_recency.pop_first() else {
                 break;
@@ -156,9 +177,10 @@ impl Shared {
     }
 
     /// Reads one response's rate-limit headers: counts, updates the endpoint's snapshot
-    /// (only when there is rate-limit information), then reports events.
+    /// (only when there is rate-limit information), then reports events. The key is
+    /// built as a `String` only for events; the table looks it up in a reused buffer.
     pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
-        let info = parse_rate_limit(headers, SystemTime::now());
+        let info = parse_rate_limit_at(headers, SystemTime::now);
         let c = &self.counters;
         Counters::add(&c.responses, 1);
         if info.is_empty() && info.malformed == 0 && status != StatusCode::TOO_MANY_REQUESTS {
@@ -166,20 +188,22 @@ impl Shared {
             return;
         }
         let now = Instant::now();
-        let endpoint = endpoint.into_key();
+        let pending = endpoint;
+        let mut built: Option<String> = None;
+        let mut endpoint = || built.get_or_insert_with(|| pending.to_key()).clone();
 
         let mut events = Vec::new();
         if info.malformed > 0 {
             Counters::add(&c.malformed, u64::from(info.malformed));
             events.push(MonitorEvent::Malformed {
-                endpoint: endpoint.clone(),
+                endpoint: endpoint(),
                 count: info.malformed,
             });
         }
         if status == StatusCode::TOO_MANY_REQUESTS || info.remaining == Some(0) {
             Counters::add(&c.hits, 1);
             events.push(MonitorEvent::Hit {
-                endpoint: endpoint.clone(),
+                endpoint: endpoint(),
                 status,
                 remaining: info.remaining,
             });
@@ -187,7 +211,7 @@ impl Shared {
             if self.threshold.is_low(remaining, info.limit) {
                 Counters::add(&c.warnings, 1);
                 events.push(MonitorEvent::LowRemaining {
-                    endpoint: endpoint.clone(),
+                    endpoint: endpoint(),
                     remaining,
                     limit: info.limit,
                 });
@@ -209,7 +233,16 @@ impl Shared {
                 last_seen: now,
                 last_status: status,
             };
-            self.table().upsert(endpoint, snapshot);
+            let mut table = self.table();
+            match &built {
+                Some(key) => table.upsert(key, snapshot),
+                None => {
+                    let mut key = std::mem::take(&mut table.scratch);
+                    pending.write_to(&mut key);
+                    table.upsert(&key, snapshot);
+                    table.scratch = key;
+                }
+            }
         }
 
         // Outside the lock: a callback may read the handle.
@@ -242,14 +275,40 @@ mod tests {
     #[test]
     fn table_evicts_least_recently_updated() {
         let mut t = Table::new(2);
-        t.upsert("a".into(), snap(1));
-        t.upsert("b".into(), snap(2));
-        t.upsert("a".into(), snap(3)); // a is now the most recent
-        t.upsert("c".into(), snap(4)); // evicts b
+        t.upsert("a", snap(1));
+        t.upsert("b", snap(2));
+        t.upsert("a", snap(3)); // a is now the most recent
+        t.upsert("c", snap(4)); // evicts b
         assert_eq!(t.get("a").and_then(|s| s.remaining), Some(3));
         assert!(t.get("b").is_none());
         assert_eq!(t.get("c").and_then(|s| s.remaining), Some(4));
         assert_eq!((t.entries.len(), t.by_recency.len()), (2, 2));
+    }
+
+    #[test]
+    fn repeated_updates_of_the_most_recent_keep_the_order() {
+        let mut t = Table::new(2);
+        for (key, remaining) in [("a", 1), ("b", 2), ("b", 3), ("b", 4), ("a", 5)] {
+            t.upsert(key, snap(remaining));
+        }
+        t.upsert("c", snap(6)); // b is now the least recent
+        assert!(t.get("b").is_none());
+        assert_eq!(t.get("a").and_then(|s| s.remaining), Some(5));
+        t.upsert("c", snap(7));
+        t.upsert("d", snap(8)); // evicts a
+        assert!(t.get("a").is_none());
+        assert_eq!(t.get("c").and_then(|s| s.remaining), Some(7));
+        assert_eq!((t.entries.len(), t.by_recency.len()), (2, 2));
+    }
+
+    #[test]
+    fn pending_key_written_to_a_buffer_is_the_key() {
+        let uri: http::Uri = "https://api.example.com/v1/users?page=2".parse().unwrap();
+        let mut out = String::from("stale");
+        PendingKey::Default { uri, host: None }.write_to(&mut out);
+        assert_eq!(out, "api.example.com/v1/users");
+        PendingKey::Built("custom".into()).write_to(&mut out);
+        assert_eq!(out, "custom");
     }
 
     #[test]
@@ -267,14 +326,14 @@ mod tests {
                 uri: head.uri.clone(),
                 host: head.headers.get(http::header::HOST).cloned(),
             };
-            assert_eq!(pending.into_key(), super::super::default_key(&head));
+            assert_eq!(pending.to_key(), super::super::default_key(&head));
         }
     }
 
     #[test]
     fn zero_capacity_keeps_nothing() {
         let mut t = Table::new(0);
-        t.upsert("a".into(), snap(1));
+        t.upsert("a", snap(1));
         assert!(t.get("a").is_none());
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Extensions, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -21,7 +21,11 @@ pin_project! {
         #[pin]
         state: State<F>,
         svc: S,
+        // Kept for retries. Its extensions are the request's, or none when the request's
+        // held only the context (each retry adds the context back).
         head: http::request::Parts,
+        // The request's own extensions, moved into the first attempt (no copy).
+        first_extensions: Option<Extensions>,
         // The body for the next send, and a handle kept to replay it later.
         next_body: Option<ReplayBody>,
         spare: Option<ReplayBody>,
@@ -60,7 +64,7 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
             }
         };
         policy.prepare(&mut head, &ctx);
-        let body = ReplayBody::new(body, policy.max_replay_bytes());
+        let body = ReplayBody::wrap(body, policy.max_replay_bytes());
         let spare = body.try_clone();
         let state = match policy.admit(&head) {
             Ok(None) => State::Ready,
@@ -71,10 +75,15 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
                 error: Some(Box::new(e)),
             },
         };
+        let first_extensions = std::mem::take(&mut head.extensions);
+        if first_extensions.len() > 1 {
+            head.extensions = first_extensions.clone();
+        }
         RetryFuture {
             state,
             svc,
             head,
+            first_extensions: Some(first_extensions),
             next_body: Some(body),
             spare,
             policy,
@@ -84,6 +93,18 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
             prev_delay: None,
         }
     }
+}
+
+/// The head of one attempt: a copy of `head` carrying `extensions` (the kept head's
+/// extensions are not copied only to be replaced).
+fn attempt_head(head: &http::request::Parts, extensions: Extensions) -> http::request::Parts {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = head.method.clone();
+    parts.uri = head.uri.clone();
+    parts.version = head.version;
+    parts.headers = head.headers.clone();
+    parts.extensions = extensions;
+    parts
 }
 
 impl<S, F, P, ResB> Future for RetryFuture<S, F, P>
@@ -120,8 +141,17 @@ where
                             "retry future polled after completion",
                         )));
                     };
-                    let req = Request::from_parts(this.head.clone(), body);
-                    this.started.get_or_insert_with(Instant::now);
+                    let extensions = this.first_extensions.take().unwrap_or_else(|| {
+                        let mut extensions = this.head.extensions.clone();
+                        if extensions.get::<RetryContext>().is_none() {
+                            extensions.insert(this.ctx.clone());
+                        }
+                        extensions
+                    });
+                    let req = Request::from_parts(attempt_head(this.head, extensions), body);
+                    if this.policy.reads_elapsed() {
+                        this.started.get_or_insert_with(Instant::now);
+                    }
                     *this.attempts += 1;
                     let fut = this.svc.call(req);
                     this.state.set(State::Calling { fut });

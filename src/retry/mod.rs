@@ -123,7 +123,8 @@ pub enum Step {
 pub struct AttemptInfo {
     /// Attempts made so far (1 after the first).
     pub attempts: u32,
-    /// Time since the first attempt was sent.
+    /// Time since the first attempt was sent (zero when the policy's
+    /// [`reads_elapsed`](Policy::reads_elapsed) is false: the clock is not read then).
     pub elapsed: Duration,
     /// The previous retry delay, if any.
     pub prev_delay: Option<Duration>,
@@ -161,6 +162,12 @@ pub trait Policy: Send + Sync + 'static {
 
     /// Most bytes of a request body kept for replay.
     fn max_replay_bytes(&self) -> usize;
+
+    /// Whether [`decide`](Self::decide) reads [`AttemptInfo::elapsed`] (default true);
+    /// when false, no attempt reads the clock for it.
+    fn reads_elapsed(&self) -> bool {
+        true
+    }
 }
 
 fn outcome_of<B>(result: &Result<Response<B>, BoxError>) -> Outcome<'_> {

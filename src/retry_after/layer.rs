@@ -162,6 +162,10 @@ impl Policy for RetryAfterPolicy {
     fn max_replay_bytes(&self) -> usize {
         self.max_replay_bytes
     }
+
+    fn reads_elapsed(&self) -> bool {
+        false
+    }
 }
 
 /// Honors `429`/`503` with `Retry-After` (seconds or HTTP-date, `retry-after-ms`, …):

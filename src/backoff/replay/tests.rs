@@ -170,6 +170,58 @@ async fn body_exactly_at_limit_is_replayable() {
     assert!(!over.is_replayable());
 }
 
+#[tokio::test]
+async fn wrap_shares_an_unread_outer_body_with_the_same_limit() {
+    let (body, expected) = chunked(&["one", "two"]);
+    let outer = ReplayBody::new(body, 64);
+    let outer_spare = outer.try_clone().unwrap();
+    let mut inner = ReplayBody::wrap(outer, 64);
+    assert!(Arc::ptr_eq(&inner.shared, &outer_spare.shared), "one copy");
+    let inner_spare = inner.try_clone().unwrap();
+    assert_eq!(drain(&mut inner).await, expected);
+    // The inner layer's retry and then the outer layer's replay the same bytes.
+    assert_eq!(drain(&mut inner_spare.try_clone().unwrap()).await, expected);
+    assert_eq!(drain(&mut outer_spare.try_clone().unwrap()).await, expected);
+}
+
+#[tokio::test]
+async fn wrap_shared_body_over_the_limit_fails_every_replay() {
+    let (body, expected) = chunked(&["01234", "567890"]);
+    let outer = ReplayBody::new(body, 10);
+    let mut outer_spare = outer.try_clone().unwrap();
+    let mut inner = ReplayBody::wrap(outer, 10);
+    let mut inner_spare = inner.try_clone().unwrap();
+    assert_eq!(drain(&mut inner).await, expected);
+    assert!(!inner.is_replayable() && !outer_spare.is_replayable());
+    for spare in [&mut inner_spare, &mut outer_spare] {
+        let err = spare.frame().await.unwrap().unwrap_err();
+        assert!(err.is::<BodyNotReplayable>());
+    }
+}
+
+#[tokio::test]
+async fn wrap_wraps_other_limits_read_bodies_and_other_types() {
+    let data = Bytes::from_static(b"0123456789");
+    // Another limit: the inner layer keeps its own copy under its own limit.
+    let outer = ReplayBody::new(Full::new(data.clone()), 64);
+    let spare = outer.try_clone().unwrap();
+    let mut inner = ReplayBody::wrap(outer, 4);
+    assert!(!Arc::ptr_eq(&inner.shared, &spare.shared));
+    assert!(!inner.is_replayable() && spare.is_replayable());
+    assert_eq!(drain(&mut inner).await, vec![Ok(data.clone())]);
+    // A body already read from: wrapped, so the inner copy starts where it stands.
+    let (body, _) = chunked(&["one", "two"]);
+    let mut outer = ReplayBody::new(body, 64);
+    assert_eq!(next_data(&mut outer).await, "one");
+    let spare = outer.try_clone().unwrap();
+    let mut inner = ReplayBody::wrap(outer, 64);
+    assert!(!Arc::ptr_eq(&inner.shared, &spare.shared));
+    assert_eq!(next_data(&mut inner).await, "two");
+    // Any other body type is wrapped.
+    let mut other = ReplayBody::wrap(Full::new(data.clone()), 64);
+    assert_eq!(drain(&mut other).await, vec![Ok(data)]);
+}
+
 #[test]
 fn is_send_and_sync_without_sync_inner() {
     fn assert_send_sync<T: Send + Sync>() {}

@@ -1,111 +1,194 @@
-//! The header names the rate-limit reading looks up, made once (no per-response parsing or
-//! formatting of names), and the cheap test that lets a response without any of them skip
-//! the reading.
+//! The header fields the rate-limit reading looks at, and [`Fields`]: one pass over a
+//! response's headers that finds them all (no lookup per name; a response without any of
+//! them skips the reading).
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
+use crate::headers::parse::{GRPC_RETRY_PUSHBACK_MS, RETRY_AFTER_MS, X_AMZ_RETRY_AFTER};
+
+/// A field the reading looks at: its index in [`NAMES`].
+pub(super) type Field = usize;
+
 /// IETF `RateLimit-Policy`.
-pub(super) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(super) const RATELIMIT_POLICY: Field = 0;
 /// IETF `RateLimit`.
-pub(super) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub(super) const RATELIMIT: Field = 1;
 /// IETF drafts up to 06: `RateLimit-Limit`.
-pub(super) static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub(super) const RATELIMIT_LIMIT: Field = 2;
 /// IETF drafts up to 06: `RateLimit-Remaining`.
-pub(super) static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub(super) const RATELIMIT_REMAINING: Field = 3;
 /// IETF drafts up to 06: `RateLimit-Reset`.
-pub(super) static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub(super) const RATELIMIT_RESET: Field = 4;
+/// `Retry-After` and its relatives, read by `retry_hint` (only looked at when present).
+pub(super) const RETRY_FIELDS: [Field; 4] = [19, 20, 21, 22];
+/// `Date`: the reference for absolute reset values.
+pub(super) const DATE: Field = 23;
 
 /// The fields of one `X-RateLimit-*` family.
 pub(super) struct Family {
-    pub(super) limit: HeaderName,
-    pub(super) limit_requests: HeaderName,
-    pub(super) remaining: HeaderName,
-    pub(super) remaining_requests: HeaderName,
-    pub(super) reset_after: HeaderName,
-    pub(super) reset: HeaderName,
-    pub(super) reset_requests: HeaderName,
+    pub(super) limit: Field,
+    pub(super) limit_requests: Field,
+    pub(super) remaining: Field,
+    pub(super) remaining_requests: Field,
+    pub(super) reset_after: Field,
+    pub(super) reset: Field,
+    pub(super) reset_requests: Field,
+}
+
+impl Family {
+    const fn at(first: Field) -> Family {
+        Family {
+            limit: first,
+            limit_requests: first + 1,
+            remaining: first + 2,
+            remaining_requests: first + 3,
+            reset_after: first + 4,
+            reset: first + 5,
+            reset_requests: first + 6,
+        }
+    }
 }
 
 /// `X-RateLimit-*` (GitHub, Discord, OpenAI).
-pub(super) static X_RATELIMIT: Family = Family {
-    limit: HeaderName::from_static("x-ratelimit-limit"),
-    limit_requests: HeaderName::from_static("x-ratelimit-limit-requests"),
-    remaining: HeaderName::from_static("x-ratelimit-remaining"),
-    remaining_requests: HeaderName::from_static("x-ratelimit-remaining-requests"),
-    reset_after: HeaderName::from_static("x-ratelimit-reset-after"),
-    reset: HeaderName::from_static("x-ratelimit-reset"),
-    reset_requests: HeaderName::from_static("x-ratelimit-reset-requests"),
-};
-
+pub(super) const X_RATELIMIT: Family = Family::at(5);
 /// `X-Rate-Limit-*` (Twitter/X).
-pub(super) static X_RATE_LIMIT: Family = Family {
-    limit: HeaderName::from_static("x-rate-limit-limit"),
-    limit_requests: HeaderName::from_static("x-rate-limit-limit-requests"),
-    remaining: HeaderName::from_static("x-rate-limit-remaining"),
-    remaining_requests: HeaderName::from_static("x-rate-limit-remaining-requests"),
-    reset_after: HeaderName::from_static("x-rate-limit-reset-after"),
-    reset: HeaderName::from_static("x-rate-limit-reset"),
-    reset_requests: HeaderName::from_static("x-rate-limit-reset-requests"),
-};
+pub(super) const X_RATE_LIMIT: Family = Family::at(12);
 
-/// Whether `headers` has any field the reading looks at (a superset: every name above, and
-/// `Retry-After` with its relatives read by `retry_hint`). Without one, every dialect reads
-/// as empty and nothing is malformed, so the reading is the default one.
-pub(super) fn any_relevant(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| {
-        let name = name.as_str();
-        name.starts_with("ratelimit")
-            || name.starts_with("x-ratelimit-")
-            || name.starts_with("x-rate-limit-")
-            || name.starts_with("retry-after")
-            || name == "x-amz-retry-after"
-            || name == "grpc-retry-pushback-ms"
-    })
+/// Every field's name, by index.
+pub(super) static NAMES: [HeaderName; 24] = [
+    HeaderName::from_static("ratelimit-policy"),
+    HeaderName::from_static("ratelimit"),
+    HeaderName::from_static("ratelimit-limit"),
+    HeaderName::from_static("ratelimit-remaining"),
+    HeaderName::from_static("ratelimit-reset"),
+    HeaderName::from_static("x-ratelimit-limit"),
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-after"),
+    HeaderName::from_static("x-ratelimit-reset"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+    HeaderName::from_static("x-rate-limit-limit"),
+    HeaderName::from_static("x-rate-limit-limit-requests"),
+    HeaderName::from_static("x-rate-limit-remaining"),
+    HeaderName::from_static("x-rate-limit-remaining-requests"),
+    HeaderName::from_static("x-rate-limit-reset-after"),
+    HeaderName::from_static("x-rate-limit-reset"),
+    HeaderName::from_static("x-rate-limit-reset-requests"),
+    http::header::RETRY_AFTER,
+    RETRY_AFTER_MS,
+    X_AMZ_RETRY_AFTER,
+    GRPC_RETRY_PUSHBACK_MS,
+    http::header::DATE,
+];
+
+/// The field named `name`, if the reading looks at it.
+fn classify(name: &str) -> Option<Field> {
+    // Most response fields start with none of these letters: one byte rejects them.
+    if !matches!(name.as_bytes().first(), Some(b'r' | b'x' | b'g' | b'd')) {
+        return None;
+    }
+    NAMES.iter().position(|n| n.as_str() == name)
+}
+
+/// The fields of one response the reading looks at, found in one pass: each field's
+/// first line, and which fields have more than one line (read through the map then).
+pub(super) struct Fields<'a> {
+    headers: &'a HeaderMap,
+    first: [Option<&'a HeaderValue>; NAMES.len()],
+    /// Bit `i`: field `i` has more than one line.
+    multi: u32,
+}
+
+impl<'a> Fields<'a> {
+    pub(super) fn read(headers: &'a HeaderMap) -> Fields<'a> {
+        let mut fields = Fields {
+            headers,
+            first: [None; NAMES.len()],
+            multi: 0,
+        };
+        for (name, value) in headers {
+            let Some(i) = classify(name.as_str()) else {
+                continue;
+            };
+            match fields.first[i] {
+                None => fields.first[i] = Some(value),
+                Some(_) => fields.multi |= 1 << i,
+            }
+        }
+        fields
+    }
+
+    /// Whether the response has any field but `Date`: without one, every dialect reads as
+    /// empty and nothing is malformed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.first
+            .iter()
+            .enumerate()
+            .all(|(i, v)| i == DATE || v.is_none())
+    }
+
+    pub(super) fn has(&self, field: Field) -> bool {
+        self.first[field].is_some()
+    }
+
+    /// Every line of `field`, in order.
+    pub(super) fn lines(&self, field: Field) -> impl Iterator<Item = &'a HeaderValue> + use<'a> {
+        let multi = self.multi & (1 << field) != 0;
+        let all = multi.then(|| self.headers.get_all(&NAMES[field]).iter());
+        let single = if multi { None } else { self.first[field] };
+        all.into_iter().flatten().chain(single)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
-    fn every_name_read_is_relevant() {
-        let families = [&X_RATELIMIT, &X_RATE_LIMIT];
-        let mut names: Vec<&HeaderName> = families
-            .iter()
-            .flat_map(|f| {
-                [
-                    &f.limit,
-                    &f.limit_requests,
-                    &f.remaining,
-                    &f.remaining_requests,
-                    &f.reset_after,
-                    &f.reset,
-                    &f.reset_requests,
-                ]
-            })
-            .collect();
-        let retry = [
-            http::header::RETRY_AFTER,
-            crate::headers::parse::RETRY_AFTER_MS,
-            crate::headers::parse::X_AMZ_RETRY_AFTER,
-            HeaderName::from_static("grpc-retry-pushback-ms"),
+    fn every_field_is_found_by_its_name_only() {
+        assert!(NAMES.len() <= 32, "the multi-line mask has 32 bits");
+        let fields = [
+            RATELIMIT_POLICY,
+            RATELIMIT,
+            RATELIMIT_LIMIT,
+            RATELIMIT_REMAINING,
         ];
-        names.extend([
-            &RATELIMIT_POLICY,
-            &RATELIMIT,
-            &RATELIMIT_LIMIT,
-            &RATELIMIT_REMAINING,
-            &RATELIMIT_RESET,
-        ]);
-        names.extend(&retry);
-        for name in names {
+        assert_eq!(fields, [0, 1, 2, 3]);
+        assert_eq!(NAMES[RATELIMIT_RESET], "ratelimit-reset");
+        assert_eq!(
+            NAMES[X_RATELIMIT.reset_requests],
+            "x-ratelimit-reset-requests"
+        );
+        assert_eq!(NAMES[X_RATE_LIMIT.limit], "x-rate-limit-limit");
+        assert_eq!(
+            NAMES[X_RATE_LIMIT.reset_requests],
+            "x-rate-limit-reset-requests"
+        );
+        let retry = RETRY_FIELDS.map(|f| NAMES[f].as_str());
+        assert_eq!(
+            retry,
+            [
+                "retry-after",
+                "retry-after-ms",
+                "x-amz-retry-after",
+                "grpc-retry-pushback-ms"
+            ]
+        );
+        assert_eq!(NAMES[DATE], "date");
+        for (i, name) in NAMES.iter().enumerate() {
             let mut headers = HeaderMap::new();
             headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("x"));
-            assert!(!any_relevant(&headers));
+            headers.insert("x-ratelimit", HeaderValue::from_static("x"));
+            assert!(Fields::read(&headers).is_empty());
             headers.insert(name.clone(), HeaderValue::from_static("1"));
-            assert!(any_relevant(&headers), "{name}");
+            headers.append(name.clone(), HeaderValue::from_static("2"));
+            let fields = Fields::read(&headers);
+            assert_eq!(fields.is_empty(), i == DATE, "{name}");
+            let lines: Vec<_> = fields.lines(i).collect();
+            assert_eq!(lines, ["1", "2"], "{name}");
+            assert!((0..NAMES.len()).all(|f| fields.has(f) == (f == i)));
         }
     }
 }

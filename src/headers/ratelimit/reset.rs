@@ -23,11 +23,14 @@ use crate::headers::parse::parse_retry_after;
 pub fn parse_reset(value: &str, reference: SystemTime) -> Option<Duration> {
     let value = value.trim();
     let since = |at: SystemTime| Some(at.duration_since(reference).unwrap_or(Duration::ZERO));
-    if let Some(delay) = go_duration(value) {
-        return Some(delay);
-    }
-    if let Some(at) = rfc3339(value).or_else(|| httpdate::parse_http_date(value).ok()) {
-        return since(at);
+    // Digits and dots only: none of forms 1–3 (they need a unit, a `-` or letters).
+    if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        if let Some(delay) = go_duration(value) {
+            return Some(delay);
+        }
+        if let Some(at) = rfc3339(value).or_else(|| httpdate::parse_http_date(value).ok()) {
+            return since(at);
+        }
     }
     let number = decimal(value)?;
     if number >= Duration::from_secs(1_000_000_000_000) {
