@@ -12,6 +12,7 @@ use super::handle::{RateLimitHandle, RuleCounters, Stats};
 use super::response::{RejectionFn, StoreFailure};
 use super::RateLimit;
 use crate::gcra::{GcraParams, MAX_CHECKS};
+use crate::headers::write::LimitHeaders;
 use crate::headers::HeaderDialects;
 use crate::key::KeyExtractor;
 use crate::quota::Quota;
@@ -93,6 +94,8 @@ pub(crate) struct CompiledRule {
     pub(crate) seed: SipHasher13,
     /// The key of the shared bucket for requests without a key.
     pub(crate) keyless: u64,
+    /// The rule's rate-limit header values, prepared once.
+    pub(crate) headers: LimitHeaders,
 }
 
 /// Everything a request needs except the store; shared by every clone.
@@ -375,6 +378,7 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
     Ok(CompiledRule {
         params: GcraParams::new(&rule.quota, rule.block),
         keyless: keyless.finish(),
+        headers: LimitHeaders::new(&rule.name, &rule.quota),
         name: rule.name,
         quota: rule.quota,
         routes,
