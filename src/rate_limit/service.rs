@@ -12,7 +12,7 @@ use super::body::RateLimitBody;
 use super::future::{Headline, ResponseFuture};
 use super::handle::bump;
 use super::layer::Shared;
-use super::plan::Plan;
+use super::plan::{Checks, Plan};
 use super::response::{RejectionReason, StoreFailure};
 use crate::gcra::Decision;
 use crate::store::{MemoryStore, Store, StoreError};
@@ -139,7 +139,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let (matched, checks) = match self.shared.plan(&req) {
+        let mut checks = Checks::new();
+        let matched = match self.shared.plan(&req, &mut checks) {
             Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),
             Plan::MissingKey { rule, status, what } => {
                 return ResponseFuture::respond(self.shared.reject(
@@ -150,7 +151,7 @@ where
                     None,
                 ))
             }
-            Plan::Check { matched, checks } => (matched, checks),
+            Plan::Check { matched } => matched,
         };
         let mut check = self.store.check(checks.as_slice());
         // Stores that decide synchronously (the in-memory one) are settled right here,
