@@ -19,8 +19,9 @@
 #                  two below: it pays the same load-generator cost)
 #   throttle-keys  RateLimitLayer: x-api-key header rule (Header) + global rule
 #   governor-keys  tower_governor, custom KeyExtractor reading x-api-key
-# Diagnostic extras: throttle-noheaders (no rate-limit headers), governor-headers
-# (use_headers()). The many-keys variants send x-api-key drawn from 100,000 values
+# Diagnostic extras: throttle-noheaders (no rate-limit headers), throttle-unwrapped and
+# throttle-unwrapped-keys (unwrapped_body(): axum's body type kept, not boxed again),
+# governor-headers (use_headers()). The many-keys variants send x-api-key drawn from 100,000 values
 # (benches/http_keys.lua). Every quota admits every request; any non-2xx/3xx response or
 # socket error is flagged and makes the script exit with status 1.
 #
@@ -52,6 +53,10 @@ RATIOS=(
     "throttle-keys governor-keys 1.0"
     "throttle-noheaders bare -"
     "throttle-noheaders governor -"
+    "throttle-unwrapped bare -"
+    "throttle-unwrapped governor -"
+    "throttle-unwrapped-keys bare-keys -"
+    "throttle-unwrapped-keys governor-keys -"
     "governor-headers bare -"
     "throttle governor-headers -"
 )

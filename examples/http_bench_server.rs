@@ -15,7 +15,10 @@
 //! - `governor-keys`: `GovernorLayer` with a custom key extractor reading `x-api-key`.
 //!
 //! Diagnostic variants (not in the default benchmark run): `throttle-noheaders` is
-//! `throttle` writing no rate-limit headers (`HeaderDialects::NONE`), and
+//! `throttle` writing no rate-limit headers (`HeaderDialects::NONE`),
+//! `throttle-unwrapped` and `throttle-unwrapped-keys` are `throttle` and `throttle-keys`
+//! with `unwrapped_body()` (responses keep axum's body type, so axum does not box them
+//! again), and
 //! `governor-headers` is `governor` with `use_headers()` (`x-ratelimit-*` on every
 //! response), to separate the cost of the headers from the cost of the decision.
 //!
@@ -47,7 +50,8 @@ const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const HUGE: u32 = 1_000_000_000;
 
 const VARIANTS: &str = "bare, throttle, governor, throttle-keys, governor-keys, \
-                        throttle-noheaders, governor-headers";
+                        throttle-noheaders, throttle-unwrapped, throttle-unwrapped-keys, \
+                        governor-headers";
 
 fn usage() -> ! {
     eprintln!(
@@ -79,32 +83,37 @@ fn huge_quota() -> Quota {
     Quota::new(HUGE, Duration::from_secs(1)).expect("valid quota")
 }
 
+/// The per-IP rule of the `throttle` variants.
+fn per_ip() -> Rule {
+    Rule::new("per_ip", huge_quota()).key(PeerIp::new())
+}
+
+/// The `x-api-key` rule of the `throttle-keys` variants.
+fn per_api_key() -> Rule {
+    Rule::new("per_api_key", huge_quota()).key(Header::new(API_KEY))
+}
+
+/// A `RateLimitLayer` with `rule` and the global rule.
+fn throttle(rule: Rule, dialects: HeaderDialects) -> RateLimitLayer {
+    RateLimitLayer::builder()
+        .rule(rule)
+        .rule(Rule::new("global", huge_quota()).key(Global))
+        .headers(dialects)
+        .build()
+        .expect("valid layer")
+}
+
 fn app(variant: &str) -> Router {
     let app = Router::new().route("/", get(|| async { "Hello, World!" }));
     match variant {
         "bare" => app,
-        "throttle" => app.layer(
-            RateLimitLayer::builder()
-                .rule(Rule::new("per_ip", huge_quota()).key(PeerIp::new()))
-                .rule(Rule::new("global", huge_quota()).key(Global))
-                .build()
-                .expect("valid layer"),
-        ),
-        "throttle-noheaders" => app.layer(
-            RateLimitLayer::builder()
-                .rule(Rule::new("per_ip", huge_quota()).key(PeerIp::new()))
-                .rule(Rule::new("global", huge_quota()).key(Global))
-                .headers(HeaderDialects::NONE)
-                .build()
-                .expect("valid layer"),
-        ),
-        "throttle-keys" => app.layer(
-            RateLimitLayer::builder()
-                .rule(Rule::new("per_api_key", huge_quota()).key(Header::new(API_KEY)))
-                .rule(Rule::new("global", huge_quota()).key(Global))
-                .build()
-                .expect("valid layer"),
-        ),
+        "throttle" => app.layer(throttle(per_ip(), HeaderDialects::ALL)),
+        "throttle-noheaders" => app.layer(throttle(per_ip(), HeaderDialects::NONE)),
+        "throttle-keys" => app.layer(throttle(per_api_key(), HeaderDialects::ALL)),
+        "throttle-unwrapped" => app.layer(throttle(per_ip(), HeaderDialects::ALL).unwrapped_body()),
+        "throttle-unwrapped-keys" => {
+            app.layer(throttle(per_api_key(), HeaderDialects::ALL).unwrapped_body())
+        }
         "governor" => {
             let config = GovernorConfigBuilder::default()
                 .per_nanosecond(1)

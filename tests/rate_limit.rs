@@ -434,3 +434,42 @@ async fn unmatched_routes_pass_untouched() {
         assert!(res.headers().is_empty());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn unwrapped_body_keeps_the_inner_body_type() {
+    use http_body_util::{BodyExt, Full};
+
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("global", quota(1, 60)))
+        .build()
+        .unwrap()
+        .unwrapped_body();
+    // axum's Body in, axum's Body out: the service boxes into the same type as its inner.
+    let mut svc: Svc = Svc::new(layer.layer(ok_service()));
+    let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["ratelimit"], r#""global";r=0;t=60"#);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+    let res = svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "60");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["rule"], "global");
+
+    // Any other `From<Bytes>` body, here a plain hyper one.
+    let inner = service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from_static(b"ok"))))
+    });
+    let mut svc = layer.layer(inner);
+    let res: Response<Full<bytes::Bytes>> =
+        svc.ready().await.unwrap().call(get("/")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(!res
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .is_empty());
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
-use sfv::{Integer, KeyRef, ListSerializer, StringRef};
+use sfv::{Integer, ItemSerializer, KeyRef, ListSerializer, StringRef};
 
 use super::{
     RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
@@ -77,7 +77,7 @@ pub fn ceil_secs(d: Duration) -> u64 {
 /// assert_eq!(retry_after_value(Duration::from_millis(2001)), "3");
 /// ```
 pub fn retry_after_value(wait: Duration) -> HeaderValue {
-    HeaderValue::from(ceil_secs(wait).max(1))
+    int_value(ceil_secs(wait).max(1))
 }
 
 /// The state of one limit to report.
@@ -95,8 +95,24 @@ pub struct LimitSnapshot<'a> {
 
 const SF_MAX: u64 = 999_999_999_999_999;
 
-fn sf_int(v: u64) -> Integer {
-    Integer::try_from(v.min(SF_MAX)).unwrap_or(Integer::MAX)
+/// `0` to `99` written back to back: every value under 100 is a `'static` slice of it, so
+/// its header value needs no allocation.
+const SMALL: &str = "0123456789101112131415161718192021222324252627282930313233343536373839\
+                     404142434445464748495051525354555657585960616263646566676869\
+                     707172737475767778798081828384858687888990919293949596979899";
+
+/// `n` in decimal as a header value: a static one under 100, else a single allocation
+/// (`HeaderValue::from(u64)` takes two: a 20-byte buffer, then a shared header for it).
+pub(crate) fn int_value(n: u64) -> HeaderValue {
+    match usize::try_from(n) {
+        Ok(n @ 0..10) => HeaderValue::from_static(&SMALL[n..n + 1]),
+        Ok(n @ 10..100) => HeaderValue::from_static(&SMALL[2 * n - 10..2 * n - 8]),
+        _ => {
+            let mut buf = itoa::Buffer::new();
+            HeaderValue::from_bytes(buf.format(n).as_bytes())
+                .expect("decimal digits are a valid header value")
+        }
+    }
 }
 
 /// The IETF policy's quota and window in whole seconds: the quota's count and period when
@@ -112,6 +128,92 @@ pub fn policy_window(quota: &Quota) -> (u64, u64) {
     (u64::try_from(q).unwrap_or(u64::MAX), w)
 }
 
+/// Everything about one limit's headers that does not change between responses, prepared
+/// once (per rule, when a layer is built): the constant values are cloned onto responses
+/// (a reference count, no copy) and the variable ones written with plain integer
+/// formatting around a pre-serialized policy name.
+#[derive(Debug, Clone)]
+pub(crate) struct LimitHeaders {
+    /// `X-RateLimit-Limit`.
+    limit: HeaderValue,
+    /// `None` when the policy name is not a valid Structured Field String (no IETF fields).
+    ietf: Option<IetfHeaders>,
+}
+
+#[derive(Debug, Clone)]
+struct IetfHeaders {
+    /// The whole `RateLimit-Policy` value.
+    policy: HeaderValue,
+    /// The start of the `RateLimit` value: the serialized name and `;r=`.
+    state_prefix: Box<[u8]>,
+}
+
+impl LimitHeaders {
+    /// Prepares the headers of the limit `quota` published under the name `policy`.
+    pub(crate) fn new(policy: &str, quota: &Quota) -> Self {
+        let ietf = StringRef::from_str(policy).ok().and_then(|name| {
+            let (q, w) = policy_window(quota);
+            let mut list = ListSerializer::new();
+            list.bare_item(name)
+                .parameter(KeyRef::constant("q"), sf_int(q))
+                .parameter(KeyRef::constant("w"), sf_int(w));
+            let policy = HeaderValue::try_from(list.finish()?).ok()?;
+            let mut state_prefix = ItemSerializer::new().bare_item(name).finish();
+            state_prefix.push_str(";r=");
+            Some(IetfHeaders {
+                policy,
+                state_prefix: state_prefix.into_bytes().into_boxed_slice(),
+            })
+        });
+        LimitHeaders {
+            limit: int_value(u64::from(quota.count())),
+            ietf,
+        }
+    }
+
+    /// Writes the chosen dialects into `headers`, replacing earlier values: see
+    /// [`write_limit_headers`].
+    pub(crate) fn write(
+        &self,
+        headers: &mut HeaderMap,
+        dialects: HeaderDialects,
+        remaining: u64,
+        reset_after: Duration,
+    ) {
+        let reset = ceil_secs(reset_after);
+        let ietf = self.ietf.as_ref().filter(|_| dialects.ietf);
+        // One growth of the map at most, instead of one per insert past its capacity.
+        headers.reserve(if dialects.legacy { 3 } else { 0 } + if ietf.is_some() { 2 } else { 0 });
+        if dialects.legacy {
+            headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
+            headers.insert(X_RATELIMIT_REMAINING, int_value(remaining));
+            headers.insert(X_RATELIMIT_RESET, int_value(reset));
+        }
+        if let Some(ietf) = ietf {
+            headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
+            headers.insert(RATELIMIT, ietf.state(remaining, reset));
+        }
+    }
+}
+
+impl IetfHeaders {
+    /// The `RateLimit` value `"name";r=R;t=T`, in one exactly sized allocation.
+    fn state(&self, remaining: u64, reset: u64) -> HeaderValue {
+        let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (r, t) = (r.format(remaining.min(SF_MAX)), t.format(reset.min(SF_MAX)));
+        let mut v = Vec::with_capacity(self.state_prefix.len() + r.len() + 3 + t.len());
+        v.extend_from_slice(&self.state_prefix);
+        v.extend_from_slice(r.as_bytes());
+        v.extend_from_slice(b";t=");
+        v.extend_from_slice(t.as_bytes());
+        HeaderValue::try_from(v).expect("a serialized Structured Field is a valid header value")
+    }
+}
+
+fn sf_int(v: u64) -> Integer {
+    Integer::try_from(v.min(SF_MAX)).unwrap_or(Integer::MAX)
+}
+
 /// Writes the chosen dialects for `snap` into `headers`, replacing earlier values.
 ///
 /// Limit and remaining follow the quota's count and true remaining capacity (which can
@@ -122,36 +224,12 @@ pub fn write_limit_headers(
     dialects: HeaderDialects,
     snap: &LimitSnapshot<'_>,
 ) {
-    let reset = ceil_secs(snap.reset_after);
-    if dialects.legacy {
-        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(snap.quota.count()));
-        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(snap.remaining));
-        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
-    }
-    if dialects.ietf {
-        let Ok(name) = StringRef::from_str(snap.policy) else {
-            return;
-        };
-        let (q, w) = policy_window(snap.quota);
-        let mut policy = ListSerializer::new();
-        policy
-            .bare_item(name)
-            .parameter(KeyRef::constant("q"), sf_int(q))
-            .parameter(KeyRef::constant("w"), sf_int(w));
-        let mut state = ListSerializer::new();
-        state
-            .bare_item(name)
-            .parameter(KeyRef::constant("r"), sf_int(snap.remaining))
-            .parameter(KeyRef::constant("t"), sf_int(reset));
-        for (field, value) in [
-            (RATELIMIT_POLICY, policy.finish()),
-            (RATELIMIT, state.finish()),
-        ] {
-            if let Some(v) = value.and_then(|v| HeaderValue::try_from(v).ok()) {
-                headers.insert(field, v);
-            }
-        }
-    }
+    LimitHeaders::new(snap.policy, snap.quota).write(
+        headers,
+        dialects,
+        snap.remaining,
+        snap.reset_after,
+    );
 }
 
 #[cfg(test)]
@@ -186,6 +264,139 @@ mod tests {
         let mut none = HeaderMap::new();
         write_limit_headers(&mut none, HeaderDialects::NONE, &snap);
         assert!(none.is_empty());
+    }
+
+    /// The writer before values were prepared per rule: every field serialized by `sfv`.
+    fn reference(dialects: HeaderDialects, snap: &LimitSnapshot<'_>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let reset = ceil_secs(snap.reset_after);
+        if dialects.legacy {
+            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(snap.quota.count()));
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(snap.remaining));
+            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+        }
+        let Ok(name) = StringRef::from_str(snap.policy) else {
+            return headers;
+        };
+        if dialects.ietf {
+            let (q, w) = policy_window(snap.quota);
+            for (field, (a, b), (x, y)) in [
+                (RATELIMIT_POLICY, ("q", q), ("w", w)),
+                (RATELIMIT, ("r", snap.remaining), ("t", reset)),
+            ] {
+                let mut list = ListSerializer::new();
+                list.bare_item(name)
+                    .parameter(KeyRef::from_str(a).unwrap(), sf_int(b))
+                    .parameter(KeyRef::from_str(x).unwrap(), sf_int(y));
+                headers.insert(
+                    field,
+                    HeaderValue::try_from(list.finish().unwrap()).unwrap(),
+                );
+            }
+        }
+        headers
+    }
+
+    fn assert_same(a: &HeaderMap, b: &HeaderMap) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (name, value) in a {
+            assert_eq!(value.as_bytes(), b[name].as_bytes(), "{name}");
+        }
+    }
+
+    #[test]
+    fn prepared_values_match_the_sfv_serialization() {
+        let printable: String = (0x20u8..0x7f).map(char::from).collect();
+        let names = [
+            "sign_in",
+            r#"quo"te"#,
+            r"back\slash",
+            r#""\""#,
+            " spaced out ",
+            printable.as_str(),
+            "caf\u{e9}",
+            "tab\there",
+            "",
+        ];
+        let mut values: Vec<u64> = (0..=300).collect();
+        for p in 1..=19 {
+            let t = 10u64.pow(p);
+            values.extend([t - 1, t, t + 1]);
+        }
+        values.extend([SF_MAX - 1, SF_MAX, SF_MAX + 1, u64::MAX - 1, u64::MAX]);
+        let quotas = [
+            Quota::new(5, Duration::from_secs(10)).unwrap(),
+            Quota::new(10, Duration::from_millis(100)).unwrap(),
+            Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap(),
+            Quota::new(7, Duration::from_millis(1500)).unwrap(),
+            Quota::per_hour(25).unwrap(),
+        ];
+        let dialects = [
+            HeaderDialects::ALL,
+            HeaderDialects::LEGACY,
+            HeaderDialects::IETF,
+            HeaderDialects::NONE,
+        ];
+        for name in names {
+            for quota in &quotas {
+                let prepared = LimitHeaders::new(name, quota);
+                for &v in &values {
+                    let reset_after = Duration::from_millis(v.saturating_mul(999) / 1000);
+                    for (remaining, reset_after) in [
+                        (v, reset_after),
+                        (v / 7, Duration::from_secs(v)),
+                        (u64::MAX - v, Duration::new(v / 2, 1)),
+                    ] {
+                        let snap = LimitSnapshot {
+                            policy: name,
+                            quota,
+                            remaining,
+                            reset_after,
+                        };
+                        for d in dialects {
+                            let mut fast = HeaderMap::new();
+                            prepared.write(&mut fast, d, remaining, reset_after);
+                            assert_same(&fast, &reference(d, &snap));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn int_values_match_http() {
+        let mut values: Vec<u64> = (0..=10_000).collect();
+        values.extend([u64::from(u32::MAX), u64::MAX - 1, u64::MAX]);
+        for n in values {
+            assert_eq!(int_value(n), HeaderValue::from(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn replaces_earlier_values_and_keeps_other_headers() {
+        let quota = Quota::new(5, Duration::from_secs(10)).unwrap();
+        let prepared = LimitHeaders::new("sign_in", &quota);
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        h.insert(X_RATELIMIT_REMAINING, HeaderValue::from_static("999"));
+        h.append(RATELIMIT, HeaderValue::from_static("other"));
+        prepared.write(&mut h, HeaderDialects::ALL, 3, Duration::from_secs(2));
+        assert_eq!(h.len(), 6);
+        assert_eq!(h[http::header::CONTENT_TYPE], "text/plain");
+        assert_eq!(h.get_all(X_RATELIMIT_REMAINING).iter().count(), 1);
+        assert_eq!(h[X_RATELIMIT_REMAINING], "3");
+        assert_eq!(h.get_all(RATELIMIT).iter().count(), 1);
+        assert_eq!(h[RATELIMIT], r#""sign_in";r=3;t=2"#);
+
+        let escaped = LimitHeaders::new(r#"a"b\c"#, &quota);
+        let mut h = HeaderMap::new();
+        escaped.write(&mut h, HeaderDialects::IETF, 120, Duration::from_millis(1));
+        assert_eq!(h[RATELIMIT_POLICY], r#""a\"b\\c";q=5;w=10"#);
+        assert_eq!(h[RATELIMIT], r#""a\"b\\c";r=120;t=1"#);
     }
 
     #[test]

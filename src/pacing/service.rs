@@ -16,7 +16,7 @@ use super::quota::QuotaStatus;
 use crate::gcra::checks_key;
 use crate::monitor::layer::endpoint_key;
 use crate::rate_limit::handle::bump;
-use crate::rate_limit::plan::Plan;
+use crate::rate_limit::plan::{Checks, Plan};
 use crate::retry::{BoxError, Error};
 use crate::store::{MemoryStore, Store};
 
@@ -75,7 +75,8 @@ where
         Box::pin(async move {
             let deadline = Instant::now() + shared.max_queue_wait;
             let rules = &shared.rules;
-            let (matched, checks) = match rules.plan(&req) {
+            let mut planned = Checks::new();
+            let (matched, checks) = match rules.plan(&req, &mut planned) {
                 Plan::Pass => (0, Vec::new()),
                 Plan::MissingKey { rule, what, .. } => {
                     return Err(Error::from(PacingError::MissingKey {
@@ -83,7 +84,7 @@ where
                         what,
                     }))
                 }
-                Plan::Check { matched, checks } => (matched, checks.as_slice().to_vec()),
+                Plan::Check { matched } => (matched, planned.as_slice().to_vec()),
             };
             let indices: Vec<usize> = (0..64).filter(|i| matched & (1 << i) != 0).collect();
             let timed_out = || {

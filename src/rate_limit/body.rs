@@ -1,5 +1,6 @@
 //! The response body of [`RateLimit`](super::RateLimit): the inner service's body, or a
-//! body of our own for responses the layer answers itself (429, 401, …).
+//! body of our own for responses the layer answers itself (429, 401, …); or, with
+//! [`Unwrapped`], the inner service's body type itself.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -80,5 +81,57 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// How a [`RateLimit`](super::RateLimit) service types its response body: [`Wrapped`]
+/// (the default) or [`Unwrapped`]. Sealed; chosen with
+/// [`RateLimitLayer::unwrapped_body`](super::RateLimitLayer::unwrapped_body).
+pub trait BodyMode<B>: sealed::Sealed {
+    /// The response body type.
+    type Body;
+    /// The inner service's body, forwarded.
+    fn inner(body: B) -> Self::Body;
+    /// The body of a response the layer writes itself.
+    fn full(data: Bytes) -> Self::Body;
+}
+
+/// The default [`BodyMode`]: responses carry a [`RateLimitBody`] around the inner
+/// service's body, whatever its type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wrapped;
+
+/// The [`BodyMode`] of [`RateLimitLayer::unwrapped_body`](super::RateLimitLayer::unwrapped_body):
+/// responses keep the inner service's body type `B`, and the layer's own responses are
+/// made with `B::from(Bytes)`. Requires `B: From<Bytes>` (axum's `Body`,
+/// `http_body_util::Full<Bytes>`, `String`-like bodies), which rules out bodies such as
+/// hyper's `Incoming` or boxed bodies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unwrapped;
+
+impl sealed::Sealed for Wrapped {}
+impl sealed::Sealed for Unwrapped {}
+
+impl<B> BodyMode<B> for Wrapped {
+    type Body = RateLimitBody<B>;
+    fn inner(body: B) -> Self::Body {
+        RateLimitBody::inner(body)
+    }
+    fn full(data: Bytes) -> Self::Body {
+        RateLimitBody::full(data)
+    }
+}
+
+impl<B: From<Bytes>> BodyMode<B> for Unwrapped {
+    type Body = B;
+    fn inner(body: B) -> B {
+        body
+    }
+    fn full(data: Bytes) -> B {
+        B::from(data)
     }
 }

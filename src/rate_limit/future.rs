@@ -1,6 +1,7 @@
 //! [`ResponseFuture`] of the [`RateLimit`](super::RateLimit) service.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -10,7 +11,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::body::RateLimitBody;
+use super::body::{BodyMode, Wrapped};
 use super::layer::Shared;
 use super::service::Settled;
 use crate::gcra::{Decision, LimitState};
@@ -25,10 +26,11 @@ pub(crate) struct Headline {
 
 pin_project! {
     /// Response future of [`RateLimit`](super::RateLimit).
-    pub struct ResponseFuture<F, C, S, R> {
+    pub struct ResponseFuture<F, C, S, R, M = Wrapped> {
         #[pin]
         state: State<F, C, S, R>,
         headers: Option<(Arc<Shared>, Headline)>,
+        mode: PhantomData<fn() -> M>,
     }
 }
 
@@ -48,11 +50,12 @@ pin_project! {
     }
 }
 
-impl<F, C, S, R> ResponseFuture<F, C, S, R> {
+impl<F, C, S, R, M> ResponseFuture<F, C, S, R, M> {
     pub(crate) fn calling(fut: F, headers: Option<(Arc<Shared>, Headline)>) -> Self {
         ResponseFuture {
             state: State::Calling { fut },
             headers,
+            mode: PhantomData,
         }
     }
 
@@ -60,6 +63,7 @@ impl<F, C, S, R> ResponseFuture<F, C, S, R> {
         ResponseFuture {
             state: State::Respond { res: Some(res) },
             headers: None,
+            mode: PhantomData,
         }
     }
 
@@ -79,17 +83,19 @@ impl<F, C, S, R> ResponseFuture<F, C, S, R> {
                 matched,
             },
             headers: None,
+            mode: PhantomData,
         }
     }
 }
 
-impl<F, C, S, R, B, E> Future for ResponseFuture<F, C, S, R>
+impl<F, C, S, R, M, B, E> Future for ResponseFuture<F, C, S, R, M>
 where
     F: Future<Output = Result<Response<B>, E>>,
     C: Future<Output = Result<Decision, StoreError>> + Unpin,
     S: Service<Request<R>, Future = F, Response = Response<B>, Error = E>,
+    M: BodyMode<B>,
 {
-    type Output = Result<Response<RateLimitBody<B>>, E>;
+    type Output = Result<Response<M::Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -121,14 +127,11 @@ where
                     if let Some((shared, h)) = this.headers.take() {
                         shared.write_headers(&mut parts.headers, h.rule, &h.state);
                     }
-                    return Poll::Ready(Ok(Response::from_parts(
-                        parts,
-                        RateLimitBody::inner(body),
-                    )));
+                    return Poll::Ready(Ok(Response::from_parts(parts, M::inner(body))));
                 }
                 StateProj::Respond { res } => {
                     let res = res.take().expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(res.map(RateLimitBody::full)));
+                    return Poll::Ready(Ok(res.map(M::full)));
                 }
             }
         }

@@ -2,16 +2,19 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use siphasher::sip::SipHasher13;
 use tower_layer::Layer;
 
+use super::body::{Unwrapped, Wrapped};
 use super::handle::{RateLimitHandle, RuleCounters, Stats};
 use super::response::{RejectionFn, StoreFailure};
 use super::RateLimit;
 use crate::gcra::{GcraParams, MAX_CHECKS};
+use crate::headers::write::LimitHeaders;
 use crate::headers::HeaderDialects;
 use crate::key::KeyExtractor;
 use crate::quota::Quota;
@@ -93,6 +96,8 @@ pub(crate) struct CompiledRule {
     pub(crate) seed: SipHasher13,
     /// The key of the shared bucket for requests without a key.
     pub(crate) keyless: u64,
+    /// The rule's rate-limit header values, prepared once.
+    pub(crate) headers: LimitHeaders,
 }
 
 /// Everything a request needs except the store; shared by every clone.
@@ -129,21 +134,26 @@ pub(crate) struct Shared {
 /// // let app = axum::Router::new()./* routes */.layer(layer);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct RateLimitLayer<St = MemoryStore> {
+///
+/// `M` is the [`BodyMode`](super::BodyMode) of the services it makes: see
+/// [`unwrapped_body`](Self::unwrapped_body).
+pub struct RateLimitLayer<St = MemoryStore, M = Wrapped> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: St,
+    pub(crate) mode: PhantomData<fn() -> M>,
 }
 
-impl<St: Clone> Clone for RateLimitLayer<St> {
+impl<St: Clone, M> Clone for RateLimitLayer<St, M> {
     fn clone(&self) -> Self {
         RateLimitLayer {
             shared: Arc::clone(&self.shared),
             store: self.store.clone(),
+            mode: PhantomData,
         }
     }
 }
 
-impl<St> fmt::Debug for RateLimitLayer<St> {
+impl<St, M> fmt::Debug for RateLimitLayer<St, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = self.shared.rules.iter().map(|r| r.name.as_str()).collect();
         f.debug_struct("RateLimitLayer")
@@ -168,6 +178,37 @@ impl RateLimitLayer {
 }
 
 impl<St> RateLimitLayer<St> {
+    /// Makes services whose responses keep the inner service's body type `B` (the
+    /// layer's own responses are built with `B::from(Bytes)`), instead of wrapping it in a
+    /// [`RateLimitBody`](super::RateLimitBody). Needs `B: From<Bytes>`.
+    ///
+    /// With axum, whose `Body` qualifies, this spares boxing every response body again
+    /// (one allocation per response and a dynamic call per frame): axum boxes any body
+    /// type other than its own. Bodies that are not `From<Bytes>` (hyper's `Incoming`
+    /// in a proxy, boxed bodies) need the default mode.
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use tower_throttle::key::PeerIp;
+    /// use tower_throttle::{Quota, RateLimitLayer, Rule};
+    ///
+    /// let layer = RateLimitLayer::builder()
+    ///     .rule(Rule::new("per_ip", Quota::per_second(10)?).key(PeerIp::new()))
+    ///     .build()?
+    ///     .unwrapped_body();
+    /// let app: Router = Router::new().route("/", get(|| async { "hi" })).layer(layer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unwrapped_body(self) -> RateLimitLayer<St, Unwrapped> {
+        RateLimitLayer {
+            shared: self.shared,
+            store: self.store,
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<St, M> RateLimitLayer<St, M> {
     /// The counters of this layer (shared with every clone).
     pub fn handle(&self) -> RateLimitHandle {
         RateLimitHandle {
@@ -181,14 +222,15 @@ impl<St> RateLimitLayer<St> {
     }
 }
 
-impl<S, St: Clone> Layer<S> for RateLimitLayer<St> {
-    type Service = RateLimit<S, St>;
+impl<S, St: Clone, M> Layer<S> for RateLimitLayer<St, M> {
+    type Service = RateLimit<S, St, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
             shared: Arc::clone(&self.shared),
             store: self.store.clone(),
+            mode: PhantomData,
         }
     }
 }
@@ -326,6 +368,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
                 key_secret: (k0, k1),
             }),
             store: self.store,
+            mode: PhantomData,
         })
     }
 }
@@ -375,6 +418,7 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
     Ok(CompiledRule {
         params: GcraParams::new(&rule.quota, rule.block),
         keyless: keyless.finish(),
+        headers: LimitHeaders::new(&rule.name, &rule.quota),
         name: rule.name,
         quota: rule.quota,
         routes,

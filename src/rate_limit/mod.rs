@@ -10,7 +10,7 @@ pub(crate) mod plan;
 mod response;
 mod service;
 
-pub use body::RateLimitBody;
+pub use body::{BodyMode, RateLimitBody, Unwrapped, Wrapped};
 pub use future::ResponseFuture;
 pub use handle::{RateLimitHandle, RuleStats};
 pub use layer::{BuildError, RateLimitLayer, RateLimitLayerBuilder};

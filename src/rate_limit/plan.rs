@@ -9,9 +9,9 @@ use crate::gcra::Check;
 use crate::key::{KeyBuilder, PathParams, RequestParts};
 use crate::rule::MissingKey;
 
-/// What a request needs, decided before the store is asked. Lives on the stack for the
-/// duration of `call`; boxing the inline checks would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
+/// What a request needs, decided before the store is asked. The checks themselves go into
+/// a [`Checks`] the caller keeps on its stack: returned by value, their inline array
+/// (hundreds of bytes) was copied several times per request.
 pub(crate) enum Plan {
     /// No rule applies (or the route is exempt).
     Pass,
@@ -21,8 +21,9 @@ pub(crate) enum Plan {
         status: StatusCode,
         what: &'static str,
     },
-    /// Decide these checks; bit `i` of `matched` is set for each rule `i` they come from.
-    Check { matched: u64, checks: Checks },
+    /// Decide the checks written into the caller's [`Checks`]; bit `i` of `matched` is set
+    /// for each rule `i` they come from.
+    Check { matched: u64 },
 }
 
 /// Up to 8 checks inline (the common case), more on the heap.
@@ -43,7 +44,7 @@ const NO_CHECK: Check = Check {
 };
 
 impl Checks {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Checks {
             inline: [NO_CHECK; 8],
             len: 0,
@@ -71,8 +72,9 @@ impl Checks {
 }
 
 impl Shared {
-    /// Which rules apply to `req`, with their keys.
-    pub(crate) fn plan<B>(&self, req: &Request<B>) -> Plan {
+    /// Which rules apply to `req`; their checks (with the keys) are pushed onto `checks`,
+    /// which must be empty.
+    pub(crate) fn plan<B>(&self, req: &Request<B>, checks: &mut Checks) -> Plan {
         let path = req.uri().path();
         let method = req.method();
         let mut params = PathParams::default();
@@ -85,7 +87,6 @@ impl Shared {
             return Plan::Pass;
         }
         let mut matched = 0u64;
-        let mut checks = Checks::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let applies = if rule.routes.is_empty() {
                 params.clear();
@@ -137,7 +138,7 @@ impl Shared {
         if matched == 0 {
             Plan::Pass
         } else {
-            Plan::Check { matched, checks }
+            Plan::Check { matched }
         }
     }
 }

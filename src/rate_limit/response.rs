@@ -9,8 +9,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::layer::Shared;
 use crate::gcra::LimitState;
-use crate::headers::write::write_limit_headers;
-use crate::headers::{ceil_secs, retry_after_value, LimitSnapshot};
+use crate::headers::{ceil_secs, retry_after_value};
 use crate::quota::Quota;
 
 pub(crate) type RejectionFn =
@@ -109,13 +108,8 @@ impl Shared {
     /// Writes the headline rule's headers.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap, rule: usize, state: &LimitState) {
         if let Some(r) = self.rules.get(rule) {
-            let snap = LimitSnapshot {
-                policy: &r.name,
-                quota: &r.quota,
-                remaining: state.remaining,
-                reset_after: state.reset_after,
-            };
-            write_limit_headers(headers, self.dialects, &snap);
+            r.headers
+                .write(headers, self.dialects, state.remaining, state.reset_after);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The [`RateLimit`] service: matches rules, asks the store, answers or forwards.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -8,11 +9,11 @@ use std::task::{Context, Poll, Waker};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
-use super::body::RateLimitBody;
+use super::body::{BodyMode, Wrapped};
 use super::future::{Headline, ResponseFuture};
 use super::handle::bump;
 use super::layer::Shared;
-use super::plan::Plan;
+use super::plan::{Checks, Plan};
 use super::response::{RejectionReason, StoreFailure};
 use crate::gcra::Decision;
 use crate::store::{MemoryStore, Store, StoreError};
@@ -23,23 +24,29 @@ use crate::store::{MemoryStore, Store, StoreError};
 /// matching rules are decided at once; a refused request is answered with
 /// `429 Too Many Requests` (an HTTP response, not an error, so axum's `Infallible` services
 /// work) and never reaches `S`.
-pub struct RateLimit<S, St = MemoryStore> {
+///
+/// `M` is the [`BodyMode`]: by default responses carry a
+/// [`RateLimitBody`](super::RateLimitBody); see
+/// [`RateLimitLayer::unwrapped_body`](super::RateLimitLayer::unwrapped_body).
+pub struct RateLimit<S, St = MemoryStore, M = Wrapped> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: St,
+    pub(crate) mode: PhantomData<fn() -> M>,
 }
 
-impl<S: Clone, St: Clone> Clone for RateLimit<S, St> {
+impl<S: Clone, St: Clone, M> Clone for RateLimit<S, St, M> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
             store: self.store.clone(),
+            mode: PhantomData,
         }
     }
 }
 
-impl<S: std::fmt::Debug, St> std::fmt::Debug for RateLimit<S, St> {
+impl<S: std::fmt::Debug, St, M> std::fmt::Debug for RateLimit<S, St, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
@@ -125,21 +132,23 @@ fn rule_indices(mut mask: u64) -> impl Iterator<Item = usize> {
     })
 }
 
-impl<S, St, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, St>
+impl<S, St, M, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, St, M>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     St: Store,
+    M: BodyMode<ResB>,
 {
-    type Response = Response<RateLimitBody<ResB>>;
+    type Response = Response<M::Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, St::CheckFuture, S, ReqB>;
+    type Future = ResponseFuture<S::Future, St::CheckFuture, S, ReqB, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let (matched, checks) = match self.shared.plan(&req) {
+        let mut checks = Checks::new();
+        let matched = match self.shared.plan(&req, &mut checks) {
             Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),
             Plan::MissingKey { rule, status, what } => {
                 return ResponseFuture::respond(self.shared.reject(
@@ -150,7 +159,7 @@ where
                     None,
                 ))
             }
-            Plan::Check { matched, checks } => (matched, checks),
+            Plan::Check { matched } => matched,
         };
         let mut check = self.store.check(checks.as_slice());
         // Stores that decide synchronously (the in-memory one) are settled right here,
