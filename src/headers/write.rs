@@ -62,9 +62,9 @@ impl Default for HeaderDialects {
     }
 }
 
-/// Whole seconds in `d`, rounded up.
+/// Whole seconds in `d`, rounded up (saturating at `u64::MAX` for `Duration::MAX`).
 pub fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// A `Retry-After` value for a wait: whole seconds rounded up, at least 1, so a client
@@ -235,6 +235,14 @@ pub fn write_limit_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ceil_secs_saturates() {
+        assert_eq!(ceil_secs(Duration::MAX), u64::MAX);
+        assert_eq!(ceil_secs(Duration::new(5, 1)), 6);
+        assert_eq!(ceil_secs(Duration::from_secs(5)), 5);
+        assert_eq!(ceil_secs(Duration::ZERO), 0);
+    }
 
     #[test]
     fn writes_both_dialects() {
