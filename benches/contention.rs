@@ -103,6 +103,13 @@ fn main() {
             |_, _| ip(7),
             ATTEMPTS,
         ),
+        // The largest burst either limiter accepts: every check must be admitted.
+        case(
+            "one hot key, burst 2^32 - 1",
+            u32::MAX,
+            |_, _| ip(7),
+            ATTEMPTS,
+        ),
         // Burst = a quarter of the attempts: exactly the burst is admitted.
         case(
             "one hot key, past burst",
