@@ -27,7 +27,12 @@ echo "== memory per key vs governor"
 cargo bench --bench memory
 if [ -z "${SKIP_HTTP:-}" ]; then
     echo "== HTTP end to end: axum bare / tower-throttle / tower_governor (wrk)"
-    bash benches/http.sh
+    # The variants plus the apples-to-apples pairs: tower_governor writes no
+    # rate-limit headers by default (compare throttle-noheaders), and governor-headers
+    # writes its x-ratelimit-* ones (compare throttle); throttle-unwrapped is the axum
+    # setting that keeps the response body type.
+    VARIANTS=${VARIANTS:-"bare throttle governor throttle-noheaders governor-headers throttle-unwrapped bare-keys throttle-keys governor-keys"} \
+        bash benches/http.sh
 fi
 
 echo

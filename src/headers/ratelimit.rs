@@ -3,7 +3,7 @@
 //! draft-07 `RateLimit` dictionary, the separate `RateLimit-Limit/-Remaining/-Reset` fields
 //! of earlier drafts, `X-RateLimit-*` (GitHub, Discord, OpenAI) and `X-Rate-Limit-*`
 //! (Twitter/X). `Retry-After` and its relatives are read through
-//! [`retry_hint`](super::parse::retry_hint). See [`parse_rate_limit`] and [`parse_reset`].
+//! [`super::parse::retry_hint`]. See [`parse_rate_limit`] and [`parse_reset`].
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -70,7 +70,7 @@ pub struct RateLimitInfo {
     pub remaining: Option<u64>,
     /// The headline time until reset: for draft-11 that of the policy with the lowest remaining.
     pub reset_after: Option<Duration>,
-    /// From Retry-After / retry-after-ms (via [`retry_hint`](super::parse::retry_hint), capped
+    /// From Retry-After / retry-after-ms (via [`super::parse::retry_hint`], capped
     /// at [`DEFAULT_HINT_CAP`]). When present it takes precedence: `available_after()` returns
     /// it, and remaining is treated as 0 by `available_after`.
     pub retry_after: Option<Duration>,
