@@ -192,6 +192,21 @@ stats() {
     }'
 }
 
+# paired METRIC NUM DEN: "median min max" over the rounds of the ratio within each round:
+# NUM/DEN for req/s (rps), DEN/NUM for CPU per request (cpu), so > 1 favours NUM in both.
+paired() {
+    local metric=$1 num=$2 den=$3 r a b
+    for r in $(seq 1 "$ROUNDS"); do
+        a=$("$metric" "$r" "$num")
+        b=$("$metric" "$r" "$den")
+        if [ "$metric" = cpu ]; then
+            awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\n", b / a }'
+        else
+            awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\n", a / b }'
+        fi
+    done | stats
+}
+
 has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
 
 {
@@ -208,11 +223,7 @@ has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
     for spec in "${RATIOS[@]}"; do
         read -r num den target <<<"$spec"
         has_variant "$num" && has_variant "$den" || continue
-        read -r med lo hi < <(for r in $(seq 1 "$ROUNDS"); do
-            a=$(rps "$r" "$num")
-            b=$(rps "$r" "$den")
-            awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\n", a / b }'
-        done | stats)
+        read -r med lo hi < <(paired rps "$num" "$den")
         if [ "$target" = - ]; then
             t="-" met="-"
         else
@@ -237,11 +248,7 @@ has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
     for spec in "${RATIOS[@]}"; do
         read -r num den target <<<"$spec"
         has_variant "$num" && has_variant "$den" || continue
-        read -r med lo hi < <(for r in $(seq 1 "$ROUNDS"); do
-            a=$(cpu "$r" "$num")
-            b=$(cpu "$r" "$den")
-            awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\n", b / a }'
-        done | stats)
+        read -r med lo hi < <(paired cpu "$num" "$den")
         if [ "$target" = - ]; then t="-"; else t=">= $target"; fi
         echo "| $num / $den | $med | $lo - $hi | $t |"
     done
@@ -279,11 +286,7 @@ has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
     for spec in "${RATIOS[@]}"; do
         read -r num den target <<<"$spec"
         has_variant "$num" && has_variant "$den" || continue
-        read -r med _ _ < <(for r in $(seq 1 "$ROUNDS"); do
-            a=$(rps "$r" "$num")
-            b=$(rps "$r" "$den")
-            awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\n", a / b }'
-        done | stats)
+        read -r med _ _ < <(paired rps "$num" "$den")
         read -r ours _ _ < <(for r in $(seq 1 "$ROUNDS"); do rps "$r" "$num"; done | stats)
         read -r peer _ _ < <(for r in $(seq 1 "$ROUNDS"); do rps "$r" "$den"; done | stats)
         if [ "$target" = - ]; then min=null; else min=$target; fi
