@@ -57,6 +57,8 @@ RATIOS=(
     "throttle-unwrapped governor -"
     "throttle-unwrapped-keys bare-keys -"
     "throttle-unwrapped-keys governor-keys -"
+    "throttle-like-governor bare -"
+    "throttle-like-governor governor -"
     "governor-headers bare -"
     "throttle governor-headers -"
 )

@@ -30,8 +30,9 @@ if [ -z "${SKIP_HTTP:-}" ]; then
     # The variants plus the apples-to-apples pairs: tower_governor writes no
     # rate-limit headers by default (compare throttle-noheaders), and governor-headers
     # writes its x-ratelimit-* ones (compare throttle); throttle-unwrapped is the axum
-    # setting that keeps the response body type.
-    VARIANTS=${VARIANTS:-"bare throttle governor throttle-noheaders governor-headers throttle-unwrapped bare-keys throttle-keys governor-keys"} \
+    # setting that keeps the response body type; throttle-like-governor is one per-IP rule
+    # with neither headers nor a wrapped body, like tower_governor's defaults.
+    VARIANTS=${VARIANTS:-"bare throttle governor throttle-noheaders governor-headers throttle-unwrapped throttle-like-governor bare-keys throttle-keys governor-keys"} \
         bash benches/http.sh
 fi
 

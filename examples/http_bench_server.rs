@@ -14,6 +14,9 @@
 //!   plus the global rule.
 //! - `governor-keys`: `GovernorLayer` with a custom key extractor reading `x-api-key`.
 //!
+//! `throttle-like-governor` is the configuration tower_governor's defaults match: one
+//! per-IP rule, no rate-limit headers, and the unwrapped body (axum's own body type).
+//!
 //! Diagnostic variants (not in the default benchmark run): `throttle-noheaders` is
 //! `throttle` writing no rate-limit headers (`HeaderDialects::NONE`),
 //! `throttle-unwrapped` and `throttle-unwrapped-keys` are `throttle` and `throttle-keys`
@@ -51,7 +54,7 @@ const HUGE: u32 = 1_000_000_000;
 
 const VARIANTS: &str = "bare, throttle, governor, throttle-keys, governor-keys, \
                         throttle-noheaders, throttle-unwrapped, throttle-unwrapped-keys, \
-                        governor-headers";
+                        governor-headers, throttle-like-governor";
 
 fn usage() -> ! {
     eprintln!(
@@ -114,6 +117,14 @@ fn app(variant: &str) -> Router {
         "throttle-unwrapped-keys" => {
             app.layer(throttle(per_api_key(), HeaderDialects::ALL).unwrapped_body())
         }
+        "throttle-like-governor" => app.layer(
+            RateLimitLayer::builder()
+                .rule(per_ip())
+                .headers(HeaderDialects::NONE)
+                .build()
+                .expect("valid layer")
+                .unwrapped_body(),
+        ),
         "governor" => {
             let config = GovernorConfigBuilder::default()
                 .per_nanosecond(1)
