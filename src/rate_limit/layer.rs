@@ -3,14 +3,13 @@
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use siphasher::sip::SipHasher13;
 use tower_layer::Layer;
 
 use super::body::{Unwrapped, Wrapped};
-use super::handle::{RateLimitHandle, RuleCounters, Stats};
+use super::handle::{Counter, RateLimitHandle, RuleCounters, Stats};
 use super::response::{RejectionFn, StoreFailure};
 use super::RateLimit;
 use crate::gcra::{GcraParams, MAX_CHECKS};
@@ -354,8 +353,8 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
         let stats = Arc::new(Stats {
             rules: names.iter().map(|_| RuleCounters::default()).collect(),
             names: names.into_boxed_slice(),
-            exempted: AtomicU64::new(0),
-            store_errors: AtomicU64::new(0),
+            exempted: Counter::default(),
+            store_errors: Counter::default(),
         });
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
