@@ -10,9 +10,10 @@ use std::cmp::Reverse;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use sfv::{BareItem, Dictionary, List, ListEntry, Parser};
+use sfv::{BareItem, Dictionary, ListEntry, Parser};
 
 use super::parse::{retry_hint, DEFAULT_HINT_CAP};
+use line::{digits_limit, digits_secs, digits_u64, parse_limit, plain_u64, read_line};
 use names::{Family, Field, Fields, X_RATELIMIT, X_RATE_LIMIT};
 use sf::{parse_list, SfItem};
 
@@ -215,36 +216,6 @@ fn opt<T>(bad: &mut u32, value: Option<&BareItem>, f: fn(&BareItem) -> Option<T>
     parsed
 }
 
-/// A plain unsigned integer (ASCII digits only, surrounding whitespace allowed).
-fn plain_u64(value: &str) -> Option<u64> {
-    let value = value.trim();
-    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-    digits.then(|| value.parse().ok())?
-}
-
-/// The leading integer of a limit field, plus the policies of its Integer items carrying
-/// `w` (`None` when the value has parameters but is not a valid SF List).
-fn parse_limit(value: &str) -> Option<(u64, Option<Vec<QuotaPolicy>>)> {
-    let limit = plain_u64(value.split([',', ';']).next()?)?;
-    if !value.contains(';') {
-        return Some((limit, Some(Vec::new())));
-    }
-    let policy = |entry: ListEntry| match entry {
-        ListEntry::Item(item) => Some(QuotaPolicy {
-            name: None,
-            quota: sf_u64(&item.bare_item)?,
-            window: Some(sf_secs(item.params.get("w")?)?),
-            partition_key: None,
-        }),
-        ListEntry::InnerList(_) => None,
-    };
-    let list = Parser::new(value).parse::<List>().ok();
-    Some((
-        limit,
-        list.map(|list| list.into_iter().filter_map(policy).collect()),
-    ))
-}
-
 /// Parsing state shared by the dialects: the fields, the local clock and the count of
 /// ignored fields.
 struct Ctx<'a> {
@@ -259,14 +230,19 @@ impl<'a> Ctx<'a> {
         self.malformed = self.malformed.saturating_add(1);
     }
 
-    /// The first line of `name` that `parse` accepts; one malformed when the field is
-    /// present but no line parses.
-    fn field<T>(&mut self, field: Field, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    /// The first line of `name` that `parse` accepts (see [`read_line`] for `digits`);
+    /// one malformed when the field is present but no line parses.
+    fn field<T>(
+        &mut self,
+        field: Field,
+        parse: impl Fn(&str) -> Option<T>,
+        digits: impl Fn(Option<u64>) -> Option<T>,
+    ) -> Option<T> {
         if !self.fields.has(field) {
             return None;
         }
         let mut lines = self.fields.lines(field);
-        let parsed = lines.find_map(|v| std::str::from_utf8(v.as_bytes()).ok().and_then(&parse));
+        let parsed = lines.find_map(|v| read_line(v.as_bytes(), &parse, &digits));
         if parsed.is_none() {
             self.bad();
         }
@@ -274,8 +250,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// The first of `names` that [`Ctx::field`] reads.
-    fn first<T>(&mut self, fields: &[Field], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
-        fields.iter().find_map(|&field| self.field(field, &parse))
+    fn first<T>(
+        &mut self,
+        fields: &[Field],
+        parse: impl Fn(&str) -> Option<T>,
+        digits: impl Fn(Option<u64>) -> Option<T>,
+    ) -> Option<T> {
+        fields
+            .iter()
+            .find_map(|&field| self.field(field, &parse, &digits))
     }
 
     /// The text of an SF field: its lines joined with `", "` (RFC 9651 §4.2), borrowed
@@ -314,7 +297,7 @@ impl<'a> Ctx<'a> {
 
     /// A limit field with its synthesized policies, counting an unparsable SF tail.
     fn limit_field(&mut self, field: Field, info: &mut RateLimitInfo) {
-        if let Some((limit, policies)) = self.field(field, parse_limit) {
+        if let Some((limit, policies)) = self.field(field, parse_limit, digits_limit) {
             info.limit = Some(limit);
             match policies {
                 Some(policies) => info.policies.extend(policies),
@@ -419,17 +402,21 @@ impl<'a> Ctx<'a> {
     }
 
     /// The draft-11 reading: the state with the lowest remaining (ties: longest reset).
-    fn draft11(&mut self, policies: Vec<QuotaPolicy>, states: Vec<QuotaState>) -> RateLimitInfo {
+    fn draft11(
+        &mut self,
+        policies: Vec<QuotaPolicy>,
+        mut states: Vec<QuotaState>,
+    ) -> RateLimitInfo {
         let quota_of = |state: &QuotaState| {
             policies
                 .iter()
                 .find(|p| p.name == state.name)
                 .map(|p| p.quota)
         };
-        let (states, contradictory): (Vec<_>, Vec<_>) = states
-            .into_iter()
-            .partition(|s| quota_of(s).is_none_or(|q| s.remaining <= q));
-        contradictory.iter().for_each(|_| self.bad());
+        // Contradictory states are dropped in place (the order of the others is kept).
+        let all = states.len();
+        states.retain(|s| quota_of(s).is_none_or(|q| s.remaining <= q));
+        (states.len()..all).for_each(|_| self.bad());
         let mut info = RateLimitInfo::default();
         match states
             .iter()
@@ -452,8 +439,8 @@ impl<'a> Ctx<'a> {
     fn separate(&mut self) -> RateLimitInfo {
         let mut info = RateLimitInfo::default();
         self.limit_field(names::RATELIMIT_LIMIT, &mut info);
-        info.remaining = self.field(names::RATELIMIT_REMAINING, plain_u64);
-        info.reset_after = self.field(names::RATELIMIT_RESET, decimal);
+        info.remaining = self.field(names::RATELIMIT_REMAINING, plain_u64, digits_u64);
+        info.reset_after = self.field(names::RATELIMIT_RESET, decimal, digits_secs);
         self.check_remaining(&mut info);
         info
     }
@@ -467,18 +454,26 @@ impl<'a> Ctx<'a> {
             self.limit_field(names.limit_requests, &mut info);
         }
         let remaining = [names.remaining, names.remaining_requests];
-        info.remaining = self.first(&remaining, plain_u64);
+        info.remaining = self.first(&remaining, plain_u64, digits_u64);
         let resets = [names.reset, names.reset_requests];
-        info.reset_after = self.field(names.reset_after, decimal).or_else(|| {
-            // The Date header is read only for a reset field that may be absolute.
-            let reference = self.reference();
-            self.first(&resets, |v| parse_reset(v, reference))
-        });
+        info.reset_after = self
+            .field(names.reset_after, decimal, digits_secs)
+            .or_else(|| {
+                // The Date header is read only for a reset field that may be absolute.
+                let reference = self.reference();
+                self.first(
+                    &resets,
+                    |v| parse_reset(v, reference),
+                    |n| reset::number(digits_secs(n)?, reference),
+                )
+            });
         self.check_remaining(&mut info);
         info
     }
 }
 
+#[path = "ratelimit/line.rs"]
+mod line;
 #[path = "ratelimit/names.rs"]
 mod names;
 #[path = "ratelimit/reset.rs"]

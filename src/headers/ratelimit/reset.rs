@@ -22,24 +22,32 @@ use crate::headers::parse::parse_retry_after;
 /// [`Duration::MAX`]; absolute times a [`SystemTime`] cannot hold → `None`.
 pub fn parse_reset(value: &str, reference: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    let since = |at: SystemTime| Some(at.duration_since(reference).unwrap_or(Duration::ZERO));
     // Digits and dots only: none of forms 1–3 (they need a unit, a `-` or letters).
     if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         if let Some(delay) = go_duration(value) {
             return Some(delay);
         }
         if let Some(at) = rfc3339(value).or_else(|| httpdate::parse_http_date(value).ok()) {
-            return since(at);
+            return since(at, reference);
         }
     }
-    let number = decimal(value)?;
+    number(decimal(value)?, reference)
+}
+
+/// Form 4 of [`parse_reset`]: a plain number of seconds, absolute or delta.
+pub(super) fn number(number: Duration, reference: SystemTime) -> Option<Duration> {
     if number >= Duration::from_secs(1_000_000_000_000) {
-        since(UNIX_EPOCH.checked_add(number / 1000)?)
+        since(UNIX_EPOCH.checked_add(number / 1000)?, reference)
     } else if number >= Duration::from_secs(1_000_000_000) {
-        since(UNIX_EPOCH.checked_add(number)?)
+        since(UNIX_EPOCH.checked_add(number)?, reference)
     } else {
         Some(number)
     }
+}
+
+/// Time from `reference` to `at` (ZERO when `at` has passed).
+fn since(at: SystemTime, reference: SystemTime) -> Option<Duration> {
+    Some(at.duration_since(reference).unwrap_or(Duration::ZERO))
 }
 
 /// `DIGITS[.DIGITS]` seconds, via the shared Retry-After number parser (digits and dots
