@@ -449,6 +449,10 @@ impl<'a> Ctx<'a> {
     /// variants).
     fn x_family(&mut self, names: &Family) -> RateLimitInfo {
         let mut info = RateLimitInfo::default();
+        if !names.all().iter().any(|&field| self.fields.has(field)) {
+            // Absent: nothing to read or count (and no `Date` to look up).
+            return info;
+        }
         self.limit_field(names.limit, &mut info);
         if info.limit.is_none() {
             self.limit_field(names.limit_requests, &mut info);

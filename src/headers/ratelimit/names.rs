@@ -37,6 +37,19 @@ pub(super) struct Family {
 }
 
 impl Family {
+    /// Every field of the family.
+    pub(super) fn all(&self) -> [Field; 7] {
+        [
+            self.limit,
+            self.limit_requests,
+            self.remaining,
+            self.remaining_requests,
+            self.reset_after,
+            self.reset,
+            self.reset_requests,
+        ]
+    }
+
     const fn at(first: Field) -> Family {
         Family {
             limit: first,
