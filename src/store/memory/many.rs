@@ -110,14 +110,22 @@ impl<C: Clock> Inner<C> {
         }
         let distinct = sort_dedup(&mut order[..checks.len()]);
         let keys = &order[..distinct];
+        // Which distinct key each check reads.
+        let mut key_of = [0usize; N];
+        for (k, c) in key_of.iter_mut().zip(checks) {
+            *k = keys
+                .binary_search(&(self.shard_of(c.key), c.key))
+                .unwrap_or(0);
+        }
+        let key_of = &key_of[..checks.len()];
         let mut shards = [0usize; N];
         for (s, k) in shards.iter_mut().zip(keys) {
             *s = k.0;
         }
         let distinct = sort_dedup(&mut shards[..keys.len()]);
         let shards = &shards[..distinct];
-        self.check_known::<N>(checks, keys, shards)
-            .unwrap_or_else(|| self.check_inserting::<N>(checks, shards))
+        self.check_known::<N>(checks, keys, key_of, shards)
+            .unwrap_or_else(|| self.check_inserting::<N>(checks, keys, key_of, shards))
     }
 
     /// Every key known: decide under read locks and key locks. `None` if a key is missing.
@@ -125,67 +133,78 @@ impl<C: Clock> Inner<C> {
         &self,
         checks: &[Check],
         keys: &[(usize, u64)],
+        key_of: &[usize],
         shards: &[usize],
     ) -> Option<Decision> {
         let guards: [_; N] = std::array::from_fn(|i| shards.get(i).map(|&s| read(&self.shards[s])));
-        let guard_of = |shard: usize| {
-            let i = shards.binary_search(&shard).unwrap_or(0);
-            guards[i].as_ref()
-        };
         let mut slots: [Option<&AtomicU64>; N] = [None; N];
         for (slot, &(shard, key)) in slots.iter_mut().zip(keys) {
-            *slot = Some(guard_of(shard)?.map.get(&key)?);
+            let guard = guards[shards.binary_search(&shard).ok()?].as_ref()?;
+            *slot = Some(guard.map.get(&key)?);
         }
-        let slots = &slots[..keys.len()];
+        let slots = || slots[..keys.len()].iter().flatten();
         let mut states = [0u64; N];
-        for (state, slot) in states.iter_mut().zip(slots) {
-            *state = slot.map_or(0, lock_key);
+        for (state, slot) in states.iter_mut().zip(slots()) {
+            *state = lock_key(slot);
         }
-        let now = self.now();
-        // Which distinct key each check reads.
-        let mut index = [0usize; N];
-        let mut tats = [0u64; N];
-        for ((i, tat), c) in index.iter_mut().zip(tats.iter_mut()).zip(checks) {
-            *i = keys
-                .binary_search(&(self.shard_of(c.key), c.key))
-                .unwrap_or(0);
-            *tat = states[*i];
-        }
-        let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
-        for (i, &k) in index[..checks.len()].iter().enumerate() {
-            if changed & (1 << i) != 0 {
-                states[k] = tats[i];
-            }
-        }
-        for (slot, &state) in slots.iter().zip(&states) {
-            if let Some(slot) = slot {
-                slot.store(state, Ordering::Release);
-            }
+        let (decision, _) = decide_keys::<N>(self.now(), checks, key_of, &mut states);
+        for (slot, &state) in slots().zip(&states) {
+            slot.store(state, Ordering::Release);
         }
         Some(decision)
     }
 
     /// Some key is new: decide under the write locks of the shards, inserting it.
-    fn check_inserting<const N: usize>(&self, checks: &[Check], shards: &[usize]) -> Decision {
+    fn check_inserting<const N: usize>(
+        &self,
+        checks: &[Check],
+        keys: &[(usize, u64)],
+        key_of: &[usize],
+        shards: &[usize],
+    ) -> Decision {
         let mut guards: [Option<RwLockWriteGuard<'_, ShardMap>>; N] =
             std::array::from_fn(|i| shards.get(i).map(|&s| lock(&self.shards[s])));
         let now = self.now();
         let guard_of = |shard: usize| shards.binary_search(&shard).unwrap_or(0);
-        let mut tats = [0u64; N];
-        for (i, c) in checks.iter().enumerate() {
-            tats[i] = guards[guard_of(self.shard_of(c.key))]
+        let mut states = [0u64; N];
+        for (state, &(shard, key)) in states.iter_mut().zip(keys) {
+            *state = guards[guard_of(shard)]
                 .as_ref()
-                .and_then(|g| g.map.get(&c.key))
+                .and_then(|g| g.map.get(&key))
                 .map_or(0, |v| v.load(Ordering::Acquire));
         }
-        let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
-        for (i, c) in checks.iter().enumerate() {
-            if changed & (1 << i) != 0 {
-                if let Some(g) = guards[guard_of(self.shard_of(c.key))].as_mut() {
-                    self.write(g, c.key, tats[i], now);
+        let (decision, changed) = decide_keys::<N>(now, checks, key_of, &mut states);
+        for (k, &(shard, key)) in keys.iter().enumerate() {
+            if changed & (1 << k) != 0 {
+                if let Some(g) = guards[guard_of(shard)].as_mut() {
+                    self.write(g, key, states[k], now);
                 }
             }
         }
         decision
     }
+}
+
+/// Decides `checks` on the states of their distinct keys (check `i` reads
+/// `states[key_of[i]]`), storing the new states in place; returns the decision and a mask
+/// of the distinct keys whose state changed.
+fn decide_keys<const N: usize>(
+    now: u64,
+    checks: &[Check],
+    key_of: &[usize],
+    states: &mut [u64],
+) -> (Decision, u64) {
+    let mut tats = [0u64; N];
+    for (tat, &k) in tats.iter_mut().zip(key_of) {
+        *tat = states[k];
+    }
+    let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
+    let mut changed_keys = 0u64;
+    for (i, &k) in key_of.iter().enumerate() {
+        if changed & (1 << i) != 0 {
+            states[k] = tats[i];
+            changed_keys |= 1 << k;
+        }
+    }
+    (decision, changed_keys)
 }
