@@ -99,42 +99,27 @@ pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
         admitted: true,
         ..Decision::default()
     };
-    let mut worst_wait = 0u64;
     for i in 0..n {
-        let p = &checks[i].params;
-        let ahead = tat_of(tats[i]).max(now) + p.interval_ns - now;
-        if ahead > p.limit_ns {
+        if Step::of(now, &checks[i], tats[i]).denied {
             decision.denied_mask |= 1 << i;
-            if !checks[i].shadow {
-                decision.admitted = false;
-                worst_wait = worst_wait.max(ahead - p.limit_ns);
-            }
+            decision.admitted &= checks[i].shadow;
         }
     }
+    // Admitted: every limit that admits is consumed. Refused: only the block periods that
+    // refusing starts are stored (a shadow refusal never blocks). Steps are recomputed
+    // rather than kept: they are a few additions, and room for 64 would be zeroed per call.
     let mut changed = 0u64;
-    if decision.admitted {
-        for i in 0..n {
-            if decision.denied_mask & (1 << i) == 0 {
-                tats[i] = tat_of(tats[i]).max(now) + checks[i].params.interval_ns;
-                changed |= 1 << i;
-            }
+    let mut worst_wait = 0u64;
+    for i in 0..n {
+        let step = Step::of(now, &checks[i], tats[i]);
+        if !decision.admitted {
+            worst_wait = worst_wait.max(step.wait_ns);
         }
-    } else {
-        for i in 0..n {
-            let p = &checks[i].params;
-            let refused = decision.denied_mask & (1 << i) != 0 && !checks[i].shadow;
-            // A key already blocked keeps its block: refusals during it do not extend it.
-            if refused && p.block_ns > 0 && tats[i] & BLOCKED == 0 {
-                // Admitted again exactly when the block ends: TAT - (limit - T) = now + block.
-                let blocked_tat = now
-                    .saturating_add(p.block_ns)
-                    .saturating_add(p.limit_ns - p.interval_ns);
-                if blocked_tat > tats[i] {
-                    tats[i] = blocked_tat | BLOCKED;
-                    changed |= 1 << i;
-                    worst_wait = worst_wait.max(p.block_ns);
-                }
-            }
+        // Admitted: the limits that admit it; refused: the ones that refuse it.
+        let applies = step.denied != decision.admitted;
+        if let (true, Some(new)) = (applies, step.new_state) {
+            tats[i] = new;
+            changed |= 1 << i;
         }
     }
     decision.retry_after = ns(worst_wait);
