@@ -1,11 +1,15 @@
 //! The embedded in-memory store: sharded, exact, bounded.
 //!
-//! State is one `u64` (the GCRA theoretical arrival time) per key, in shards of
-//! `HashMap<u64, AtomicU64>` behind their own read-write lock. A request with one limit on
-//! a known key decides under the read lock with a compare-and-swap (readers never block
-//! each other); inserts, evictions and requests with several limits take the write locks
-//! of the shards involved, in ascending order. Every decision is atomic and exact under
-//! contention.
+//! State is one `u64` (the GCRA theoretical arrival time) per key, in shards whose tables
+//! are open-addressing arrays of atomic words (16 bytes per slot, see `table`). A
+//! request with one limit on a known key is decided **without any lock or shared
+//! counter**: the thread reads the shard's table from its own cache (see `view`) and
+//! updates the key's state with one compare-and-swap. Only inserting a key, rebuilding a
+//! shard (growth, eviction, sweeps) or refreshing a thread's cached table takes the
+//! shard's mutex. Requests with several limits lock their keys' state words in one global
+//! order and decide all-or-nothing (see `many`). Every decision is atomic and exact
+//! under contention: a rebuild freezes each old slot with a compare-and-swap before
+//! copying it, so an update made through a stale table is never lost.
 //!
 //! **Bounded.** A key whose TAT has passed holds no information (see [`crate::gcra`]), so
 //! it can be dropped without changing any decision. Shards drop such idle keys as they
@@ -18,51 +22,40 @@
 //!
 //! [`MemoryStore::spawn_sweeper`] optionally sweeps idle keys on a timer, for services
 //! whose traffic can stop entirely.
+//!
+//! **Memory of replaced tables.** Each thread caches the tables it reads (at most one per
+//! shard, for at most 8 stores). A table replaced by a rebuild is freed once no thread's
+//! cache holds it: a thread drops it when it next touches that shard, when it sweeps or
+//! drops the store, or when it exits. A worker that stops using a store keeps its last
+//! tables of it until then.
 
-use std::collections::HashMap;
 use std::future::{ready, Ready};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::clock::{Clock, TokioClock};
 use crate::gcra::{is_idle, tat_of, Check, Decision, Step};
 use crate::store::usage::UsageTable;
 use crate::store::{Store, StoreError, Usage, UsageLimits};
+use table::{capacity_for, slot_key, Table};
 
-/// Keys are already keyed 64-bit hashes: hashing them again would be wasted work.
-#[derive(Default, Clone, Copy)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Map = HashMap<u64, AtomicU64, BuildHasherDefault<IdentityHasher>>;
-
-struct ShardMap {
-    map: Map,
+/// What the shard mutex guards: the current table and its bookkeeping.
+struct Writer {
+    table: Arc<Table>,
+    /// Keys in `table`.
+    len: usize,
     inserts_since_sweep: usize,
 }
 
-/// One shard on its own cache line, so neighbouring shards' locks do not false-share.
-/// Known keys are decided under the read lock with a compare-and-swap on their state;
-/// the write lock is taken only to insert, evict, or decide several limits at once.
+/// One shard on its own cache line, so neighbouring shards' mutexes do not false-share.
+/// Known keys are decided on the thread's cached table without the mutex; the mutex is
+/// taken only to insert, rebuild, or refresh a thread's view.
 #[repr(align(64))]
-struct Shard(RwLock<ShardMap>);
+struct Shard(Mutex<Writer>);
 
 struct Inner<C> {
+    owner: view::Owner,
     clock: C,
     shards: Box<[Shard]>,
     shard_mask: usize,
@@ -237,14 +230,19 @@ impl<C: Clock> MemoryStoreBuilder<C> {
         let shard_cap = self.max_keys / shard_count;
         let shards = (0..shard_count)
             .map(|_| {
-                Shard(RwLock::new(ShardMap {
-                    map: Map::default(),
+                Shard(Mutex::new(Writer {
+                    table: Arc::new(Table::with_capacity(0)),
+                    len: 0,
                     inserts_since_sweep: 0,
                 }))
             })
             .collect();
         Ok(MemoryStore {
             inner: Arc::new(Inner {
+                owner: view::Owner {
+                    id: view::next_id(),
+                    alive: Arc::new(()),
+                },
                 clock: self.clock,
                 shards,
                 shard_mask: shard_count - 1,
@@ -257,14 +255,16 @@ impl<C: Clock> MemoryStoreBuilder<C> {
     }
 }
 
-fn read(shard: &Shard) -> RwLockReadGuard<'_, ShardMap> {
-    shard.0.read().unwrap_or_else(PoisonError::into_inner)
+fn lock(shard: &Shard) -> MutexGuard<'_, Writer> {
+    // No code path panics while holding a shard mutex; if one ever did, the table is still
+    // consistent (every write is a single atomic store), so a poisoned mutex is safe to use.
+    shard.0.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn lock(shard: &Shard) -> RwLockWriteGuard<'_, ShardMap> {
-    // No code path panics while holding a shard lock; if one ever did, the map is still
-    // consistent (every write is a single insert), so a poisoned lock is safe to use.
-    shard.0.write().unwrap_or_else(PoisonError::into_inner)
+impl<C> Drop for Inner<C> {
+    fn drop(&mut self) {
+        view::forget(self.owner.id);
+    }
 }
 
 impl<C: Clock> Inner<C> {
@@ -274,108 +274,110 @@ impl<C: Clock> Inner<C> {
     }
 
     fn shard_of(&self, key: u64) -> usize {
-        // Middle bits: hashbrown uses the low bits for the bucket and the top 7 for tags.
+        // Middle bits: tables use the low bits for the home slot.
         (key >> 40) as usize & self.shard_mask
     }
 
-    fn write(&self, shard: &mut ShardMap, key: u64, tat: u64, now: u64) {
-        if let Some(slot) = shard.map.get_mut(&key) {
-            *slot.get_mut() = tat;
+    /// Caches shard `shard`'s current table in this thread's view.
+    fn refresh_view(&self, shard: usize, table: Arc<Table>) {
+        view::refresh(&self.owner, self.shards.len(), shard, table);
+    }
+
+    /// Writer only: stores `state` for `key`, inserting it if the table lacks it.
+    fn write(&self, w: &mut Writer, key: u64, state: u64, now: u64) {
+        if let Some(slot) = w.table.find(key) {
+            slot.store(state, Ordering::Release);
             return;
         }
-        shard.inserts_since_sweep += 1;
-        if shard.map.len() >= self.shard_cap || shard.inserts_since_sweep > shard.map.len() / 2 + 64
+        w.inserts_since_sweep += 1;
+        let sweep_due = w.inserts_since_sweep > w.len / 2 + 64;
+        if sweep_due {
+            w.inserts_since_sweep = 0;
+        }
+        if w.len >= self.shard_cap
+            || !w.table.has_room(w.len)
+            || (sweep_due && w.table.peek().any(|(_, state)| is_idle(state, now)))
         {
-            self.sweep_shard(shard, now);
-            if shard.map.len() >= self.shard_cap {
-                self.force_evict(shard);
-            }
+            self.rebuild(w, now, 1);
         }
-        shard.map.insert(key, AtomicU64::new(tat));
-    }
-
-    fn sweep_shard(&self, shard: &mut ShardMap, now: u64) {
-        let before = shard.map.len();
-        shard
-            .map
-            .retain(|_, stored| !is_idle(*stored.get_mut(), now));
-        let dropped = before - shard.map.len();
-        shard.inserts_since_sweep = 0;
-        if dropped > 0 {
-            self.idle_evicted
-                .fetch_add(dropped as u64, Ordering::Relaxed);
-        }
-        let len = shard.map.len();
-        if shard.map.capacity() > 64 && shard.map.capacity() > len * 4 {
-            shard.map.shrink_to(len * 2);
+        if w.table.insert(key, state).is_some() {
+            w.len += 1;
         }
     }
 
-    /// Drops the eighth of a full shard's keys closest to becoming idle (lowest TATs).
-    fn force_evict(&self, shard: &mut ShardMap) {
-        let target = (shard.map.len() / 8).max(1);
-        let mut tats: Vec<u64> = shard
-            .map
-            .values()
-            .map(|v| tat_of(v.load(Ordering::Relaxed)))
-            .collect();
-        let (_, &mut threshold, _) = tats.select_nth_unstable(target - 1);
-        let before = shard.map.len();
-        let mut budget = target;
-        shard.map.retain(|_, stored| {
-            let tat = tat_of(*stored.get_mut());
-            if tat < threshold || (tat == threshold && budget > 0) {
-                budget = budget.saturating_sub(1);
-                false
-            } else {
-                true
+    /// Writer only: moves the shard into a new table, dropping idle keys and, if the
+    /// shard would still hold more than its share with `room` more keys, the eighth of its
+    /// keys closest to becoming idle (lowest TATs).
+    fn rebuild(&self, w: &mut Writer, now: u64, room: usize) {
+        let mut live = Vec::with_capacity(w.len);
+        w.table.freeze(|key, state| live.push((key, state)));
+        let before = live.len();
+        live.retain(|&(_, state)| !is_idle(state, now));
+        let idle = before - live.len();
+        if idle > 0 {
+            self.idle_evicted.fetch_add(idle as u64, Ordering::Relaxed);
+        }
+        if room > 0 && live.len() + room > self.shard_cap {
+            let evict = (live.len() / 8).max(1).min(live.len());
+            if evict > 0 {
+                live.select_nth_unstable_by_key(evict - 1, |&(_, state)| tat_of(state));
+                live.drain(..evict);
+                self.forced_evicted
+                    .fetch_add(evict as u64, Ordering::Relaxed);
             }
-        });
-        let dropped = before - shard.map.len();
-        self.forced_evicted
-            .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        let table = Table::with_capacity(capacity_for(live.len() + room));
+        for &(key, state) in &live {
+            table.insert(key, state);
+        }
+        w.table = Arc::new(table);
+        w.len = live.len();
+        w.inserts_since_sweep = 0;
+    }
+
+    /// Writer only: drops idle keys and returns memory (rebuilding only if either applies).
+    fn sweep_shard(&self, w: &mut Writer, now: u64) {
+        let oversized = w.table.capacity() > capacity_for(w.len).max(64);
+        w.inserts_since_sweep = 0;
+        if oversized || w.table.peek().any(|(_, state)| is_idle(state, now)) {
+            self.rebuild(w, now, 0);
+        }
     }
 
     fn check_one(&self, check: &Check) -> Decision {
-        let shard = &self.shards[self.shard_of(check.key)];
-        {
-            // Fast path: a known key, decided with a compare-and-swap under the read lock;
-            // the decision's arithmetic runs after the lock is released.
-            let map = read(shard);
-            if let Some(slot) = map.map.get(&check.key) {
-                let now = self.now();
-                let mut current = many::load_unlocked(slot);
-                let (step, stored) = loop {
-                    let step = Step::of(now, check, current);
-                    let Some(new) = step.new_state else {
-                        break (step, current);
-                    };
-                    match slot.compare_exchange_weak(
-                        current,
-                        new,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    ) {
-                        Ok(_) => break (step, new),
-                        Err(_) => current = many::load_unlocked(slot),
-                    }
-                };
-                drop(map);
-                return step.decision(now, check, stored);
-            }
-        }
-        let mut map = lock(shard);
+        let key = slot_key(check.key);
+        let shard = self.shard_of(key);
+        // Fast path: a known key in this thread's view, decided with a compare-and-swap;
+        // no lock, no shared counter. `None`: not cached, missing, or moved.
+        // The clock is read first: its latency overlaps the lookup.
         let now = self.now();
-        let stored = map
-            .map
-            .get(&check.key)
-            .map_or(0, |v| v.load(Ordering::Acquire));
-        let step = Step::of(now, check, stored);
-        if let Some(new) = step.new_state {
-            self.write(&mut map, check.key, new, now);
+        let fast = view::with(self.owner.id, |tables| {
+            let slot = tables.get(shard)?.as_ref()?.find(key)?;
+            many::step_on(slot, now, check)
+        });
+        if let Some(Some((step, stored))) = fast {
+            return step.decision(now, check, stored);
         }
-        drop(map);
-        step.decision(now, check, step.new_state.unwrap_or(stored))
+        let mut w = lock(&self.shards[shard]);
+        let now = self.now();
+        // Under the mutex the table cannot be replaced, so a slot found is never moved.
+        let known = w
+            .table
+            .find(key)
+            .and_then(|slot| many::step_on(slot, now, check));
+        let decision = if let Some((step, stored)) = known {
+            step.decision(now, check, stored)
+        } else {
+            let step = Step::of(now, check, 0);
+            if let Some(new) = step.new_state {
+                self.write(&mut w, key, new, now);
+            }
+            step.decision(now, check, step.new_state.unwrap_or(0))
+        };
+        let table = Arc::clone(&w.table);
+        drop(w);
+        self.refresh_view(shard, table);
+        decision
     }
 }
 
@@ -394,7 +396,7 @@ impl<C: Clock> MemoryStore<C> {
 
     /// Number of keys currently held.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| read(s).map.len()).sum()
+        self.inner.shards.iter().map(|s| lock(s).len).sum()
     }
 
     /// Whether no key is held.
@@ -421,6 +423,8 @@ impl<C: Clock> MemoryStore<C> {
         for shard in self.inner.shards.iter() {
             self.inner.sweep_shard(&mut lock(shard), now);
         }
+        // This thread's view may hold the replaced tables: let their memory go now.
+        view::forget(self.inner.owner.id);
     }
 
     /// Sweeps idle keys every `period` on the current tokio runtime, until the store is
@@ -458,6 +462,8 @@ impl<C: Clock> Store for MemoryStore<C> {
 }
 
 mod many;
+mod table;
+mod view;
 use many::MAX_NOW;
 #[cfg(test)]
 mod tests;

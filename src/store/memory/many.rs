@@ -1,23 +1,28 @@
 //! Requests with several limits, decided all-or-nothing.
 //!
-//! **Known keys** are decided under the *read* locks of their shards, so requests that
-//! share a hot key (a global rule) do not serialize on a shard's write lock: each key's
-//! state word is locked by setting [`LOCKED`] with a compare-and-swap, in one global
-//! order (shard, then key), the limits are decided on the states read, and every state is
-//! stored back with the lock bit cleared. Single-limit checks never take a key lock: they
-//! wait while the bit is set, then compare-and-swap as usual, so every decision stays
-//! atomic and exact.
+//! **Known keys** are decided on the thread's cached tables (see [`super::view`]), without
+//! the shard mutexes, so requests that share a hot key (a global rule) do not serialize:
+//! each key's state word is locked by setting [`LOCKED`] with a compare-and-swap, in one
+//! global order (shard, then key), the limits are decided on the states read, and every
+//! state is stored back with the lock bit cleared. Single-limit checks never take a key
+//! lock: they wait while the bit is set, then compare-and-swap as usual, so every decision
+//! stays atomic and exact. A key found moved (its shard was rebuilt) releases the keys
+//! held and sends the request to the slow path.
 //!
-//! **A missing key** sends the request to the write locks of its shards (in ascending
-//! order), which inserts it. A state never carries the lock bit while its shard is
-//! write-locked, because key locks are taken and released under read locks.
+//! **The slow path** (a key missing or moved, or no cached table) takes the mutexes of the
+//! shards involved in ascending order, locks the keys the tables hold, decides, stores
+//! them back, and then inserts the new keys. Nobody else can see those keys meanwhile:
+//! they are missing from every table, so any other request on them waits for the mutex.
+//! Rebuilds wait for key locks to clear (holders never wait for a mutex), so neither path
+//! can deadlock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLockWriteGuard;
+use std::sync::{Arc, MutexGuard};
 
-use super::{lock, read, Inner, ShardMap};
+use super::table::{slot_key, Table, MOVED};
+use super::{lock, view, Inner, Writer};
 use crate::clock::Clock;
-use crate::gcra::{decide, Check, Decision, MAX_CHECKS};
+use crate::gcra::{decide, Check, Decision, Step, MAX_CHECKS};
 
 /// Transient lock bit of a state word (below the block flag; TATs stay below it because
 /// clock readings are capped at [`MAX_NOW`]).
@@ -31,19 +36,23 @@ pub(super) const MAX_NOW: u64 = 1 << 61;
 /// [`MAX_CHECKS`] keys for a few hundred nanoseconds, unless it is preempted).
 const SPINS: u32 = 64;
 
-/// The state of `slot` once no multi-limit decision holds it.
-pub(super) fn load_unlocked(slot: &AtomicU64) -> u64 {
+/// The state of `slot` once no multi-limit decision holds it; `None` if it moved.
+#[inline(always)]
+pub(super) fn load_unlocked(slot: &AtomicU64) -> Option<u64> {
     let mut spins = 0;
     loop {
         let state = slot.load(Ordering::Acquire);
+        if state == MOVED {
+            return None;
+        }
         if state & LOCKED == 0 {
-            return state;
+            return Some(state);
         }
         wait(&mut spins);
     }
 }
 
-fn wait(spins: &mut u32) {
+pub(super) fn wait(spins: &mut u32) {
     if *spins < SPINS {
         *spins += 1;
         std::hint::spin_loop();
@@ -52,19 +61,52 @@ fn wait(spins: &mut u32) {
     }
 }
 
-/// Locks `slot`, returning its state (without the bit).
-fn lock_key(slot: &AtomicU64) -> u64 {
+/// One single-limit step on `slot` by compare-and-swap: the step and the state stored
+/// after it. `None` if the slot moved (nothing was written).
+#[inline(always)]
+pub(super) fn step_on(slot: &AtomicU64, now: u64, check: &Check) -> Option<(Step, u64)> {
+    let mut current = load_unlocked(slot)?;
+    loop {
+        let step = Step::of(now, check, current);
+        let Some(new) = step.new_state else {
+            return Some((step, current));
+        };
+        match slot.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some((step, new)),
+            Err(_) => current = load_unlocked(slot)?,
+        }
+    }
+}
+
+/// Locks `slot`, returning its state (without the bit); `None` if it moved.
+fn lock_key(slot: &AtomicU64) -> Option<u64> {
     let mut spins = 0;
     loop {
-        let state = load_unlocked(slot);
+        let state = load_unlocked(slot)?;
         if slot
             .compare_exchange_weak(state, state | LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            return state;
+            return Some(state);
         }
         wait(&mut spins);
     }
+}
+
+/// Locks every slot in order; on a moved slot, unlocks those taken and returns `false`.
+fn lock_keys(slots: &[&AtomicU64], states: &mut [u64]) -> bool {
+    for (i, slot) in slots.iter().enumerate() {
+        match lock_key(slot) {
+            Some(state) => states[i] = state,
+            None => {
+                for (held, &state) in slots[..i].iter().zip(states.iter()) {
+                    held.store(state, Ordering::Release);
+                }
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Distinct values of `items`, sorted, in place; returns how many. Insertion sort: a
@@ -106,84 +148,109 @@ impl<C: Clock> Inner<C> {
         // (shard, key) of every check: the lock order of shards and of keys.
         let mut order = [(0usize, 0u64); N];
         for (o, c) in order.iter_mut().zip(checks) {
-            *o = (self.shard_of(c.key), c.key);
+            let key = slot_key(c.key);
+            *o = (self.shard_of(key), key);
         }
         let distinct = sort_dedup(&mut order[..checks.len()]);
         let keys = &order[..distinct];
         // Which distinct key each check reads.
         let mut key_of = [0usize; N];
         for (k, c) in key_of.iter_mut().zip(checks) {
-            *k = keys
-                .binary_search(&(self.shard_of(c.key), c.key))
-                .unwrap_or(0);
+            let key = slot_key(c.key);
+            *k = keys.binary_search(&(self.shard_of(key), key)).unwrap_or(0);
         }
         let key_of = &key_of[..checks.len()];
+        self.check_known::<N>(checks, keys, key_of)
+            .unwrap_or_else(|| self.check_locked::<N>(checks, keys, key_of))
+    }
+
+    /// Every key known to this thread's view: decide under key locks. `None` if a key is
+    /// not cached, missing or moved.
+    fn check_known<const N: usize>(
+        &self,
+        checks: &[Check],
+        keys: &[(usize, u64)],
+        key_of: &[usize],
+    ) -> Option<Decision> {
+        view::with(self.owner.id, |tables| {
+            let mut slots: [Option<&AtomicU64>; N] = [None; N];
+            for (slot, &(shard, key)) in slots.iter_mut().zip(keys) {
+                *slot = Some(tables.get(shard)?.as_ref()?.find(key)?);
+            }
+            let slots: [&AtomicU64; N] = slots.map(|s| s.unwrap_or(&UNUSED));
+            let slots = &slots[..keys.len()];
+            let mut states = [0u64; N];
+            if !lock_keys(slots, &mut states) {
+                return None;
+            }
+            let (decision, _) = decide_keys::<N>(self.now(), checks, key_of, &mut states);
+            for (slot, &state) in slots.iter().zip(&states) {
+                slot.store(state, Ordering::Release);
+            }
+            Some(decision)
+        })
+        .flatten()
+    }
+
+    /// The slow path: decide under the mutexes of the shards, inserting new keys.
+    fn check_locked<const N: usize>(
+        &self,
+        checks: &[Check],
+        keys: &[(usize, u64)],
+        key_of: &[usize],
+    ) -> Decision {
         let mut shards = [0usize; N];
         for (s, k) in shards.iter_mut().zip(keys) {
             *s = k.0;
         }
         let distinct = sort_dedup(&mut shards[..keys.len()]);
         let shards = &shards[..distinct];
-        self.check_known::<N>(checks, keys, key_of, shards)
-            .unwrap_or_else(|| self.check_inserting::<N>(checks, keys, key_of, shards))
-    }
-
-    /// Every key known: decide under read locks and key locks. `None` if a key is missing.
-    fn check_known<const N: usize>(
-        &self,
-        checks: &[Check],
-        keys: &[(usize, u64)],
-        key_of: &[usize],
-        shards: &[usize],
-    ) -> Option<Decision> {
-        let guards: [_; N] = std::array::from_fn(|i| shards.get(i).map(|&s| read(&self.shards[s])));
-        let mut slots: [Option<&AtomicU64>; N] = [None; N];
-        for (slot, &(shard, key)) in slots.iter_mut().zip(keys) {
-            let guard = guards[shards.binary_search(&shard).ok()?].as_ref()?;
-            *slot = Some(guard.map.get(&key)?);
-        }
-        let slots = || slots[..keys.len()].iter().flatten();
-        let mut states = [0u64; N];
-        for (state, slot) in states.iter_mut().zip(slots()) {
-            *state = lock_key(slot);
-        }
-        let (decision, _) = decide_keys::<N>(self.now(), checks, key_of, &mut states);
-        for (slot, &state) in slots().zip(&states) {
-            slot.store(state, Ordering::Release);
-        }
-        Some(decision)
-    }
-
-    /// Some key is new: decide under the write locks of the shards, inserting it.
-    fn check_inserting<const N: usize>(
-        &self,
-        checks: &[Check],
-        keys: &[(usize, u64)],
-        key_of: &[usize],
-        shards: &[usize],
-    ) -> Decision {
-        let mut guards: [Option<RwLockWriteGuard<'_, ShardMap>>; N] =
+        let mut guards: [Option<MutexGuard<'_, Writer>>; N] =
             std::array::from_fn(|i| shards.get(i).map(|&s| lock(&self.shards[s])));
         let now = self.now();
         let guard_of = |shard: usize| shards.binary_search(&shard).unwrap_or(0);
+        // The keys the tables hold, locked in order (no table changes under the mutexes,
+        // so none is moved); the others start from no state.
+        let mut held: [Option<&AtomicU64>; N] = [None; N];
         let mut states = [0u64; N];
-        for (state, &(shard, key)) in states.iter_mut().zip(keys) {
-            *state = guards[guard_of(shard)]
+        for ((slot, state), &(shard, key)) in held.iter_mut().zip(&mut states).zip(keys) {
+            *slot = guards[guard_of(shard)]
                 .as_ref()
-                .and_then(|g| g.map.get(&key))
-                .map_or(0, |v| v.load(Ordering::Acquire));
+                .and_then(|g| g.table.find(key));
+            if let Some(s) = slot {
+                *state = lock_key(s).unwrap_or(0);
+            }
         }
         let (decision, changed) = decide_keys::<N>(now, checks, key_of, &mut states);
+        let mut missing = 0u64;
+        for (k, (slot, &state)) in held.iter().zip(&states).enumerate() {
+            match slot {
+                Some(s) => s.store(state, Ordering::Release),
+                None => missing |= 1 << k,
+            }
+        }
+        // Key locks released: inserting may rebuild a shard (which waits for them).
         for (k, &(shard, key)) in keys.iter().enumerate() {
-            if changed & (1 << k) != 0 {
+            if missing & changed & (1 << k) != 0 {
                 if let Some(g) = guards[guard_of(shard)].as_mut() {
                     self.write(g, key, states[k], now);
                 }
             }
         }
+        let tables: [Option<Arc<Table>>; N] =
+            std::array::from_fn(|i| guards[i].as_ref().map(|g| Arc::clone(&g.table)));
+        drop(guards);
+        for (&shard, table) in shards.iter().zip(tables) {
+            if let Some(table) = table {
+                self.refresh_view(shard, table);
+            }
+        }
         decision
     }
 }
+
+/// Stands in for slots not looked up (never read: only the first `keys.len()` are used).
+static UNUSED: AtomicU64 = AtomicU64::new(0);
 
 /// Decides `checks` on the states of their distinct keys (check `i` reads
 /// `states[key_of[i]]`), storing the new states in place; returns the decision and a mask

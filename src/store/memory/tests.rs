@@ -169,8 +169,8 @@ async fn sweeper_task_runs_on_tokio_time() {
 /// No state word keeps the transient key-lock bit once decisions are done.
 fn assert_no_key_locks<C: Clock>(s: &MemoryStore<C>) {
     for shard in s.inner.shards.iter() {
-        for state in read(shard).map.values() {
-            assert_eq!(state.load(Ordering::Acquire) & many::LOCKED, 0);
+        for (_, state) in lock(shard).table.peek() {
+            assert_eq!(state & many::LOCKED, 0);
         }
     }
 }
@@ -262,4 +262,107 @@ fn clock_beyond_the_cap_neither_hangs_nor_sets_the_lock_bit() {
     assert!(s.check_now(&[b]).admitted);
     assert!(!s.check_now(&[a, b]).admitted);
     assert_no_key_locks(&s);
+}
+
+#[test]
+fn exact_while_shards_are_rebuilt_under_readers() {
+    // Readers decide on their cached tables while another thread forces rebuilds (growth,
+    // sweeps and forced evictions in a tiny store): every update to a moved slot must land
+    // in the new table, so the hot key still admits exactly its quota.
+    for _ in 0..20 {
+        let (s, _) = store(256);
+        let hot = check(1, params(2000, Duration::from_secs(3600)));
+        let own = |t: u64| check(100 + t, params(10_000, Duration::from_secs(3600)));
+        let churn_params = params(1_000_000_000, Duration::from_secs(1));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churned = Arc::new(AtomicU64::new(0));
+        let churn = {
+            let (s, stop, churned) = (s.clone(), Arc::clone(&stop), Arc::clone(&churned));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    churned.store(i, Ordering::Relaxed);
+                    let key = (1000 + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    assert!(s.check_now(&[check(key, churn_params)]).admitted);
+                    if i.is_multiple_of(64) {
+                        s.sweep();
+                    }
+                }
+                i
+            })
+        };
+        let readers: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (s, churned) = (s.clone(), Arc::clone(&churned));
+                std::thread::spawn(move || {
+                    // Start once the churn is under way (rebuilds happen from the start).
+                    while churned.load(Ordering::Relaxed) < 300 {
+                        std::thread::yield_now();
+                    }
+                    let (mut pairs, mut singles) = (0usize, 0usize);
+                    for i in 0..1500 {
+                        if i % 2 == 0 {
+                            pairs += usize::from(s.check_now(&[own(t), hot]).admitted);
+                        } else {
+                            singles += usize::from(s.check_now(&[hot]).admitted);
+                        }
+                    }
+                    (pairs, singles)
+                })
+            })
+            .collect();
+        let results: Vec<(usize, usize)> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        stop.store(true, Ordering::Relaxed);
+        let churned = churn.join().unwrap();
+        assert!(churned >= 300);
+        let total: usize = results.iter().map(|(p, s)| p + s).sum();
+        assert_eq!(total, 2000);
+        assert!(!s.check_now(&[hot]).admitted);
+        for (t, &(pairs, _)) in results.iter().enumerate() {
+            let left = (0..10_000)
+                .filter(|_| s.check_now(&[own(t as u64)]).admitted)
+                .count();
+            assert_eq!(left, 10_000 - pairs, "thread {t}");
+        }
+        assert!(s.evictions().forced > 0);
+        assert!(s.len() <= s.max_keys());
+        assert_no_key_locks(&s);
+    }
+}
+
+#[test]
+fn a_stale_view_is_refreshed_not_wrong() {
+    // This thread caches a shard's table, another thread rebuilds the shard, and this
+    // thread's next decisions still see every update (through the moved slot).
+    let (s, clock) = store(1 << 12);
+    let p = params(3, Duration::from_secs(60));
+    assert!(s.check_now(&[check(7, p)]).admitted);
+    let shard = s.inner.shard_of(7);
+    let cached = view::with(s.inner.owner.id, |t| t[shard].clone()).flatten();
+    let cached = cached.expect("the first decision cached the table");
+    {
+        let (s, clock) = (s.clone(), clock.clone());
+        std::thread::spawn(move || {
+            assert!(s.check_now(&[check(7, p)]).admitted);
+            // Key 8 (same shard) idles out, so the sweep rebuilds the shard.
+            assert!(
+                s.check_now(&[check(8, params(1000, Duration::from_secs(1)))])
+                    .admitted
+            );
+            clock.advance(Duration::from_millis(1));
+            s.sweep();
+        })
+        .join()
+        .unwrap();
+    }
+    assert_eq!(s.evictions().idle, 1);
+    assert!(!Arc::ptr_eq(&cached, &lock(&s.inner.shards[shard]).table));
+    assert_eq!(
+        cached.find(7).unwrap().load(Ordering::Relaxed),
+        table::MOVED
+    );
+    assert!(s.check_now(&[check(7, p)]).admitted);
+    assert!(!s.check_now(&[check(7, p)]).admitted);
+    assert!(!s.check_now(&[check(7, p), check(9, p)]).admitted);
 }
