@@ -94,6 +94,15 @@ fn ns(d: u64) -> Duration {
 ///
 /// Checks beyond [`MAX_CHECKS`] are ignored; callers validate the count beforehand.
 pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
+    let (mut decision, changed) = decide_states(now, checks, tats);
+    fill_headline(&mut decision, now, checks, tats);
+    (decision, changed)
+}
+
+/// [`decide`] without [`Decision::headline`] (left at its default): the part a store
+/// runs while it holds its keys. [`fill_headline`] completes the decision afterwards (it
+/// needs a division per limit, and nothing else waits for it).
+pub fn decide_states(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
     let n = checks.len().min(tats.len()).min(MAX_CHECKS);
     let mut decision = Decision {
         admitted: true,
@@ -123,8 +132,13 @@ pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
         }
     }
     decision.retry_after = ns(worst_wait);
-    decision.headline = headline(now, &checks[..n], tats, &decision);
     (decision, changed)
+}
+
+/// Sets `decision.headline` from the TATs [`decide_states`] left in `tats`.
+pub fn fill_headline(decision: &mut Decision, now: u64, checks: &[Check], tats: &[u64]) {
+    let n = checks.len().min(tats.len()).min(MAX_CHECKS);
+    decision.headline = headline(now, &checks[..n], &tats[..n], decision);
 }
 
 /// What one limit does to its stored state at `now`: the single-check fast path of

@@ -22,7 +22,7 @@ use std::sync::{Arc, MutexGuard};
 use super::table::{slot_key, Table, MOVED};
 use super::{lock, view, Inner, Writer};
 use crate::clock::Clock;
-use crate::gcra::{decide, Check, Decision, Step, MAX_CHECKS};
+use crate::gcra::{decide_states, fill_headline, Check, Decision, Step, MAX_CHECKS};
 
 /// Transient lock bit of a state word (below the block flag; TATs stay below it because
 /// clock readings are capped at [`MAX_NOW`]).
@@ -187,7 +187,7 @@ impl<C: Clock> Inner<C> {
             for (slot, &state) in slots.iter().zip(&states) {
                 slot.store(state, Ordering::Release);
             }
-            Some(decision)
+            Some(decision.finish(checks))
         })
         .flatten()
     }
@@ -245,7 +245,7 @@ impl<C: Clock> Inner<C> {
                 self.refresh_view(shard, table);
             }
         }
-        decision
+        decision.finish(checks)
     }
 }
 
@@ -253,19 +253,20 @@ impl<C: Clock> Inner<C> {
 static UNUSED: AtomicU64 = AtomicU64::new(0);
 
 /// Decides `checks` on the states of their distinct keys (check `i` reads
-/// `states[key_of[i]]`), storing the new states in place; returns the decision and a mask
+/// `states[key_of[i]]`), storing the new states in place. Returns the decision without
+/// its headline ([`KeyedDecision::finish`] adds it once the keys are released) and a mask
 /// of the distinct keys whose state changed.
 fn decide_keys<const N: usize>(
     now: u64,
     checks: &[Check],
     key_of: &[usize],
     states: &mut [u64],
-) -> (Decision, u64) {
+) -> (KeyedDecision<N>, u64) {
     let mut tats = [0u64; N];
     for (tat, &k) in tats.iter_mut().zip(key_of) {
         *tat = states[k];
     }
-    let (decision, changed) = decide(now, checks, &mut tats[..checks.len()]);
+    let (decision, changed) = decide_states(now, checks, &mut tats[..checks.len()]);
     let mut changed_keys = 0u64;
     for (i, &k) in key_of.iter().enumerate() {
         if changed & (1 << i) != 0 {
@@ -273,5 +274,26 @@ fn decide_keys<const N: usize>(
             changed_keys |= 1 << k;
         }
     }
-    (decision, changed_keys)
+    (
+        KeyedDecision {
+            decision,
+            now,
+            tats,
+        },
+        changed_keys,
+    )
+}
+
+/// A decision whose headline is still to be computed (after the keys are released).
+struct KeyedDecision<const N: usize> {
+    decision: Decision,
+    now: u64,
+    tats: [u64; N],
+}
+
+impl<const N: usize> KeyedDecision<N> {
+    fn finish(mut self, checks: &[Check]) -> Decision {
+        fill_headline(&mut self.decision, self.now, checks, &self.tats);
+        self.decision
+    }
 }
