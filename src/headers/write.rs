@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use sfv::{Integer, ItemSerializer, KeyRef, ListSerializer, StringRef};
 
@@ -182,21 +183,106 @@ impl LimitHeaders {
     ) {
         let reset = ceil_secs(reset_after);
         let ietf = self.ietf.as_ref().filter(|_| dialects.ietf);
-        // One growth of the map at most, instead of one per insert past its capacity.
-        headers.reserve(if dialects.legacy { 3 } else { 0 } + if ietf.is_some() { 2 } else { 0 });
-        if dialects.legacy {
-            headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
-            headers.insert(X_RATELIMIT_REMAINING, int_value(remaining));
-            headers.insert(X_RATELIMIT_RESET, int_value(reset));
+        let fields = if dialects.legacy { 3 } else { 0 } + if ietf.is_some() { 2 } else { 0 };
+        if fields > 0 {
+            // One growth of the map at most, instead of one per insert past its capacity;
+            // with room for one header more, since servers add `Content-Length` after
+            // us (axum does, for every response): were our fields to fill the map, that
+            // insert would grow it again and rehash every entry.
+            headers.reserve(fields + 1);
         }
-        if let Some(ietf) = ietf {
-            headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
-            headers.insert(RATELIMIT, ietf.state(remaining, reset));
+        match (dialects.legacy, ietf) {
+            (true, Some(ietf)) => {
+                // Both dialects: the legacy numbers are the digits inside `RateLimit`
+                // (when not clamped), so they share its allocation.
+                let (state, remaining_v, reset_v) = match ietf.state_shared(remaining, reset) {
+                    Some(shared) => shared,
+                    None => (
+                        ietf.state(remaining, reset),
+                        int_value(remaining),
+                        int_value(reset),
+                    ),
+                };
+                headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
+                headers.insert(X_RATELIMIT_REMAINING, remaining_v);
+                headers.insert(X_RATELIMIT_RESET, reset_v);
+                headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
+                headers.insert(RATELIMIT, state);
+            }
+            (true, None) => {
+                headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
+                headers.insert(X_RATELIMIT_REMAINING, int_value(remaining));
+                headers.insert(X_RATELIMIT_RESET, int_value(reset));
+            }
+            (false, Some(ietf)) => {
+                headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
+                headers.insert(RATELIMIT, ietf.state(remaining, reset));
+            }
+            (false, None) => {}
         }
     }
 }
 
+/// The longest `RateLimit` value [`IetfHeaders::state_shared`] builds in place.
+const INLINE_STATE: usize = 160;
+
+/// A `RateLimit` value built in place, owned by a [`Bytes`] that its slices share.
+struct InlineState {
+    len: usize,
+    buf: [u8; INLINE_STATE],
+}
+
+impl InlineState {
+    fn push(&mut self, bytes: &[u8]) -> std::ops::Range<usize> {
+        let start = self.len;
+        self.buf[start..start + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        start..self.len
+    }
+}
+
+impl AsRef<[u8]> for InlineState {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 impl IetfHeaders {
+    /// The `RateLimit` value and the legacy `X-RateLimit-Remaining` and `-Reset` values,
+    /// in one allocation: the legacy ones (when not under 100, which are static) are
+    /// slices of the first. `None` when a number is clamped to the Structured Field
+    /// maximum (the legacy value then differs) or the value does not fit.
+    fn state_shared(
+        &self,
+        remaining: u64,
+        reset: u64,
+    ) -> Option<(HeaderValue, HeaderValue, HeaderValue)> {
+        if remaining > SF_MAX || reset > SF_MAX || self.state_prefix.len() + 40 > INLINE_STATE {
+            return None;
+        }
+        let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let mut v = InlineState {
+            len: 0,
+            buf: [0; INLINE_STATE],
+        };
+        v.push(&self.state_prefix);
+        let r = v.push(r.format(remaining).as_bytes());
+        v.push(b";t=");
+        let t = v.push(t.format(reset).as_bytes());
+        let all = Bytes::from_owner(v);
+        let part = |n: u64, range| {
+            if n < 100 {
+                int_value(n)
+            } else {
+                HeaderValue::from_maybe_shared(all.slice(range)).expect("decimal digits")
+            }
+        };
+        let (remaining, reset) = (part(remaining, r), part(reset, t));
+        let state = HeaderValue::from_maybe_shared(all)
+            .expect("a serialized Structured Field is a valid header value");
+        Some((state, remaining, reset))
+    }
+
     /// The `RateLimit` value `"name";r=R;t=T`, in one exactly sized allocation.
     fn state(&self, remaining: u64, reset: u64) -> HeaderValue {
         let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
@@ -315,7 +401,10 @@ mod tests {
     #[test]
     fn prepared_values_match_the_sfv_serialization() {
         let printable: String = (0x20u8..0x7f).map(char::from).collect();
+        // Too long for the shared in-place `RateLimit` value: the separate-values path.
+        let long = "n\\".repeat(60);
         let names = [
+            long.as_str(),
             "sign_in",
             r#"quo"te"#,
             r"back\slash",
