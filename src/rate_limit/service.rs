@@ -16,6 +16,7 @@ use super::layer::Shared;
 use super::plan::{Checks, Plan};
 use super::response::{RejectionReason, StoreFailure};
 use crate::gcra::Decision;
+use crate::headers::HeaderDialects;
 use crate::store::{MemoryStore, Store, StoreError};
 
 /// Enforces a [`RateLimitLayer`](super::RateLimitLayer)'s rules in front of `S`.
@@ -96,7 +97,10 @@ impl Shared {
             state: decision.headline,
         };
         if decision.admitted {
-            return Settled::Admit(Some(headline));
+            // No headline (so no `Arc` clone and no header pass on the response) when the
+            // layer writes no rate-limit headers.
+            let writes = self.dialects != HeaderDialects::NONE;
+            return Settled::Admit(writes.then_some(headline));
         }
         tracing::debug!(
             rule = %self.rules[headline_rule].name,
@@ -115,7 +119,8 @@ impl Shared {
 
 /// A decision turned into what to do with the request.
 pub(crate) enum Settled {
-    /// Forward the request; write this rule's headers on the response.
+    /// Forward the request; write this rule's headers on the response (`None`: no
+    /// headers to write).
     Admit(Option<Headline>),
     /// Answer with this response.
     Reject(Response<bytes::Bytes>),
