@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::body::{BodyMode, Wrapped};
 use super::future::{Headline, ResponseFuture};
-use super::handle::bump;
+use super::handle::{bump, bump_at, my_stripe};
 use super::layer::Shared;
 use super::plan::{Checks, Plan};
 use super::response::{RejectionReason, StoreFailure};
@@ -76,6 +76,22 @@ impl Shared {
             }
         };
         let mut headline_rule = 0;
+        if decision.admitted && decision.denied_mask == 0 {
+            // The common case, every limit admitting: one admitted count per rule, the
+            // thread's counter stripe looked up once.
+            let stripe = my_stripe();
+            for (k, i) in rule_indices(matched).enumerate() {
+                if k == decision.headline.index {
+                    headline_rule = i;
+                }
+                bump_at(&self.stats.rules[i].admitted, stripe);
+            }
+            let writes = self.dialects != HeaderDialects::NONE;
+            return Settled::Admit(writes.then_some(Headline {
+                rule: headline_rule,
+                state: decision.headline,
+            }));
+        }
         for (k, i) in rule_indices(matched).enumerate() {
             let rule = &self.rules[i];
             let counters = &self.stats.rules[i];
