@@ -107,6 +107,7 @@ pub struct KeyBuilder {
 }
 
 impl KeyBuilder {
+    #[inline]
     pub(crate) fn new(hasher: SipHasher13) -> Self {
         KeyBuilder {
             hasher,
@@ -142,6 +143,7 @@ impl KeyBuilder {
     /// [`finish`](Self::finish), or `empty` when nothing was written: `empty` must be the
     /// starting hasher's own `finish()`, precomputed (a [`Global`] key then costs no
     /// SipHash finalization per request).
+    #[inline]
     pub(crate) fn finish_or(&self, empty: u64) -> u64 {
         if self.written {
             self.hasher.finish()

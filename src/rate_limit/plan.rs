@@ -51,6 +51,7 @@ impl Checks {
             heap: Vec::new(),
         }
     }
+    #[inline]
     fn push(&mut self, c: Check) {
         if self.len < self.inline.len() {
             self.inline[self.len] = c;
@@ -62,6 +63,7 @@ impl Checks {
         }
         self.len += 1;
     }
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[Check] {
         if self.len <= self.inline.len() {
             &self.inline[..self.len]
