@@ -18,7 +18,8 @@
 //! per-IP rule, no rate-limit headers, and the unwrapped body (axum's own body type).
 //!
 //! Diagnostic variants (not in the default benchmark run): `throttle-noheaders` is
-//! `throttle` writing no rate-limit headers (`HeaderDialects::NONE`),
+//! `throttle` writing no rate-limit headers (`HeaderDialects::NONE`), `throttle-legacy`
+//! and `throttle-ietf` write only the legacy `X-RateLimit-*` or only the IETF dialect,
 //! `throttle-unwrapped` and `throttle-unwrapped-keys` are `throttle` and `throttle-keys`
 //! with `unwrapped_body()` (responses keep axum's body type, so axum does not box them
 //! again), and
@@ -53,7 +54,7 @@ const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const HUGE: u32 = 1_000_000_000;
 
 const VARIANTS: &str = "bare, throttle, governor, throttle-keys, governor-keys, \
-                        throttle-noheaders, throttle-unwrapped, throttle-unwrapped-keys, \
+                        throttle-noheaders, throttle-legacy, throttle-ietf, throttle-unwrapped, throttle-unwrapped-keys, \
                         governor-headers, throttle-like-governor";
 
 fn usage() -> ! {
@@ -112,6 +113,8 @@ fn app(variant: &str) -> Router {
         "bare" => app,
         "throttle" => app.layer(throttle(per_ip(), HeaderDialects::ALL)),
         "throttle-noheaders" => app.layer(throttle(per_ip(), HeaderDialects::NONE)),
+        "throttle-legacy" => app.layer(throttle(per_ip(), HeaderDialects::LEGACY)),
+        "throttle-ietf" => app.layer(throttle(per_ip(), HeaderDialects::IETF)),
         "throttle-keys" => app.layer(throttle(per_api_key(), HeaderDialects::ALL)),
         "throttle-unwrapped" => app.layer(throttle(per_ip(), HeaderDialects::ALL).unwrapped_body()),
         "throttle-unwrapped-keys" => {

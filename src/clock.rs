@@ -7,6 +7,7 @@
 //! [`ManualClock`] is for tests and benchmarks that step time by hand.
 
 use std::cell::Cell;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,10 +56,38 @@ pub enum ClockSource {
     Counter,
 }
 
+/// Slots of the per-thread task cache (a power of two).
+const TASK_SLOTS: usize = 64;
+
 thread_local! {
-    /// The task last seen on this thread and the source its readings need. Task ids are
-    /// unique in the process and a task never changes runtime, so a hit is always valid.
-    static LAST_TASK: Cell<Option<(tokio::task::Id, ClockSource)>> = const { Cell::new(None) };
+    /// Tasks recently seen on this thread and the source their readings need, in slots
+    /// chosen by task id: a server thread interleaves many connection tasks, and
+    /// remembering only the last one missed on nearly every request (each miss reads the
+    /// runtime handle, cloning and dropping its `Arc`). Task ids are unique in the process
+    /// and a task never changes runtime, so a hit is always valid.
+    static TASKS: [Cell<Option<(tokio::task::Id, ClockSource)>>; TASK_SLOTS] =
+        const { [const { Cell::new(None) }; TASK_SLOTS] };
+}
+
+/// The slot of task `id`: its numeric id (tokio hashes it as one `u64`), modulo the slots.
+fn task_slot(id: tokio::task::Id) -> usize {
+    struct Bits(u64);
+    impl Hasher for Bits {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 ^= n;
+        }
+    }
+    let mut bits = Bits(0);
+    id.hash(&mut bits);
+    bits.finish() as usize % TASK_SLOTS
 }
 
 impl ClockSource {
@@ -66,8 +95,8 @@ impl ClockSource {
     pub fn current() -> ClockSource {
         let task = tokio::task::try_id();
         if let Some(id) = task {
-            if let Ok(Some((last, source))) = LAST_TASK.try_with(Cell::get) {
-                if last == id {
+            if let Ok(Some((seen, source))) = TASKS.try_with(|t| t[task_slot(id)].get()) {
+                if seen == id {
                     return source;
                 }
             }
@@ -82,7 +111,7 @@ impl ClockSource {
             Err(_) => ClockSource::Counter,
         };
         if let Some(id) = task {
-            let _ = LAST_TASK.try_with(|c| c.set(Some((id, source))));
+            let _ = TASKS.try_with(|t| t[task_slot(id)].set(Some((id, source))));
         }
         source
     }
@@ -227,6 +256,44 @@ mod tests {
         assert_eq!(in_task(&current), ClockSource::Tokio, "cached");
         drop(current);
         assert_eq!(ClockSource::current(), ClockSource::Counter);
+    }
+
+    #[test]
+    fn cached_sources_stay_per_task() {
+        // Many tasks of a current_thread runtime, read in turn (more than the cache's
+        // slots, so slots are reused), then tasks of a multi-thread runtime run from the
+        // same thread: every reading has its own runtime's source.
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let sources = current.block_on(async {
+            let tasks: Vec<_> = (0..3 * TASK_SLOTS)
+                .map(|_| {
+                    tokio::spawn(async {
+                        let first = ClockSource::current();
+                        tokio::task::yield_now().await;
+                        (first, ClockSource::current())
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("task"));
+            }
+            out
+        });
+        assert!(sources
+            .iter()
+            .all(|&s| s == (ClockSource::Tokio, ClockSource::Tokio)));
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        for _ in 0..TASK_SLOTS {
+            assert_eq!(in_task(&multi), ClockSource::Counter);
+        }
+        assert_eq!(in_task(&current), ClockSource::Tokio);
     }
 
     #[test]

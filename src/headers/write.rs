@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use sfv::{Integer, ItemSerializer, KeyRef, ListSerializer, StringRef};
 
@@ -182,21 +183,106 @@ impl LimitHeaders {
     ) {
         let reset = ceil_secs(reset_after);
         let ietf = self.ietf.as_ref().filter(|_| dialects.ietf);
-        // One growth of the map at most, instead of one per insert past its capacity.
-        headers.reserve(if dialects.legacy { 3 } else { 0 } + if ietf.is_some() { 2 } else { 0 });
-        if dialects.legacy {
-            headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
-            headers.insert(X_RATELIMIT_REMAINING, int_value(remaining));
-            headers.insert(X_RATELIMIT_RESET, int_value(reset));
+        let fields = if dialects.legacy { 3 } else { 0 } + if ietf.is_some() { 2 } else { 0 };
+        if fields > 0 {
+            // One growth of the map at most, instead of one per insert past its capacity;
+            // with room for one header more, since servers add `Content-Length` after
+            // us (axum does, for every response): were our fields to fill the map, that
+            // insert would grow it again and rehash every entry.
+            headers.reserve(fields + 1);
         }
-        if let Some(ietf) = ietf {
-            headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
-            headers.insert(RATELIMIT, ietf.state(remaining, reset));
+        match (dialects.legacy, ietf) {
+            (true, Some(ietf)) => {
+                // Both dialects: the legacy numbers are the digits inside `RateLimit`
+                // (when not clamped), so they share its allocation.
+                let (state, remaining_v, reset_v) = match ietf.state_shared(remaining, reset) {
+                    Some(shared) => shared,
+                    None => (
+                        ietf.state(remaining, reset),
+                        int_value(remaining),
+                        int_value(reset),
+                    ),
+                };
+                headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
+                headers.insert(X_RATELIMIT_REMAINING, remaining_v);
+                headers.insert(X_RATELIMIT_RESET, reset_v);
+                headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
+                headers.insert(RATELIMIT, state);
+            }
+            (true, None) => {
+                headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
+                headers.insert(X_RATELIMIT_REMAINING, int_value(remaining));
+                headers.insert(X_RATELIMIT_RESET, int_value(reset));
+            }
+            (false, Some(ietf)) => {
+                headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
+                headers.insert(RATELIMIT, ietf.state(remaining, reset));
+            }
+            (false, None) => {}
         }
     }
 }
 
+/// The longest `RateLimit` value [`IetfHeaders::state_shared`] builds in place.
+const INLINE_STATE: usize = 160;
+
+/// A `RateLimit` value built in place, owned by a [`Bytes`] that its slices share.
+struct InlineState {
+    len: usize,
+    buf: [u8; INLINE_STATE],
+}
+
+impl InlineState {
+    fn push(&mut self, bytes: &[u8]) -> std::ops::Range<usize> {
+        let start = self.len;
+        self.buf[start..start + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        start..self.len
+    }
+}
+
+impl AsRef<[u8]> for InlineState {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 impl IetfHeaders {
+    /// The `RateLimit` value and the legacy `X-RateLimit-Remaining` and `-Reset` values,
+    /// in one allocation: the legacy ones (when not under 100, which are static) are
+    /// slices of the first. `None` when a number is clamped to the Structured Field
+    /// maximum (the legacy value then differs) or the value does not fit.
+    fn state_shared(
+        &self,
+        remaining: u64,
+        reset: u64,
+    ) -> Option<(HeaderValue, HeaderValue, HeaderValue)> {
+        if remaining > SF_MAX || reset > SF_MAX || self.state_prefix.len() + 40 > INLINE_STATE {
+            return None;
+        }
+        let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let mut v = InlineState {
+            len: 0,
+            buf: [0; INLINE_STATE],
+        };
+        v.push(&self.state_prefix);
+        let r = v.push(r.format(remaining).as_bytes());
+        v.push(b";t=");
+        let t = v.push(t.format(reset).as_bytes());
+        let all = Bytes::from_owner(v);
+        let part = |n: u64, range| {
+            if n < 100 {
+                int_value(n)
+            } else {
+                HeaderValue::from_maybe_shared(all.slice(range)).expect("decimal digits")
+            }
+        };
+        let (remaining, reset) = (part(remaining, r), part(reset, t));
+        let state = HeaderValue::from_maybe_shared(all)
+            .expect("a serialized Structured Field is a valid header value");
+        Some((state, remaining, reset))
+    }
+
     /// The `RateLimit` value `"name";r=R;t=T`, in one exactly sized allocation.
     fn state(&self, remaining: u64, reset: u64) -> HeaderValue {
         let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
@@ -233,195 +319,4 @@ pub fn write_limit_headers(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ceil_secs_saturates() {
-        assert_eq!(ceil_secs(Duration::MAX), u64::MAX);
-        assert_eq!(ceil_secs(Duration::new(5, 1)), 6);
-        assert_eq!(ceil_secs(Duration::from_secs(5)), 5);
-        assert_eq!(ceil_secs(Duration::ZERO), 0);
-    }
-
-    #[test]
-    fn writes_both_dialects() {
-        let quota = Quota::new(5, Duration::from_secs(10)).unwrap();
-        let mut h = HeaderMap::new();
-        let snap = LimitSnapshot {
-            policy: "sign_in",
-            quota: &quota,
-            remaining: 0,
-            reset_after: Duration::from_millis(9_500),
-        };
-        write_limit_headers(&mut h, HeaderDialects::ALL, &snap);
-        assert_eq!(h[X_RATELIMIT_LIMIT], "5");
-        assert_eq!(h[X_RATELIMIT_REMAINING], "0");
-        assert_eq!(h[X_RATELIMIT_RESET], "10");
-        assert_eq!(h[RATELIMIT_POLICY], r#""sign_in";q=5;w=10"#);
-        assert_eq!(h[RATELIMIT], r#""sign_in";r=0;t=10"#);
-        // Round trip through a real Structured Field parser.
-        let parsed = sfv::Parser::new(h[RATELIMIT].as_bytes())
-            .parse::<sfv::List>()
-            .unwrap();
-        assert_eq!(parsed.len(), 1);
-
-        let mut only_legacy = HeaderMap::new();
-        write_limit_headers(&mut only_legacy, HeaderDialects::LEGACY, &snap);
-        assert!(only_legacy.get(RATELIMIT).is_none());
-        let mut none = HeaderMap::new();
-        write_limit_headers(&mut none, HeaderDialects::NONE, &snap);
-        assert!(none.is_empty());
-    }
-
-    /// The writer before values were prepared per rule: every field serialized by `sfv`.
-    fn reference(dialects: HeaderDialects, snap: &LimitSnapshot<'_>) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        let reset = ceil_secs(snap.reset_after);
-        if dialects.legacy {
-            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(snap.quota.count()));
-            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(snap.remaining));
-            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
-        }
-        let Ok(name) = StringRef::from_str(snap.policy) else {
-            return headers;
-        };
-        if dialects.ietf {
-            let (q, w) = policy_window(snap.quota);
-            for (field, (a, b), (x, y)) in [
-                (RATELIMIT_POLICY, ("q", q), ("w", w)),
-                (RATELIMIT, ("r", snap.remaining), ("t", reset)),
-            ] {
-                let mut list = ListSerializer::new();
-                list.bare_item(name)
-                    .parameter(KeyRef::from_str(a).unwrap(), sf_int(b))
-                    .parameter(KeyRef::from_str(x).unwrap(), sf_int(y));
-                headers.insert(
-                    field,
-                    HeaderValue::try_from(list.finish().unwrap()).unwrap(),
-                );
-            }
-        }
-        headers
-    }
-
-    fn assert_same(a: &HeaderMap, b: &HeaderMap) {
-        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
-        for (name, value) in a {
-            assert_eq!(value.as_bytes(), b[name].as_bytes(), "{name}");
-        }
-    }
-
-    #[test]
-    fn prepared_values_match_the_sfv_serialization() {
-        let printable: String = (0x20u8..0x7f).map(char::from).collect();
-        let names = [
-            "sign_in",
-            r#"quo"te"#,
-            r"back\slash",
-            r#""\""#,
-            " spaced out ",
-            printable.as_str(),
-            "caf\u{e9}",
-            "tab\there",
-            "",
-        ];
-        let mut values: Vec<u64> = (0..=300).collect();
-        for p in 1..=19 {
-            let t = 10u64.pow(p);
-            values.extend([t - 1, t, t + 1]);
-        }
-        values.extend([SF_MAX - 1, SF_MAX, SF_MAX + 1, u64::MAX - 1, u64::MAX]);
-        let quotas = [
-            Quota::new(5, Duration::from_secs(10)).unwrap(),
-            Quota::new(10, Duration::from_millis(100)).unwrap(),
-            Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap(),
-            Quota::new(7, Duration::from_millis(1500)).unwrap(),
-            Quota::per_hour(25).unwrap(),
-        ];
-        let dialects = [
-            HeaderDialects::ALL,
-            HeaderDialects::LEGACY,
-            HeaderDialects::IETF,
-            HeaderDialects::NONE,
-        ];
-        for name in names {
-            for quota in &quotas {
-                let prepared = LimitHeaders::new(name, quota);
-                for &v in &values {
-                    let reset_after = Duration::from_millis(v.saturating_mul(999) / 1000);
-                    for (remaining, reset_after) in [
-                        (v, reset_after),
-                        (v / 7, Duration::from_secs(v)),
-                        (u64::MAX - v, Duration::new(v / 2, 1)),
-                    ] {
-                        let snap = LimitSnapshot {
-                            policy: name,
-                            quota,
-                            remaining,
-                            reset_after,
-                        };
-                        for d in dialects {
-                            let mut fast = HeaderMap::new();
-                            prepared.write(&mut fast, d, remaining, reset_after);
-                            assert_same(&fast, &reference(d, &snap));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn int_values_match_http() {
-        let mut values: Vec<u64> = (0..=10_000).collect();
-        values.extend([u64::from(u32::MAX), u64::MAX - 1, u64::MAX]);
-        for n in values {
-            assert_eq!(int_value(n), HeaderValue::from(n), "{n}");
-        }
-    }
-
-    #[test]
-    fn replaces_earlier_values_and_keeps_other_headers() {
-        let quota = Quota::new(5, Duration::from_secs(10)).unwrap();
-        let prepared = LimitHeaders::new("sign_in", &quota);
-        let mut h = HeaderMap::new();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain"),
-        );
-        h.insert(X_RATELIMIT_REMAINING, HeaderValue::from_static("999"));
-        h.append(RATELIMIT, HeaderValue::from_static("other"));
-        prepared.write(&mut h, HeaderDialects::ALL, 3, Duration::from_secs(2));
-        assert_eq!(h.len(), 6);
-        assert_eq!(h[http::header::CONTENT_TYPE], "text/plain");
-        assert_eq!(h.get_all(X_RATELIMIT_REMAINING).iter().count(), 1);
-        assert_eq!(h[X_RATELIMIT_REMAINING], "3");
-        assert_eq!(h.get_all(RATELIMIT).iter().count(), 1);
-        assert_eq!(h[RATELIMIT], r#""sign_in";r=3;t=2"#);
-
-        let escaped = LimitHeaders::new(r#"a"b\c"#, &quota);
-        let mut h = HeaderMap::new();
-        escaped.write(&mut h, HeaderDialects::IETF, 120, Duration::from_millis(1));
-        assert_eq!(h[RATELIMIT_POLICY], r#""a\"b\\c";q=5;w=10"#);
-        assert_eq!(h[RATELIMIT], r#""a\"b\\c";r=120;t=1"#);
-    }
-
-    #[test]
-    fn sub_second_windows_publish_the_same_rate() {
-        let q = Quota::new(10, Duration::from_millis(100)).unwrap();
-        assert_eq!(policy_window(&q), (100, 1));
-        let q = Quota::new(3, Duration::from_millis(1500)).unwrap();
-        assert_eq!(policy_window(&q), (4, 2));
-        assert_eq!(policy_window(&Quota::per_hour(25).unwrap()), (25, 3600));
-    }
-
-    #[test]
-    fn retry_after_rounds_up_and_is_at_least_one() {
-        assert_eq!(retry_after_value(Duration::ZERO), "1");
-        assert_eq!(retry_after_value(Duration::from_nanos(1)), "1");
-        assert_eq!(retry_after_value(Duration::from_secs(2)), "2");
-        assert_eq!(retry_after_value(Duration::from_nanos(2_000_000_001)), "3");
-        assert_eq!(retry_after_value(Duration::from_secs(144)), "144");
-    }
-}
+mod tests;

@@ -102,15 +102,22 @@ impl<'a> RequestParts<'a> {
 #[derive(Clone, Debug)]
 pub struct KeyBuilder {
     hasher: SipHasher13,
+    /// Whether anything was written since `new`.
+    written: bool,
 }
 
 impl KeyBuilder {
+    #[inline]
     pub(crate) fn new(hasher: SipHasher13) -> Self {
-        KeyBuilder { hasher }
+        KeyBuilder {
+            hasher,
+            written: false,
+        }
     }
 
     /// Adds a part of the key.
     pub fn push(&mut self, part: &[u8]) {
+        self.written = true;
         self.hasher.write_usize(part.len());
         self.hasher.write(part);
     }
@@ -125,11 +132,24 @@ impl KeyBuilder {
 
     /// Adds any hashable value.
     pub fn push_hash<H: Hash + ?Sized>(&mut self, value: &H) {
+        self.written = true;
         value.hash(&mut self.hasher);
     }
 
     pub(crate) fn finish(&self) -> u64 {
         self.hasher.finish()
+    }
+
+    /// [`finish`](Self::finish), or `empty` when nothing was written: `empty` must be the
+    /// starting hasher's own `finish()`, precomputed (a [`Global`] key then costs no
+    /// SipHash finalization per request).
+    #[inline]
+    pub(crate) fn finish_or(&self, empty: u64) -> u64 {
+        if self.written {
+            self.hasher.finish()
+        } else {
+            empty
+        }
     }
 }
 

@@ -119,3 +119,23 @@ fn closure_keys() {
         hash_of(&Global, &RequestParts::new(&req(&[])))
     );
 }
+
+#[test]
+fn finish_or_is_finish() {
+    let seed = SipHasher13::new_with_keys(1, 2);
+    let empty = KeyBuilder::new(seed).finish();
+    let r = req(&[("x-k", "v")]);
+    let parts = RequestParts::new(&r);
+    for ext in [
+        &Global as &dyn KeyExtractor,
+        &Header::new(HeaderName::from_static("x-k")),
+    ] {
+        let mut b = KeyBuilder::new(seed);
+        ext.extract(&parts, &mut b).unwrap();
+        assert_eq!(b.finish_or(empty), b.finish());
+    }
+    let mut b = KeyBuilder::new(seed);
+    b.push_hash(&());
+    assert_eq!(b.finish_or(0), b.finish());
+    assert_ne!(b.finish_or(0), 0);
+}

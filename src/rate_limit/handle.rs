@@ -33,7 +33,8 @@ thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn my_stripe() -> usize {
+#[inline]
+pub(crate) fn my_stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     STRIPE
         .try_with(|s| {
@@ -78,9 +79,16 @@ pub(crate) struct Stats {
     pub(crate) store_errors: Counter,
 }
 
+#[inline]
 pub(crate) fn bump(c: &Counter) {
+    bump_at(c, my_stripe());
+}
+
+/// [`bump`] with the thread's [`my_stripe`] already read.
+#[inline]
+pub(crate) fn bump_at(c: &Counter, stripe: usize) {
     // The stripe count is a power of two.
-    let stripe = &c.stripes[my_stripe() & (c.stripes.len() - 1)];
+    let stripe = &c.stripes[stripe & (c.stripes.len() - 1)];
     stripe.0.fetch_add(1, Ordering::Relaxed);
 }
 

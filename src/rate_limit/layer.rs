@@ -95,6 +95,8 @@ pub(crate) struct CompiledRule {
     pub(crate) seed: SipHasher13,
     /// The key of the shared bucket for requests without a key.
     pub(crate) keyless: u64,
+    /// `seed.finish()`: the key of an extractor that wrote nothing ([`Global`](crate::key::Global)).
+    pub(crate) empty_key: u64,
     /// The rule's rate-limit header values, prepared once.
     pub(crate) headers: LimitHeaders,
 }
@@ -417,6 +419,7 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
     Ok(CompiledRule {
         params: GcraParams::new(&rule.quota, rule.block),
         keyless: keyless.finish(),
+        empty_key: seed.finish(),
         headers: LimitHeaders::new(&rule.name, &rule.quota),
         name: rule.name,
         quota: rule.quota,

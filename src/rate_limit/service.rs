@@ -11,11 +11,12 @@ use tower_service::Service;
 
 use super::body::{BodyMode, Wrapped};
 use super::future::{Headline, ResponseFuture};
-use super::handle::bump;
+use super::handle::{bump, bump_at, my_stripe};
 use super::layer::Shared;
 use super::plan::{Checks, Plan};
 use super::response::{RejectionReason, StoreFailure};
 use crate::gcra::Decision;
+use crate::headers::HeaderDialects;
 use crate::store::{MemoryStore, Store, StoreError};
 
 /// Enforces a [`RateLimitLayer`](super::RateLimitLayer)'s rules in front of `S`.
@@ -75,6 +76,22 @@ impl Shared {
             }
         };
         let mut headline_rule = 0;
+        if decision.admitted && decision.denied_mask == 0 {
+            // The common case, every limit admitting: one admitted count per rule, the
+            // thread's counter stripe looked up once.
+            let stripe = my_stripe();
+            for (k, i) in rule_indices(matched).enumerate() {
+                if k == decision.headline.index {
+                    headline_rule = i;
+                }
+                bump_at(&self.stats.rules[i].admitted, stripe);
+            }
+            let writes = self.dialects != HeaderDialects::NONE;
+            return Settled::Admit(writes.then_some(Headline {
+                rule: headline_rule,
+                state: decision.headline,
+            }));
+        }
         for (k, i) in rule_indices(matched).enumerate() {
             let rule = &self.rules[i];
             let counters = &self.stats.rules[i];
@@ -96,7 +113,10 @@ impl Shared {
             state: decision.headline,
         };
         if decision.admitted {
-            return Settled::Admit(Some(headline));
+            // No headline (so no `Arc` clone and no header pass on the response) when the
+            // layer writes no rate-limit headers.
+            let writes = self.dialects != HeaderDialects::NONE;
+            return Settled::Admit(writes.then_some(headline));
         }
         tracing::debug!(
             rule = %self.rules[headline_rule].name,
@@ -115,7 +135,8 @@ impl Shared {
 
 /// A decision turned into what to do with the request.
 pub(crate) enum Settled {
-    /// Forward the request; write this rule's headers on the response.
+    /// Forward the request; write this rule's headers on the response (`None`: no
+    /// headers to write).
     Admit(Option<Headline>),
     /// Answer with this response.
     Reject(Response<bytes::Bytes>),
