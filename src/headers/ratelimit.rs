@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -14,6 +15,8 @@ use sfv::{BareItem, Dictionary, ListEntry, Parser};
 
 use super::parse::{retry_hint, DEFAULT_HINT_CAP};
 use line::{digits_limit, digits_secs, digits_u64, parse_limit, plain_u64, read_line};
+pub(crate) use memo::SfMemo;
+use memo::{PolicyReading, StateReading};
 use names::{Family, Field, Fields, X_RATELIMIT, X_RATE_LIMIT};
 use sf::{parse_list, SfItem};
 
@@ -130,26 +133,36 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
-    parse_rate_limit_at(headers, || now)
+    parse_rate_limit_at(headers, || now, None)
 }
 
-/// [`parse_rate_limit`], reading the clock only for a response with rate-limit fields.
+/// [`parse_rate_limit`], reading the clock only for a response with rate-limit fields, and
+/// reusing the readings `memo` remembers of Structured Field texts seen before (the same
+/// reading: see [`SfMemo`]; taken with `try_lock`, so a reading made while another holds
+/// it parses).
 pub(crate) fn parse_rate_limit_at(
     headers: &HeaderMap,
     now: impl FnOnce() -> SystemTime,
+    memo: Option<&Mutex<SfMemo>>,
 ) -> RateLimitInfo {
     let fields = Fields::read(headers);
     if fields.is_empty() {
         return RateLimitInfo::default();
     }
+    let mut memo = memo.and_then(|m| m.try_lock().ok());
     let now = now();
     let mut cx = Ctx {
         fields,
         now,
         malformed: 0,
     };
-    let (named, numbered) = cx.policy_field();
-    let (states, mut draft07) = cx.ratelimit_field();
+    let (policy_slot, ratelimit_slot) = memo.as_deref_mut().map(SfMemo::slots).unzip();
+    let (named, numbered) = cx
+        .sf_field(names::RATELIMIT_POLICY, policy_slot, Ctx::policy_field)
+        .unwrap_or_default();
+    let (states, mut draft07) = cx
+        .sf_field(names::RATELIMIT, ratelimit_slot, Ctx::ratelimit_field)
+        .unwrap_or_default();
     let draft11 = cx.draft11(named, states);
     let mut separate = cx.separate();
     let owner = if draft07.is_empty() && !separate.is_empty() {
@@ -319,12 +332,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// `RateLimit-Policy`: named draft-11 policies and Integer (drafts 05–10) policies.
-    fn policy_field(&mut self) -> (Vec<QuotaPolicy>, Vec<QuotaPolicy>) {
+    fn policy_field(&mut self, input: &[u8]) -> PolicyReading {
         let (mut named, mut numbered, mut bad) = (Vec::new(), Vec::new(), 0);
-        let Some(input) = self.sf_input(names::RATELIMIT_POLICY) else {
-            return (named, numbered);
-        };
-        let valid = parse_list(&input, ["q", "w", "pk"], |item| {
+        let valid = parse_list(input, ["q", "w", "pk"], |item| {
             let SfItem {
                 name, bare, params, ..
             } = item;
@@ -359,12 +369,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// `RateLimit`: draft-11 states when it is an SF List, else a draft-07 dictionary.
-    fn ratelimit_field(&mut self) -> (Vec<QuotaState>, RateLimitInfo) {
+    fn ratelimit_field(&mut self, input: &[u8]) -> StateReading {
         let (mut states, mut info, mut bad) = (Vec::new(), RateLimitInfo::default(), 0);
-        let Some(input) = self.sf_input(names::RATELIMIT) else {
-            return (states, info);
-        };
-        let valid = parse_list(&input, ["r", "t", "pk"], |item| {
+        let valid = parse_list(input, ["r", "t", "pk"], |item| {
             let [r, t, pk] = item.params;
             let (Some(name), Some(remaining)) = (item.name, r.as_ref().and_then(sf_u64)) else {
                 bad += 1;
@@ -381,7 +388,7 @@ impl<'a> Ctx<'a> {
             self.malformed = self.malformed.saturating_add(bad);
             return (states, info);
         }
-        let dict = Parser::new(&input).parse::<Dictionary>().ok();
+        let dict = Parser::new(input).parse::<Dictionary>().ok();
         let keys = ["limit", "remaining", "reset"];
         let Some(dict) = dict.filter(|d| keys.iter().any(|k| d.contains_key(*k))) else {
             self.bad();
@@ -478,6 +485,8 @@ impl<'a> Ctx<'a> {
 
 #[path = "ratelimit/line.rs"]
 mod line;
+#[path = "ratelimit/memo.rs"]
+mod memo;
 #[path = "ratelimit/names.rs"]
 mod names;
 #[path = "ratelimit/reset.rs"]

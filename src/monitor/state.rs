@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::event::{MonitorEvent, Threshold};
 use super::handle::Counters;
-use crate::headers::ratelimit::{parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState};
+use crate::headers::ratelimit::{parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState, SfMemo};
 
 /// Turns a request head into an endpoint key.
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
@@ -154,6 +154,8 @@ pub(crate) struct Shared {
     pub(crate) on_event: Option<EventFn>,
     pub(crate) counters: Counters,
     table: Mutex<Table>,
+    /// The last `RateLimit-Policy` / `RateLimit` texts and their readings.
+    memo: Mutex<SfMemo>,
 }
 
 impl Shared {
@@ -169,6 +171,7 @@ impl Shared {
             on_event,
             counters: Counters::default(),
             table: Mutex::new(Table::new(max_endpoints)),
+            memo: Mutex::new(SfMemo::default()),
         }
     }
 
@@ -180,7 +183,7 @@ impl Shared {
     /// (only when there is rate-limit information), then reports events. The key is
     /// built as a `String` only for events; the table looks it up in a reused buffer.
     pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
-        let info = parse_rate_limit_at(headers, SystemTime::now);
+        let info = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo));
         let c = &self.counters;
         Counters::add(&c.responses, 1);
         if info.is_empty() && info.malformed == 0 && status != StatusCode::TOO_MANY_REQUESTS {
