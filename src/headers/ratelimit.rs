@@ -133,10 +133,11 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
-    parse_rate_limit_at(headers, || now, None)
+    parse_rate_limit_at(headers, || now, None).unwrap_or_default()
 }
 
-/// [`parse_rate_limit`], reading the clock only for a response with rate-limit fields, and
+/// [`parse_rate_limit`] (`None` for a response without any rate-limit field, which reads
+/// as the default), reading the clock only for a response with rate-limit fields, and
 /// reusing the readings `memo` remembers of Structured Field texts seen before (the same
 /// reading: see [`SfMemo`]; taken with `try_lock`, so a reading made while another holds
 /// it parses).
@@ -144,10 +145,10 @@ pub(crate) fn parse_rate_limit_at(
     headers: &HeaderMap,
     now: impl FnOnce() -> SystemTime,
     memo: Option<&Mutex<SfMemo>>,
-) -> RateLimitInfo {
+) -> Option<RateLimitInfo> {
     let fields = Fields::read(headers);
     if fields.is_empty() {
-        return RateLimitInfo::default();
+        return None;
     }
     let mut memo = memo.and_then(|m| m.try_lock().ok());
     let now = now();
@@ -197,7 +198,7 @@ pub(crate) fn parse_rate_limit_at(
     info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
-    info
+    Some(info)
 }
 
 /// A non-negative SF Integer.

@@ -10,7 +10,9 @@ use tokio::time::Instant;
 
 use super::event::{MonitorEvent, Threshold};
 use super::handle::Counters;
-use crate::headers::ratelimit::{parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState, SfMemo};
+use crate::headers::ratelimit::{
+    parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState, RateLimitInfo, SfMemo,
+};
 
 /// Turns a request head into an endpoint key.
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
@@ -186,6 +188,12 @@ impl Shared {
         let info = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo));
         let c = &self.counters;
         Counters::add(&c.responses, 1);
+        let info = match info {
+            Some(info) => info,
+            // No rate-limit field: nothing to keep or report unless the status is a hit.
+            None if status != StatusCode::TOO_MANY_REQUESTS => return,
+            None => RateLimitInfo::default(),
+        };
         if info.is_empty() && info.malformed == 0 && status != StatusCode::TOO_MANY_REQUESTS {
             // Nothing to count, keep or report: the key is not needed.
             return;
