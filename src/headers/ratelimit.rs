@@ -18,7 +18,7 @@ use line::{digits_limit, digits_secs, digits_u64, parse_limit, plain_u64, read_l
 pub(crate) use memo::SfMemo;
 use memo::{PolicyReading, StateReading};
 use names::{Family, Field, Fields, X_RATELIMIT, X_RATE_LIMIT};
-use sf::{parse_list, SfItem};
+use sf::{opt, parse_list, sf_bytes, sf_secs, sf_u64, SfItem};
 
 /// Which header family a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,12 +106,25 @@ impl RateLimitInfo {
     /// `true` when no rate-limit information was found at all (a non-zero `malformed`
     /// count alone does not count as information).
     pub fn is_empty(&self) -> bool {
-        // Equal to the default reading apart from the malformed count.
-        *self
-            == RateLimitInfo {
-                malformed: self.malformed,
-                ..RateLimitInfo::default()
-            }
+        // Equal to the default reading apart from the malformed count, field by field
+        // (every field named: a new one must be added here).
+        let RateLimitInfo {
+            dialect,
+            limit,
+            remaining,
+            reset_after,
+            retry_after,
+            policies,
+            states,
+            malformed: _,
+        } = self;
+        dialect.is_none()
+            && limit.is_none()
+            && remaining.is_none()
+            && reset_after.is_none()
+            && retry_after.is_none()
+            && policies.is_empty()
+            && states.is_empty()
     }
 }
 
@@ -199,35 +212,6 @@ pub(crate) fn parse_rate_limit_at(
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
     Some(info)
-}
-
-/// A non-negative SF Integer.
-fn sf_u64(item: &BareItem) -> Option<u64> {
-    u64::try_from(item.as_integer()?).ok()
-}
-
-/// Non-negative SF Integer (or Decimal) seconds.
-fn sf_secs(item: &BareItem) -> Option<Duration> {
-    match item {
-        BareItem::Decimal(d) => u64::try_from(d.as_integer_scaled_1000())
-            .ok()
-            .map(Duration::from_millis),
-        _ => sf_u64(item).map(Duration::from_secs),
-    }
-}
-
-/// An SF Byte Sequence (`pk`).
-fn sf_bytes(item: &BareItem) -> Option<Vec<u8>> {
-    item.as_byte_sequence().map(<[u8]>::to_vec)
-}
-
-/// An optional value read by `f`; one more in `bad` when present but not understood.
-fn opt<T>(bad: &mut u32, value: Option<&BareItem>, f: fn(&BareItem) -> Option<T>) -> Option<T> {
-    let parsed = f(value?);
-    if parsed.is_none() {
-        *bad += 1;
-    }
-    parsed
 }
 
 /// Parsing state shared by the dialects: the fields, the local clock and the count of

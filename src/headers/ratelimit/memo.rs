@@ -190,6 +190,12 @@ mod tests {
                 let remembered = parse_rate_limit_at(&headers, || now, Some(&memo));
                 let remembered = remembered.unwrap_or_default();
                 assert_eq!(remembered, fresh, "{headers:?}");
+                // `is_empty` (field by field) is the comparison with the default reading.
+                let default = RateLimitInfo {
+                    malformed: fresh.malformed,
+                    ..RateLimitInfo::default()
+                };
+                assert_eq!(fresh.is_empty(), fresh == default, "{headers:?}");
                 let memo = memo.lock().unwrap();
                 used += usize::from(memo.policy.reading.is_some());
                 used += usize::from(memo.ratelimit.reading.is_some());
