@@ -135,8 +135,27 @@ fn classify(name: &str) -> Option<Field> {
 pub(super) struct Fields<'a> {
     headers: &'a HeaderMap,
     first: [Option<&'a HeaderValue>; NAMES.len()],
+    /// Bit `i`: field `i` is present.
+    present: u32,
     /// Bit `i`: field `i` has more than one line.
     multi: u32,
+}
+
+/// The lines of one field: its only line without going through the map, else the map's.
+pub(super) enum Lines<'a> {
+    One(Option<&'a HeaderValue>),
+    Many(http::header::ValueIter<'a, HeaderValue>),
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a HeaderValue;
+
+    fn next(&mut self) -> Option<&'a HeaderValue> {
+        match self {
+            Lines::One(line) => line.take(),
+            Lines::Many(lines) => lines.next(),
+        }
+    }
 }
 
 impl<'a> Fields<'a> {
@@ -144,6 +163,7 @@ impl<'a> Fields<'a> {
         let mut fields = Fields {
             headers,
             first: [None; NAMES.len()],
+            present: 0,
             multi: 0,
         };
         for (name, value) in headers {
@@ -154,6 +174,7 @@ impl<'a> Fields<'a> {
                 None => fields.first[i] = Some(value),
                 Some(_) => fields.multi |= 1 << i,
             }
+            fields.present |= 1 << i;
         }
         fields
     }
@@ -161,22 +182,20 @@ impl<'a> Fields<'a> {
     /// Whether the response has any field but `Date`: without one, every dialect reads as
     /// empty and nothing is malformed.
     pub(super) fn is_empty(&self) -> bool {
-        self.first
-            .iter()
-            .enumerate()
-            .all(|(i, v)| i == DATE || v.is_none())
+        self.present & !(1 << DATE) == 0
     }
 
     pub(super) fn has(&self, field: Field) -> bool {
-        self.first[field].is_some()
+        self.present & (1 << field) != 0
     }
 
     /// Every line of `field`, in order.
-    pub(super) fn lines(&self, field: Field) -> impl Iterator<Item = &'a HeaderValue> + use<'a> {
-        let multi = self.multi & (1 << field) != 0;
-        let all = multi.then(|| self.headers.get_all(&NAMES[field]).iter());
-        let single = if multi { None } else { self.first[field] };
-        all.into_iter().flatten().chain(single)
+    pub(super) fn lines(&self, field: Field) -> Lines<'a> {
+        if self.multi & (1 << field) != 0 {
+            Lines::Many(self.headers.get_all(&NAMES[field]).iter())
+        } else {
+            Lines::One(self.first[field])
+        }
     }
 }
 
