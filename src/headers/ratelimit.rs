@@ -199,15 +199,20 @@ pub(crate) fn parse_rate_limit_at(
     if retry_after.is_none() && counted.iter().any(|&f| cx.fields.has(f)) {
         cx.bad();
     }
-    let readings = [
-        (Dialect::IetfDraft11, draft11),
-        (Dialect::IetfDraft07, draft07),
-        (Dialect::IetfSeparate, separate),
-        (Dialect::XRateLimit, x),
-        (Dialect::XRateLimitDashed, x_dashed),
-    ];
-    let (dialect, info) = readings.into_iter().find(|(_, r)| !r.is_empty()).unzip();
-    let mut info = info.unwrap_or_default();
+    // The first non-empty reading in precedence order (the others are dropped unmoved).
+    let (dialect, mut info) = if !draft11.is_empty() {
+        (Some(Dialect::IetfDraft11), draft11)
+    } else if !draft07.is_empty() {
+        (Some(Dialect::IetfDraft07), draft07)
+    } else if !separate.is_empty() {
+        (Some(Dialect::IetfSeparate), separate)
+    } else if !x.is_empty() {
+        (Some(Dialect::XRateLimit), x)
+    } else if !x_dashed.is_empty() {
+        (Some(Dialect::XRateLimitDashed), x_dashed)
+    } else {
+        (None, RateLimitInfo::default())
+    };
     info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
