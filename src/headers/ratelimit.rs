@@ -170,10 +170,11 @@ pub(crate) fn parse_rate_limit_at(
         now,
         malformed: 0,
     };
-    let (policy_slot, ratelimit_slot) = memo.as_deref_mut().map(SfMemo::slots).unzip();
+    let policy_slot = memo.as_deref_mut().map(SfMemo::policy);
     let (named, numbered) = cx
         .sf_field(names::RATELIMIT_POLICY, policy_slot, Ctx::policy_field)
         .unwrap_or_default();
+    let ratelimit_slot = memo.as_deref_mut().map(SfMemo::ratelimit);
     let (states, mut draft07) = cx
         .sf_field(names::RATELIMIT, ratelimit_slot, Ctx::ratelimit_field)
         .unwrap_or_default();

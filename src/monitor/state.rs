@@ -114,17 +114,18 @@ impl Table {
             .collect()
     }
 
-    /// Replaces the snapshot of `key` (the key is copied only for a new endpoint).
-    fn upsert(&mut self, key: &str, snapshot: EndpointSnapshot) {
+    /// Replaces the snapshot of `key` (the key is copied only for a new endpoint), and
+    /// gives back the snapshot it replaced, if any.
+    fn upsert(&mut self, key: &str, snapshot: EndpointSnapshot) -> Option<EndpointSnapshot> {
         if self.max == 0 {
-            return;
+            return None;
         }
         let stamp = self.next;
         if let Some((old, slot)) = self.entries.get_mut(key) {
-            *slot = snapshot;
+            let replaced = std::mem::replace(slot, snapshot);
             if *old == stamp.wrapping_sub(1) {
                 // Already the most recent: the recency order stays as it is.
-                return;
+                return Some(replaced);
             }
             self.next = self.next.wrapping_add(1);
             let k = self
@@ -133,7 +134,7 @@ impl Table {
                 .unwrap_or_else(|| Arc::from(key));
             *old = stamp;
             self.by_recency.insert(stamp, k);
-            return;
+            return Some(replaced);
         }
         self.next = self.next.wrapping_add(1);
         while self.entries.len() >= self.max {
@@ -145,6 +146,7 @@ impl Table {
         let key: Arc<str> = Arc::from(key);
         self.by_recency.insert(stamp, Arc::clone(&key));
         self.entries.insert(key, (stamp, snapshot));
+        None
     }
 }
 
@@ -245,14 +247,20 @@ impl Shared {
                 last_status: status,
             };
             let mut table = self.table();
-            match &built {
+            let replaced = match &built {
                 Some(key) => table.upsert(key, snapshot),
                 None => {
                     let mut key = std::mem::take(&mut table.scratch);
                     pending.write_to(&mut key);
-                    table.upsert(&key, snapshot);
+                    let replaced = table.upsert(&key, snapshot);
                     table.scratch = key;
+                    replaced
                 }
+            };
+            drop(table);
+            // Its vectors become the storage of the next remembered reading's copy.
+            if let (Some(old), Ok(mut memo)) = (replaced, self.memo.try_lock()) {
+                memo.recycle(old.policies, old.states);
             }
         }
 

@@ -6,6 +6,11 @@
 //! alone: no clock, no other field, nothing written but the malformed count. So the same
 //! bytes give the same reading and the same count, and a remembered one can stand for a
 //! parse (tested against fresh readings of generated sequences).
+//!
+//! A remembered reading is copied into vectors the memo was given back (a replaced
+//! snapshot's, see [`SfMemo::recycle`]): when they already hold the same items, as they do
+//! while a server repeats itself, they are used as they are, so the copy allocates
+//! nothing; otherwise they are overwritten. Either way the copy is the reading (tested).
 
 use super::{Ctx, Field, QuotaPolicy, QuotaState, RateLimitInfo};
 
@@ -41,25 +46,71 @@ impl<T> Default for Slot<T> {
 pub(crate) struct SfMemo {
     policy: Slot<PolicyReading>,
     ratelimit: Slot<StateReading>,
+    spare: Spare,
+}
+
+/// Vectors given back for the next copies of remembered readings.
+#[derive(Default)]
+pub(super) struct Spare {
+    policies: Vec<QuotaPolicy>,
+    states: Vec<QuotaState>,
 }
 
 impl SfMemo {
-    pub(super) fn slots(&mut self) -> (&mut Slot<PolicyReading>, &mut Slot<StateReading>) {
-        (&mut self.policy, &mut self.ratelimit)
+    pub(super) fn policy(&mut self) -> (&mut Slot<PolicyReading>, &mut Spare) {
+        (&mut self.policy, &mut self.spare)
     }
+
+    pub(super) fn ratelimit(&mut self) -> (&mut Slot<StateReading>, &mut Spare) {
+        (&mut self.ratelimit, &mut self.spare)
+    }
+
+    /// Keeps `policies` and `states` (e.g. of a replaced snapshot) as the storage of the
+    /// next copies of remembered readings; their contents do not matter.
+    pub(crate) fn recycle(&mut self, policies: Vec<QuotaPolicy>, states: Vec<QuotaState>) {
+        self.spare = Spare { policies, states };
+    }
+}
+
+/// A reading that can be copied into spare storage.
+pub(super) trait Reading: Clone {
+    /// `self.clone()`, built in the spare vectors where there are some.
+    fn copy_into(&self, spare: &mut Spare) -> Self;
+}
+
+impl Reading for PolicyReading {
+    fn copy_into(&self, spare: &mut Spare) -> Self {
+        (copy(&self.0, &mut spare.policies), self.1.clone())
+    }
+}
+
+impl Reading for StateReading {
+    fn copy_into(&self, spare: &mut Spare) -> Self {
+        (copy(&self.0, &mut spare.states), self.1.clone())
+    }
+}
+
+/// `items.to_vec()`, in `spare`'s storage (taken; usually equal already: then kept as it
+/// is, comparing being cheaper than copying).
+fn copy<T: Clone + PartialEq>(items: &[T], spare: &mut Vec<T>) -> Vec<T> {
+    let mut out = std::mem::take(spare);
+    if out != items {
+        items.clone_into(&mut out);
+    }
+    out
 }
 
 impl Ctx<'_> {
     /// The reading of SF `field` by `read` (`None` when the field is absent), taken from
     /// `slot` when it remembers the same text.
-    pub(super) fn sf_field<T: Clone>(
+    pub(super) fn sf_field<T: Reading>(
         &mut self,
         field: Field,
-        slot: Option<&mut Slot<T>>,
+        memo: Option<(&mut Slot<T>, &mut Spare)>,
         read: fn(&mut Self, &[u8]) -> T,
     ) -> Option<T> {
         let text = self.sf_input(field)?;
-        let Some(slot) = slot.filter(|_| text.len() <= MAX_TEXT) else {
+        let Some((slot, spare)) = memo.filter(|_| text.len() <= MAX_TEXT) else {
             return Some(read(self, &text));
         };
         if slot.text != *text {
@@ -70,7 +121,7 @@ impl Ctx<'_> {
         }
         if let Some((reading, bad)) = &slot.reading {
             self.malformed = self.malformed.saturating_add(*bad);
-            return Some(reading.clone());
+            return Some(reading.copy_into(spare));
         }
         // Counted apart, then added: the same total as counting in place (saturating).
         let before = std::mem::take(&mut self.malformed);
@@ -190,6 +241,12 @@ mod tests {
                 let remembered = parse_rate_limit_at(&headers, || now, Some(&memo));
                 let remembered = remembered.unwrap_or_default();
                 assert_eq!(remembered, fresh, "{headers:?}");
+                // As the monitor does with a replaced snapshot (any reading's vectors).
+                if rng.below(4) != 0 {
+                    let old = parse_rate_limit(&response(&mut rng, &pool), now);
+                    let old = if rng.below(2) == 0 { old } else { remembered };
+                    memo.lock().unwrap().recycle(old.policies, old.states);
+                }
                 // `is_empty` (field by field) is the comparison with the default reading.
                 let default = RateLimitInfo {
                     malformed: fresh.malformed,
@@ -202,6 +259,31 @@ mod tests {
             }
         }
         assert!(used > 1_000, "remembered readings were used {used} times");
+    }
+
+    /// A copy into spare storage of any shape (empty, shorter, longer, equal, different
+    /// names) is the items, and takes the storage.
+    #[test]
+    fn a_copy_into_spare_storage_is_the_items() {
+        let name = |n: usize| (n > 0).then(|| "x".repeat(n * 3));
+        let policies: Vec<QuotaPolicy> = (0..4)
+            .map(|n| QuotaPolicy {
+                name: name(n),
+                quota: n as u64,
+                window: (n > 1).then(|| Duration::from_secs(n as u64)),
+                partition_key: (n % 2 == 1).then(|| vec![7; n]),
+            })
+            .collect();
+        for (a, b) in (0..=4).flat_map(|a| (0..=4).map(move |b| (a, b))) {
+            for reversed in [false, true] {
+                let mut spare = policies[..a].to_vec();
+                if reversed {
+                    spare.reverse();
+                }
+                assert_eq!(copy(&policies[..b], &mut spare), policies[..b]);
+                assert!(spare.is_empty() && spare.capacity() == 0);
+            }
+        }
     }
 
     #[test]
