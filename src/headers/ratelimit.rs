@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -146,19 +146,20 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
-    parse_rate_limit_at(headers, || now, None).unwrap_or_default()
+    parse_rate_limit_at(headers, || now, None).map_or_else(RateLimitInfo::default, |(info, _)| info)
 }
 
 /// [`parse_rate_limit`] (`None` for a response without any rate-limit field, which reads
 /// as the default), reading the clock only for a response with rate-limit fields, and
 /// reusing the readings `memo` remembers of Structured Field texts seen before (the same
 /// reading: see [`SfMemo`]; taken with `try_lock`, so a reading made while another holds
-/// it parses).
-pub(crate) fn parse_rate_limit_at(
+/// it parses). The memo comes back still locked, if it was taken, for the caller to give
+/// it vectors ([`SfMemo::recycle`]) without locking it again.
+pub(crate) fn parse_rate_limit_at<'m>(
     headers: &HeaderMap,
     now: impl FnOnce() -> SystemTime,
-    memo: Option<&Mutex<SfMemo>>,
-) -> Option<RateLimitInfo> {
+    memo: Option<&'m Mutex<SfMemo>>,
+) -> Option<(RateLimitInfo, Option<MutexGuard<'m, SfMemo>>)> {
     let fields = Fields::read(headers);
     if fields.is_empty() {
         return None;
@@ -217,7 +218,7 @@ pub(crate) fn parse_rate_limit_at(
     info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
-    Some(info)
+    Some((info, memo))
 }
 
 /// Parsing state shared by the dialects: the fields, the local clock and the count of

@@ -187,14 +187,16 @@ impl Shared {
     /// (only when there is rate-limit information), then reports events. The key is
     /// built as a `String` only for events; the table looks it up in a reused buffer.
     pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
-        let info = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo));
+        let read = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo));
         let c = &self.counters;
         Counters::add(&c.responses, 1);
-        let info = match info {
-            Some(info) => info,
+        // The memo stays locked (if it was free) until the replaced snapshot's vectors are
+        // given back to it: one lock for the reading and the giving back.
+        let (info, mut memo) = match read {
+            Some(read) => read,
             // No rate-limit field: nothing to keep or report unless the status is a hit.
             None if status != StatusCode::TOO_MANY_REQUESTS => return,
-            None => RateLimitInfo::default(),
+            None => (RateLimitInfo::default(), None),
         };
         if info.is_empty() && info.malformed == 0 && status != StatusCode::TOO_MANY_REQUESTS {
             // Nothing to count, keep or report: the key is not needed.
@@ -259,10 +261,11 @@ impl Shared {
             };
             drop(table);
             // Its vectors become the storage of the next remembered reading's copy.
-            if let (Some(old), Ok(mut memo)) = (replaced, self.memo.try_lock()) {
+            if let (Some(old), Some(memo)) = (replaced, memo.as_deref_mut()) {
                 memo.recycle(old.policies, old.states);
             }
         }
+        drop(memo);
 
         // Outside the lock: a callback may read the handle.
         for event in &events {

@@ -239,7 +239,7 @@ mod tests {
                 let headers = response(&mut rng, &pool);
                 let fresh = parse_rate_limit(&headers, now);
                 let remembered = parse_rate_limit_at(&headers, || now, Some(&memo));
-                let remembered = remembered.unwrap_or_default();
+                let remembered = remembered.map(|(info, _)| info).unwrap_or_default();
                 assert_eq!(remembered, fresh, "{headers:?}");
                 // As the monitor does with a replaced snapshot (any reading's vectors).
                 if rng.below(4) != 0 {
@@ -291,7 +291,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("ratelimit", HeaderValue::from_static(r#""a";r=1"#));
         let memo = Mutex::new(SfMemo::default());
-        let read = |h: &HeaderMap| parse_rate_limit_at(h, SystemTime::now, Some(&memo));
+        let read = |h: &HeaderMap| {
+            parse_rate_limit_at(h, SystemTime::now, Some(&memo)).map(|(info, _)| info)
+        };
         read(&headers);
         read(&headers);
         read(&headers);
