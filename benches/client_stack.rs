@@ -69,32 +69,49 @@ const URL: &str = "http://api.example.com/v1/users";
 const POST_BODY: &[u8] =
     br#"{"email_address":["user@example.com"],"first_name":"Ada","last_name":"Lovelace"}"#;
 
-/// One benchmark case: the request sent and whether the response carries rate-limit headers.
+/// Which rate-limit headers the responses of a case carry.
+#[derive(Clone, Copy)]
+enum Headers {
+    None,
+    /// The same fields on every response.
+    Fixed,
+    /// The same policy, and a remaining count that changes with every response (as a real
+    /// server's does): a header reader cannot reuse what it read last time.
+    Counting,
+}
+
+/// One benchmark case: the request sent and which rate-limit headers the response carries.
 struct Case {
     name: &'static str,
     post: bool,
     body: &'static [u8],
-    headers: bool,
+    headers: Headers,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         name: "get",
         post: false,
         body: b"",
-        headers: false,
+        headers: Headers::None,
     },
     Case {
         name: "post_small_body",
         post: true,
         body: POST_BODY,
-        headers: false,
+        headers: Headers::None,
     },
     Case {
         name: "get_ratelimit_headers",
         post: false,
         body: b"",
-        headers: true,
+        headers: Headers::Fixed,
+    },
+    Case {
+        name: "get_ratelimit_headers_counting",
+        post: false,
+        body: b"",
+        headers: Headers::Counting,
     },
 ];
 
@@ -108,9 +125,10 @@ fn request(case: &Case) -> Request<Full<Bytes>> {
 }
 
 /// The trivial service: reads the request body to its end, answers `200 OK` with an empty
-/// body, optionally with a realistic set of rate-limit headers (both dialects, 57 of 100
-/// left: no warning, nothing retried).
-async fn trivial<B>(req: Request<B>, headers: bool) -> Result<Response<Empty<Bytes>>, Infallible>
+/// body, optionally with a realistic set of rate-limit headers (both dialects; 57 of 100
+/// left, or with `Counting` from 99 down to 20 and round again: no warning, nothing
+/// retried).
+async fn trivial<B>(req: Request<B>, headers: Headers) -> Result<Response<Empty<Bytes>>, Infallible>
 where
     B: Body + Unpin,
 {
@@ -119,16 +137,28 @@ where
         black_box(frame.is_ok());
     }
     let mut res = Response::new(Empty::new());
-    if headers {
+    if let Headers::Fixed | Headers::Counting = headers {
         let h = res.headers_mut();
         h.insert(X_RATELIMIT_LIMIT, HeaderValue::from_static("100"));
-        h.insert(X_RATELIMIT_REMAINING, HeaderValue::from_static("57"));
+        let (remaining, state) = match headers {
+            Headers::Counting => {
+                static SENT: AtomicU64 = AtomicU64::new(0);
+                let left = 99 - SENT.fetch_add(1, Ordering::Relaxed) % 80;
+                let state = format!("\"default\";r={left};t=23");
+                (left.into(), state.try_into().expect("valid"))
+            }
+            _ => (
+                HeaderValue::from_static("57"),
+                HeaderValue::from_static("\"default\";r=57;t=23"),
+            ),
+        };
+        h.insert(X_RATELIMIT_REMAINING, remaining);
         h.insert(X_RATELIMIT_RESET, HeaderValue::from_static("23"));
         h.insert(
             RATELIMIT_POLICY,
             HeaderValue::from_static("\"default\";q=100;w=60"),
         );
-        h.insert(RATELIMIT, HeaderValue::from_static("\"default\";r=57;t=23"));
+        h.insert(RATELIMIT, state);
     }
     Ok(res)
 }
@@ -210,7 +240,7 @@ fn profile_only(rt: &tokio::runtime::Runtime) -> bool {
 /// the retrying layers), with the monitor outside them as in
 /// examples/support/round_trip.rs, so it sees final responses. Defaults everywhere.
 fn stack(
-    headers: bool,
+    headers: Headers,
 ) -> impl Service<Request<Full<Bytes>>, Response = Response<Empty<Bytes>>, Error = impl std::fmt::Debug>
 {
     ServiceBuilder::new()

@@ -1,6 +1,7 @@
 //! [`ReplayBody`]: a request body that a retry can send again, byte for byte.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::{fmt, mem, pin::Pin};
@@ -85,7 +86,7 @@ pub const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
 /// fails with [`BodyNotReplayable`] when it reaches them (never a hang, never a truncated
 /// body). Check [`is_replayable`](Self::is_replayable) before sending a clone made in advance.
 pub struct ReplayBody {
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Common>,
     /// The inner body while this instance reads it. A mutex only so that `ReplayBody` is
     /// `Sync` although the boxed body is not; polling reaches it through `get_mut`.
     inner: Mutex<Option<Inner>>,
@@ -97,41 +98,54 @@ pub struct ReplayBody {
     done: bool,
 }
 
-/// The state every clone of one body shares. `body` is the inner body while no instance reads
-/// it; `chunks` holds every non-empty data frame read from it while replayable; `bytes_read`
-/// counts all data bytes read from it; `finished` says it ended (`None`, trailers or
-/// `is_end_stream`); `lost` says something read from it was not kept, so clones behind the
-/// reader are stuck; `waiters` are clones waiting for the instance that holds it.
+/// What every clone of one body shares: `replayable` (only ever turned off, under the lock)
+/// and `max_bytes` are read without the lock; the rest is behind it.
+struct Common {
+    replayable: AtomicBool,
+    max_bytes: usize,
+    state: Mutex<Shared>,
+}
+
+/// The state every clone of one body shares behind the lock. `body` is the inner body while
+/// no instance reads it; `chunks` holds every non-empty data frame read from it while
+/// replayable; `bytes_read` counts all data bytes read from it; `finished` says it ended
+/// (`None`, trailers or `is_end_stream`); `lost` says something read from it was not kept,
+/// so clones behind the reader are stuck; `waiters` are clones waiting for the instance that
+/// holds it.
 struct Shared {
     body: Option<Inner>,
     chunks: Vec<Bytes>,
     bytes_read: u64,
-    max_bytes: usize,
     trailers: Option<HeaderMap>,
     finished: bool,
-    replayable: bool,
     lost: bool,
     orig_hint: SizeHint,
     waiters: Vec<Waker>,
 }
 
-impl Shared {
-    fn discard(&mut self) {
-        self.replayable = false;
-        self.lost = true;
-        self.chunks = Vec::new();
-        self.trailers = None;
+impl Common {
+    fn replayable(&self) -> bool {
+        self.replayable.load(Ordering::Acquire)
     }
 
-    fn record_data(&mut self, data: &Bytes) {
+    /// Under the lock (`shared` is its guard's contents).
+    fn discard(&self, shared: &mut Shared) {
+        self.replayable.store(false, Ordering::Release);
+        shared.lost = true;
+        shared.chunks = Vec::new();
+        shared.trailers = None;
+    }
+
+    /// Under the lock, as [`discard`](Self::discard).
+    fn record_data(&self, shared: &mut Shared, data: &Bytes) {
         if data.is_empty() {
             return;
         }
-        self.bytes_read = self.bytes_read.saturating_add(data.len() as u64);
-        if self.replayable && self.bytes_read <= self.max_bytes as u64 {
-            self.chunks.push(data.clone());
+        shared.bytes_read = shared.bytes_read.saturating_add(data.len() as u64);
+        if self.replayable() && shared.bytes_read <= self.max_bytes as u64 {
+            shared.chunks.push(data.clone());
         } else {
-            self.discard();
+            self.discard(shared);
         }
     }
 }
@@ -164,15 +178,17 @@ impl ReplayBody {
             body: Some(UnsyncBoxBody::new(ToBytes { body })),
             chunks: Vec::new(),
             bytes_read: 0,
-            max_bytes,
             trailers: None,
             finished: false,
-            replayable,
             lost: false,
             orig_hint,
             waiters: Vec::new(),
         };
-        Self::with_shared(Arc::new(Mutex::new(shared)))
+        Self::with_shared(Arc::new(Common {
+            replayable: AtomicBool::new(replayable),
+            max_bytes,
+            state: Mutex::new(shared),
+        }))
     }
 
     /// `body` ready for a retrying layer keeping up to `max_bytes`: an unread
@@ -202,26 +218,26 @@ impl ReplayBody {
     /// This instance has yielded nothing and keeps at most `max_bytes`.
     fn is_unread_with_limit(&mut self, max_bytes: usize) -> bool {
         let untouched = self.pos == 0 && self.yielded == 0 && !self.trailers_sent && !self.done;
-        untouched && self.slot().is_none() && lock(&self.shared).max_bytes == max_bytes
+        untouched && self.slot().is_none() && self.shared.max_bytes == max_bytes
     }
 
     /// A body for another attempt, starting from the first byte, or `None` when the body can no
     /// longer be replayed (over the limit, or the inner body failed).
     pub fn try_clone(&self) -> Option<ReplayBody> {
-        let replayable = lock(&self.shared).replayable;
+        let replayable = self.shared.replayable();
         replayable.then(|| Self::with_shared(Arc::clone(&self.shared)))
     }
 
     /// Whether a retry is still possible.
     pub fn is_replayable(&self) -> bool {
-        lock(&self.shared).replayable
+        self.shared.replayable()
     }
 
     fn slot(&mut self) -> &mut Option<Inner> {
         self.inner.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn with_shared(shared: Arc<Mutex<Shared>>) -> ReplayBody {
+    fn with_shared(shared: Arc<Common>) -> ReplayBody {
         ReplayBody {
             shared,
             inner: Mutex::new(None),
@@ -238,7 +254,7 @@ impl ReplayBody {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Result<Inner, Poll<Option<Result<Frame<Bytes>, BoxError>>>> {
-        let mut shared = lock(&self.shared);
+        let mut shared = lock(&self.shared.state);
         if let Some(chunk) = shared.chunks.get(self.pos).cloned() {
             self.pos += 1;
             self.yielded = self.yielded.saturating_add(chunk.len() as u64);
@@ -297,22 +313,24 @@ impl Body for ReplayBody {
         };
         let out = polled;
         let mut end = out.is_none() || body.is_end_stream();
-        let mut shared = lock(&this.shared);
+        let common = &*this.shared;
+        let mut shared = lock(&common.state);
         match &out {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    shared.record_data(data);
+                    common.record_data(&mut shared, data);
                     this.pos = shared.chunks.len();
                     this.yielded = shared.bytes_read;
                 } else if let Some(trailers) = frame.trailers_ref() {
-                    shared.trailers = shared.replayable.then(|| trailers.clone());
-                    shared.lost |= !shared.replayable;
+                    let replayable = common.replayable();
+                    shared.trailers = replayable.then(|| trailers.clone());
+                    shared.lost |= !replayable;
                     (this.trailers_sent, end) = (true, true);
                 }
             }
             Some(Err(_)) => {
                 // Keep the failed body: later polls go to it, as without the wrapper.
-                shared.discard();
+                common.discard(&mut shared);
                 end = false;
             }
             None => {}
@@ -337,7 +355,7 @@ impl Body for ReplayBody {
         if let Some(body) = lock(&self.inner).as_ref() {
             return body.is_end_stream();
         }
-        let shared = lock(&self.shared);
+        let shared = lock(&self.shared.state);
         if self.pos < shared.chunks.len() || shared.lost {
             false
         } else if shared.finished {
@@ -354,7 +372,7 @@ impl Body for ReplayBody {
         if let Some(body) = lock(&self.inner).as_ref() {
             return body.size_hint();
         }
-        let shared = lock(&self.shared);
+        let shared = lock(&self.shared.state);
         // Bytes read from the inner body that this instance has still to replay.
         let buffered = shared.bytes_read.saturating_sub(self.yielded);
         match (&shared.body, shared.lost, shared.finished) {
@@ -379,7 +397,7 @@ impl Drop for ReplayBody {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
         let Some(body) = inner.take() else { return };
-        let mut shared = lock(&self.shared);
+        let mut shared = lock(&self.shared.state);
         // Hand the inner body back so a later clone goes on from here; useless once lost.
         shared.body = (!shared.lost).then_some(body);
         let waiters = mem::take(&mut shared.waiters);
@@ -390,7 +408,7 @@ impl Drop for ReplayBody {
 
 impl fmt::Debug for ReplayBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let replayable = lock(&self.shared).replayable;
+        let replayable = self.shared.replayable();
         let (pos, done) = (self.pos, self.done);
         write!(
             f,

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -14,8 +15,10 @@ use sfv::{BareItem, Dictionary, ListEntry, Parser};
 
 use super::parse::{retry_hint, DEFAULT_HINT_CAP};
 use line::{digits_limit, digits_secs, digits_u64, parse_limit, plain_u64, read_line};
+pub(crate) use memo::SfMemo;
+use memo::{PolicyReading, StateReading};
 use names::{Family, Field, Fields, X_RATELIMIT, X_RATE_LIMIT};
-use sf::{parse_list, SfItem};
+use sf::{opt, parse_list, sf_bytes, sf_secs, sf_u64, SfItem};
 
 /// Which header family a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,12 +106,25 @@ impl RateLimitInfo {
     /// `true` when no rate-limit information was found at all (a non-zero `malformed`
     /// count alone does not count as information).
     pub fn is_empty(&self) -> bool {
-        // Equal to the default reading apart from the malformed count.
-        *self
-            == RateLimitInfo {
-                malformed: self.malformed,
-                ..RateLimitInfo::default()
-            }
+        // Equal to the default reading apart from the malformed count, field by field
+        // (every field named: a new one must be added here).
+        let RateLimitInfo {
+            dialect,
+            limit,
+            remaining,
+            reset_after,
+            retry_after,
+            policies,
+            states,
+            malformed: _,
+        } = self;
+        dialect.is_none()
+            && limit.is_none()
+            && remaining.is_none()
+            && reset_after.is_none()
+            && retry_after.is_none()
+            && policies.is_empty()
+            && states.is_empty()
     }
 }
 
@@ -130,26 +146,39 @@ impl RateLimitInfo {
 /// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
 ///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
-    parse_rate_limit_at(headers, || now)
+    parse_rate_limit_at(headers, || now, None).map_or_else(RateLimitInfo::default, |(info, _)| info)
 }
 
-/// [`parse_rate_limit`], reading the clock only for a response with rate-limit fields.
-pub(crate) fn parse_rate_limit_at(
+/// [`parse_rate_limit`] (`None` for a response without any rate-limit field, which reads
+/// as the default), reading the clock only for a response with rate-limit fields, and
+/// reusing the readings `memo` remembers of Structured Field texts seen before (the same
+/// reading: see [`SfMemo`]; taken with `try_lock`, so a reading made while another holds
+/// it parses). The memo comes back still locked, if it was taken, for the caller to give
+/// it vectors ([`SfMemo::recycle`]) without locking it again.
+pub(crate) fn parse_rate_limit_at<'m>(
     headers: &HeaderMap,
     now: impl FnOnce() -> SystemTime,
-) -> RateLimitInfo {
+    memo: Option<&'m Mutex<SfMemo>>,
+) -> Option<(RateLimitInfo, Option<MutexGuard<'m, SfMemo>>)> {
     let fields = Fields::read(headers);
     if fields.is_empty() {
-        return RateLimitInfo::default();
+        return None;
     }
+    let mut memo = memo.and_then(|m| m.try_lock().ok());
     let now = now();
     let mut cx = Ctx {
         fields,
         now,
         malformed: 0,
     };
-    let (named, numbered) = cx.policy_field();
-    let (states, mut draft07) = cx.ratelimit_field();
+    let policy_slot = memo.as_deref_mut().map(SfMemo::policy);
+    let (named, numbered) = cx
+        .sf_field(names::RATELIMIT_POLICY, policy_slot, Ctx::policy_field)
+        .unwrap_or_default();
+    let ratelimit_slot = memo.as_deref_mut().map(SfMemo::ratelimit);
+    let (states, mut draft07) = cx
+        .sf_field(names::RATELIMIT, ratelimit_slot, Ctx::ratelimit_field)
+        .unwrap_or_default();
     let draft11 = cx.draft11(named, states);
     let mut separate = cx.separate();
     let owner = if draft07.is_empty() && !separate.is_empty() {
@@ -172,48 +201,24 @@ pub(crate) fn parse_rate_limit_at(
     if retry_after.is_none() && counted.iter().any(|&f| cx.fields.has(f)) {
         cx.bad();
     }
-    let readings = [
-        (Dialect::IetfDraft11, draft11),
-        (Dialect::IetfDraft07, draft07),
-        (Dialect::IetfSeparate, separate),
-        (Dialect::XRateLimit, x),
-        (Dialect::XRateLimitDashed, x_dashed),
-    ];
-    let (dialect, info) = readings.into_iter().find(|(_, r)| !r.is_empty()).unzip();
-    let mut info = info.unwrap_or_default();
+    // The first non-empty reading in precedence order (the others are dropped unmoved).
+    let (dialect, mut info) = if !draft11.is_empty() {
+        (Some(Dialect::IetfDraft11), draft11)
+    } else if !draft07.is_empty() {
+        (Some(Dialect::IetfDraft07), draft07)
+    } else if !separate.is_empty() {
+        (Some(Dialect::IetfSeparate), separate)
+    } else if !x.is_empty() {
+        (Some(Dialect::XRateLimit), x)
+    } else if !x_dashed.is_empty() {
+        (Some(Dialect::XRateLimitDashed), x_dashed)
+    } else {
+        (None, RateLimitInfo::default())
+    };
     info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
-    info
-}
-
-/// A non-negative SF Integer.
-fn sf_u64(item: &BareItem) -> Option<u64> {
-    u64::try_from(item.as_integer()?).ok()
-}
-
-/// Non-negative SF Integer (or Decimal) seconds.
-fn sf_secs(item: &BareItem) -> Option<Duration> {
-    match item {
-        BareItem::Decimal(d) => u64::try_from(d.as_integer_scaled_1000())
-            .ok()
-            .map(Duration::from_millis),
-        _ => sf_u64(item).map(Duration::from_secs),
-    }
-}
-
-/// An SF Byte Sequence (`pk`).
-fn sf_bytes(item: &BareItem) -> Option<Vec<u8>> {
-    item.as_byte_sequence().map(<[u8]>::to_vec)
-}
-
-/// An optional value read by `f`; one more in `bad` when present but not understood.
-fn opt<T>(bad: &mut u32, value: Option<&BareItem>, f: fn(&BareItem) -> Option<T>) -> Option<T> {
-    let parsed = f(value?);
-    if parsed.is_none() {
-        *bad += 1;
-    }
-    parsed
+    Some((info, memo))
 }
 
 /// Parsing state shared by the dialects: the fields, the local clock and the count of
@@ -319,12 +324,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// `RateLimit-Policy`: named draft-11 policies and Integer (drafts 05–10) policies.
-    fn policy_field(&mut self) -> (Vec<QuotaPolicy>, Vec<QuotaPolicy>) {
+    fn policy_field(&mut self, input: &[u8]) -> PolicyReading {
         let (mut named, mut numbered, mut bad) = (Vec::new(), Vec::new(), 0);
-        let Some(input) = self.sf_input(names::RATELIMIT_POLICY) else {
-            return (named, numbered);
-        };
-        let valid = parse_list(&input, ["q", "w", "pk"], |item| {
+        let valid = parse_list(input, ["q", "w", "pk"], |item| {
             let SfItem {
                 name, bare, params, ..
             } = item;
@@ -359,12 +361,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// `RateLimit`: draft-11 states when it is an SF List, else a draft-07 dictionary.
-    fn ratelimit_field(&mut self) -> (Vec<QuotaState>, RateLimitInfo) {
+    fn ratelimit_field(&mut self, input: &[u8]) -> StateReading {
         let (mut states, mut info, mut bad) = (Vec::new(), RateLimitInfo::default(), 0);
-        let Some(input) = self.sf_input(names::RATELIMIT) else {
-            return (states, info);
-        };
-        let valid = parse_list(&input, ["r", "t", "pk"], |item| {
+        let valid = parse_list(input, ["r", "t", "pk"], |item| {
             let [r, t, pk] = item.params;
             let (Some(name), Some(remaining)) = (item.name, r.as_ref().and_then(sf_u64)) else {
                 bad += 1;
@@ -381,7 +380,7 @@ impl<'a> Ctx<'a> {
             self.malformed = self.malformed.saturating_add(bad);
             return (states, info);
         }
-        let dict = Parser::new(&input).parse::<Dictionary>().ok();
+        let dict = Parser::new(input).parse::<Dictionary>().ok();
         let keys = ["limit", "remaining", "reset"];
         let Some(dict) = dict.filter(|d| keys.iter().any(|k| d.contains_key(*k))) else {
             self.bad();
@@ -478,6 +477,8 @@ impl<'a> Ctx<'a> {
 
 #[path = "ratelimit/line.rs"]
 mod line;
+#[path = "ratelimit/memo.rs"]
+mod memo;
 #[path = "ratelimit/names.rs"]
 mod names;
 #[path = "ratelimit/reset.rs"]

@@ -66,21 +66,28 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The key is taken before sending (the default one is only built when a response
-        // needs it); splitting and rejoining the request only moves.
-        let (head, body) = req.into_parts();
-        let endpoint = match &self.shared.key {
-            Some(key) => PendingKey::Built(key(&head)),
-            None => PendingKey::Default {
-                host: head
-                    .uri
+        // needs it, from parts read in place); a user's key function gets the head, so the
+        // request is split and rejoined for it (moves only).
+        let (endpoint, req) = match &self.shared.key {
+            Some(key) => {
+                let (head, body) = req.into_parts();
+                (
+                    PendingKey::Built(key(&head)),
+                    Request::from_parts(head, body),
+                )
+            }
+            None => {
+                let uri = req.uri();
+                let host = uri
                     .authority()
                     .is_none()
-                    .then(|| head.headers.get(http::header::HOST).cloned())
-                    .flatten(),
-                uri: head.uri.clone(),
-            },
+                    .then(|| req.headers().get(http::header::HOST).cloned())
+                    .flatten();
+                let uri = uri.clone();
+                (PendingKey::Default { uri, host }, req)
+            }
         };
-        let fut = self.inner.call(Request::from_parts(head, body));
+        let fut = self.inner.call(req);
         ResponseFuture::new(fut, Arc::clone(&self.shared), endpoint)
     }
 }

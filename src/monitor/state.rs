@@ -10,7 +10,9 @@ use tokio::time::Instant;
 
 use super::event::{MonitorEvent, Threshold};
 use super::handle::Counters;
-use crate::headers::ratelimit::{parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState};
+use crate::headers::ratelimit::{
+    parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState, RateLimitInfo, SfMemo,
+};
 
 /// Turns a request head into an endpoint key.
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
@@ -112,17 +114,18 @@ impl Table {
             .collect()
     }
 
-    /// Replaces the snapshot of `key` (the key is copied only for a new endpoint).
-    fn upsert(&mut self, key: &str, snapshot: EndpointSnapshot) {
+    /// Replaces the snapshot of `key` (the key is copied only for a new endpoint), and
+    /// gives back the snapshot it replaced, if any.
+    fn upsert(&mut self, key: &str, snapshot: EndpointSnapshot) -> Option<EndpointSnapshot> {
         if self.max == 0 {
-            return;
+            return None;
         }
         let stamp = self.next;
         if let Some((old, slot)) = self.entries.get_mut(key) {
-            *slot = snapshot;
+            let replaced = std::mem::replace(slot, snapshot);
             if *old == stamp.wrapping_sub(1) {
                 // Already the most recent: the recency order stays as it is.
-                return;
+                return Some(replaced);
             }
             self.next = self.next.wrapping_add(1);
             let k = self
@@ -131,7 +134,7 @@ impl Table {
                 .unwrap_or_else(|| Arc::from(key));
             *old = stamp;
             self.by_recency.insert(stamp, k);
-            return;
+            return Some(replaced);
         }
         self.next = self.next.wrapping_add(1);
         while self.entries.len() >= self.max {
@@ -143,6 +146,7 @@ impl Table {
         let key: Arc<str> = Arc::from(key);
         self.by_recency.insert(stamp, Arc::clone(&key));
         self.entries.insert(key, (stamp, snapshot));
+        None
     }
 }
 
@@ -154,6 +158,8 @@ pub(crate) struct Shared {
     pub(crate) on_event: Option<EventFn>,
     pub(crate) counters: Counters,
     table: Mutex<Table>,
+    /// The last `RateLimit-Policy` / `RateLimit` texts and their readings.
+    memo: Mutex<SfMemo>,
 }
 
 impl Shared {
@@ -169,6 +175,7 @@ impl Shared {
             on_event,
             counters: Counters::default(),
             table: Mutex::new(Table::new(max_endpoints)),
+            memo: Mutex::new(SfMemo::default()),
         }
     }
 
@@ -180,9 +187,17 @@ impl Shared {
     /// (only when there is rate-limit information), then reports events. The key is
     /// built as a `String` only for events; the table looks it up in a reused buffer.
     pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
-        let info = parse_rate_limit_at(headers, SystemTime::now);
+        let read = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo));
         let c = &self.counters;
         Counters::add(&c.responses, 1);
+        // The memo stays locked (if it was free) until the replaced snapshot's vectors are
+        // given back to it: one lock for the reading and the giving back.
+        let (info, mut memo) = match read {
+            Some(read) => read,
+            // No rate-limit field: nothing to keep or report unless the status is a hit.
+            None if status != StatusCode::TOO_MANY_REQUESTS => return,
+            None => (RateLimitInfo::default(), None),
+        };
         if info.is_empty() && info.malformed == 0 && status != StatusCode::TOO_MANY_REQUESTS {
             // Nothing to count, keep or report: the key is not needed.
             return;
@@ -234,16 +249,23 @@ impl Shared {
                 last_status: status,
             };
             let mut table = self.table();
-            match &built {
+            let replaced = match &built {
                 Some(key) => table.upsert(key, snapshot),
                 None => {
                     let mut key = std::mem::take(&mut table.scratch);
                     pending.write_to(&mut key);
-                    table.upsert(&key, snapshot);
+                    let replaced = table.upsert(&key, snapshot);
                     table.scratch = key;
+                    replaced
                 }
+            };
+            drop(table);
+            // Its vectors become the storage of the next remembered reading's copy.
+            if let (Some(old), Some(memo)) = (replaced, memo.as_deref_mut()) {
+                memo.recycle(old.policies, old.states);
             }
         }
+        drop(memo);
 
         // Outside the lock: a callback may read the handle.
         for event in &events {

@@ -1,6 +1,7 @@
 //! The endpoint gate: after a 429/503 with guidance, new requests to that endpoint wait.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,7 +14,15 @@ const MAX_ENDPOINTS: usize = 10_000;
 /// [`RetryAfterLayer::gate`](super::RetryAfterLayer::gate)).
 #[derive(Debug, Clone, Default)]
 pub struct EndpointGate {
-    blocks: Arc<Mutex<Blocks>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Whether any block was ever set: until then no endpoint is blocked, which
+    /// [`EndpointGate::may_block`] reads without the lock or the clock.
+    ever: AtomicBool,
+    blocks: Mutex<Blocks>,
 }
 
 #[derive(Debug, Default)]
@@ -26,11 +35,17 @@ struct Blocks {
 
 impl EndpointGate {
     fn lock(&self) -> std::sync::MutexGuard<'_, Blocks> {
-        self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .blocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether some endpoint may still be blocked (`false`: none is, whatever its key).
     pub(crate) fn may_block(&self) -> bool {
+        if !self.inner.ever.load(Ordering::Acquire) {
+            return false;
+        }
         let latest = self.lock().latest;
         latest.is_some_and(|latest| latest > Instant::now())
     }
@@ -54,6 +69,7 @@ impl EndpointGate {
             .unwrap_or(now + Duration::from_secs(86_400));
         let mut guard = self.lock();
         guard.latest = Some(guard.latest.map_or(until, |latest| latest.max(until)));
+        self.inner.ever.store(true, Ordering::Release);
         let blocks = &mut guard.map;
         if blocks.len() >= MAX_ENDPOINTS && !blocks.contains_key(&endpoint) {
             blocks.retain(|_, u| *u > now);

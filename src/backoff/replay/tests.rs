@@ -75,7 +75,7 @@ async fn streaming_body_over_limit_streams_but_cannot_replay() {
     assert_eq!(drain(&mut first).await, expected);
     assert!(!first.is_replayable() && !spare.is_replayable());
     assert!(first.try_clone().is_none());
-    assert!(lock(&first.shared).chunks.is_empty());
+    assert!(lock(&first.shared.state).chunks.is_empty());
     // A clone made in advance fails instead of ending early with a truncated body.
     let err = spare.frame().await.unwrap().unwrap_err();
     assert!(err.is::<BodyNotReplayable>());
@@ -90,7 +90,7 @@ async fn size_hint_over_limit_is_not_replayable_from_the_start() {
     assert!(first.try_clone().is_none());
     assert_eq!(first.size_hint().exact(), Some(100));
     assert_eq!(drain(&mut first).await, vec![Ok(data)]);
-    assert!(lock(&first.shared).chunks.is_empty());
+    assert!(lock(&first.shared.state).chunks.is_empty());
 }
 
 #[tokio::test]

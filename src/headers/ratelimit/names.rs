@@ -96,13 +96,38 @@ pub(super) static NAMES: [HeaderName; 24] = [
     http::header::DATE,
 ];
 
-/// The field named `name`, if the reading looks at it.
+/// The field named `name`, if the reading looks at it: [`NAMES`] inverted (tested), as a
+/// `match` that dispatches on the length before comparing bytes, instead of a scan
+/// comparing the name with each of `NAMES` in turn.
 fn classify(name: &str) -> Option<Field> {
-    // Most response fields start with none of these letters: one byte rejects them.
-    if !matches!(name.as_bytes().first(), Some(b'r' | b'x' | b'g' | b'd')) {
-        return None;
-    }
-    NAMES.iter().position(|n| n.as_str() == name)
+    let (x, dx) = (&X_RATELIMIT, &X_RATE_LIMIT);
+    Some(match name {
+        "ratelimit-policy" => RATELIMIT_POLICY,
+        "ratelimit" => RATELIMIT,
+        "ratelimit-limit" => RATELIMIT_LIMIT,
+        "ratelimit-remaining" => RATELIMIT_REMAINING,
+        "ratelimit-reset" => RATELIMIT_RESET,
+        "x-ratelimit-limit" => x.limit,
+        "x-ratelimit-limit-requests" => x.limit_requests,
+        "x-ratelimit-remaining" => x.remaining,
+        "x-ratelimit-remaining-requests" => x.remaining_requests,
+        "x-ratelimit-reset-after" => x.reset_after,
+        "x-ratelimit-reset" => x.reset,
+        "x-ratelimit-reset-requests" => x.reset_requests,
+        "x-rate-limit-limit" => dx.limit,
+        "x-rate-limit-limit-requests" => dx.limit_requests,
+        "x-rate-limit-remaining" => dx.remaining,
+        "x-rate-limit-remaining-requests" => dx.remaining_requests,
+        "x-rate-limit-reset-after" => dx.reset_after,
+        "x-rate-limit-reset" => dx.reset,
+        "x-rate-limit-reset-requests" => dx.reset_requests,
+        "retry-after" => RETRY_FIELDS[0],
+        "retry-after-ms" => RETRY_FIELDS[1],
+        "x-amz-retry-after" => RETRY_FIELDS[2],
+        "grpc-retry-pushback-ms" => RETRY_FIELDS[3],
+        "date" => DATE,
+        _ => return None,
+    })
 }
 
 /// The fields of one response the reading looks at, found in one pass: each field's
@@ -110,8 +135,27 @@ fn classify(name: &str) -> Option<Field> {
 pub(super) struct Fields<'a> {
     headers: &'a HeaderMap,
     first: [Option<&'a HeaderValue>; NAMES.len()],
+    /// Bit `i`: field `i` is present.
+    present: u32,
     /// Bit `i`: field `i` has more than one line.
     multi: u32,
+}
+
+/// The lines of one field: its only line without going through the map, else the map's.
+pub(super) enum Lines<'a> {
+    One(Option<&'a HeaderValue>),
+    Many(http::header::ValueIter<'a, HeaderValue>),
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a HeaderValue;
+
+    fn next(&mut self) -> Option<&'a HeaderValue> {
+        match self {
+            Lines::One(line) => line.take(),
+            Lines::Many(lines) => lines.next(),
+        }
+    }
 }
 
 impl<'a> Fields<'a> {
@@ -119,6 +163,7 @@ impl<'a> Fields<'a> {
         let mut fields = Fields {
             headers,
             first: [None; NAMES.len()],
+            present: 0,
             multi: 0,
         };
         for (name, value) in headers {
@@ -129,6 +174,7 @@ impl<'a> Fields<'a> {
                 None => fields.first[i] = Some(value),
                 Some(_) => fields.multi |= 1 << i,
             }
+            fields.present |= 1 << i;
         }
         fields
     }
@@ -136,22 +182,20 @@ impl<'a> Fields<'a> {
     /// Whether the response has any field but `Date`: without one, every dialect reads as
     /// empty and nothing is malformed.
     pub(super) fn is_empty(&self) -> bool {
-        self.first
-            .iter()
-            .enumerate()
-            .all(|(i, v)| i == DATE || v.is_none())
+        self.present & !(1 << DATE) == 0
     }
 
     pub(super) fn has(&self, field: Field) -> bool {
-        self.first[field].is_some()
+        self.present & (1 << field) != 0
     }
 
     /// Every line of `field`, in order.
-    pub(super) fn lines(&self, field: Field) -> impl Iterator<Item = &'a HeaderValue> + use<'a> {
-        let multi = self.multi & (1 << field) != 0;
-        let all = multi.then(|| self.headers.get_all(&NAMES[field]).iter());
-        let single = if multi { None } else { self.first[field] };
-        all.into_iter().flatten().chain(single)
+    pub(super) fn lines(&self, field: Field) -> Lines<'a> {
+        if self.multi & (1 << field) != 0 {
+            Lines::Many(self.headers.get_all(&NAMES[field]).iter())
+        } else {
+            Lines::One(self.first[field])
+        }
     }
 }
 
@@ -190,6 +234,18 @@ mod tests {
             ]
         );
         assert_eq!(NAMES[DATE], "date");
+        for (i, name) in NAMES.iter().enumerate() {
+            assert_eq!(classify(name.as_str()), Some(i), "{name}");
+        }
+        for other in [
+            "x-ratelimit",
+            "ratelimit-policies",
+            "content-type",
+            "",
+            "Date",
+        ] {
+            assert_eq!(classify(other), None, "{other}");
+        }
         for (i, name) in NAMES.iter().enumerate() {
             let mut headers = HeaderMap::new();
             headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("x"));

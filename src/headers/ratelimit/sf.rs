@@ -3,6 +3,7 @@
 //! parameter, no copy of parameters nobody reads).
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use sfv::visitor::{
     EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, ListVisitor, ParameterVisitor,
@@ -115,6 +116,39 @@ impl<'de, F: FnMut(SfItem)> ParameterVisitor<'de> for Params<'_, F> {
         (self.member.each)(self.item);
         Ok(())
     }
+}
+
+/// A non-negative SF Integer.
+pub(super) fn sf_u64(item: &BareItem) -> Option<u64> {
+    u64::try_from(item.as_integer()?).ok()
+}
+
+/// Non-negative SF Integer (or Decimal) seconds.
+pub(super) fn sf_secs(item: &BareItem) -> Option<Duration> {
+    match item {
+        BareItem::Decimal(d) => u64::try_from(d.as_integer_scaled_1000())
+            .ok()
+            .map(Duration::from_millis),
+        _ => sf_u64(item).map(Duration::from_secs),
+    }
+}
+
+/// An SF Byte Sequence (`pk`).
+pub(super) fn sf_bytes(item: &BareItem) -> Option<Vec<u8>> {
+    item.as_byte_sequence().map(<[u8]>::to_vec)
+}
+
+/// An optional value read by `f`; one more in `bad` when present but not understood.
+pub(super) fn opt<T>(
+    bad: &mut u32,
+    value: Option<&BareItem>,
+    f: fn(&BareItem) -> Option<T>,
+) -> Option<T> {
+    let parsed = f(value?);
+    if parsed.is_none() {
+        *bad += 1;
+    }
+    parsed
 }
 
 #[cfg(test)]
