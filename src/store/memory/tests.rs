@@ -1,6 +1,6 @@
 use super::*;
 use crate::clock::ManualClock;
-use crate::gcra::GcraParams;
+use crate::gcra::{decide, GcraParams};
 use crate::quota::Quota;
 
 fn params(count: u32, period: Duration) -> GcraParams {
@@ -365,4 +365,82 @@ fn a_stale_view_is_refreshed_not_wrong() {
     assert!(s.check_now(&[check(7, p)]).admitted);
     assert!(!s.check_now(&[check(7, p)]).admitted);
     assert!(!s.check_now(&[check(7, p), check(9, p)]).admitted);
+}
+
+/// A deterministic xorshift generator for the model test.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn decisions_match_a_model_through_rebuilds_sweeps_and_thread_hops() {
+    // Every decision of the store equals `gcra::decide` on a plain map of states, while
+    // keys are inserted (growth rebuilds), swept (idle-key rebuilds) and decided from
+    // other threads (so this thread's cached tables go stale).
+    let (s, clock) = store(1 << 12);
+    let quotas = [
+        GcraParams::new(
+            &Quota::new(3, Duration::from_secs(1)).unwrap(),
+            Duration::ZERO,
+        ),
+        GcraParams::new(
+            &Quota::new(5, Duration::from_secs(10)).unwrap(),
+            Duration::from_secs(7),
+        ),
+        params(100, Duration::from_secs(60)),
+    ];
+    // Keys spread over shards (top bits) and over home slots (low bits).
+    let keys: Vec<u64> = (1..=40u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        .collect();
+    let mut model: std::collections::HashMap<u64, u64> = Default::default();
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for op in 0..20_000u32 {
+        clock.advance(Duration::from_millis(rng.below(400)));
+        if rng.below(200) == 0 {
+            s.sweep();
+        }
+        let n = 1 + rng.below(3) as usize;
+        let mut checks = Vec::new();
+        while checks.len() < n {
+            let key = keys[rng.below(keys.len() as u64) as usize];
+            if checks.iter().all(|c: &Check| c.key != key) {
+                checks.push(Check {
+                    key,
+                    params: quotas[rng.below(3) as usize],
+                    shadow: rng.below(10) == 0,
+                });
+            }
+        }
+        let mut tats: Vec<u64> = checks
+            .iter()
+            .map(|c| model.get(&c.key).copied().unwrap_or(0))
+            .collect();
+        let (expected, changed) = decide(clock.now_nanos(), &checks, &mut tats);
+        for (i, c) in checks.iter().enumerate() {
+            if changed & (1 << i) != 0 {
+                model.insert(c.key, tats[i]);
+            }
+        }
+        // One operation in eight runs on another thread.
+        let got = if op % 8 == 0 {
+            let (s, checks) = (s.clone(), checks.clone());
+            std::thread::spawn(move || s.check_now(&checks))
+                .join()
+                .unwrap()
+        } else {
+            s.check_now(&checks)
+        };
+        assert_eq!(got, expected, "operation {op}: {checks:?}");
+    }
+    assert!(s.evictions().idle > 0, "sweeps dropped idle keys");
+    assert_eq!(s.evictions().forced, 0);
+    assert_no_key_locks(&s);
 }
