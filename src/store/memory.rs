@@ -23,8 +23,8 @@
 //! [`MemoryStore::spawn_sweeper`] optionally sweeps idle keys on a timer, for services
 //! whose traffic can stop entirely.
 //!
-//! **Memory of replaced tables.** Each thread caches the tables it reads (at most one per
-//! shard, for at most 8 stores). A table replaced by a rebuild is freed once no thread's
+//! **Memory of replaced tables.** Each thread caches the tables it reads (one per shard
+//! of each store it uses). A table replaced by a rebuild is freed once no thread's
 //! cache holds it: a thread drops it when it next touches that shard, when it sweeps or
 //! drops the store, or when it exits. A worker that stops using a store keeps its last
 //! tables of it until then.
