@@ -245,21 +245,33 @@ fn state(now: u64, i: usize, p: &GcraParams, tat: u64) -> LimitState {
 }
 
 fn headline(now: u64, checks: &[Check], tats: &[u64], d: &Decision) -> LimitState {
-    let states = checks
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c, state(now, i, &c.params, tat_of(tats[i]))));
-    let best = if d.admitted {
-        states
-            .map(|(_, s)| s)
-            .min_by_key(|s| (s.remaining, std::cmp::Reverse(s.reset_after)))
-    } else {
-        states
-            .filter(|(c, s)| !c.shadow && d.denied_mask & (1 << s.index) != 0)
-            .map(|(_, s)| s)
-            .max_by_key(|s| s.retry_after)
-    };
-    best.unwrap_or_default()
+    // Chosen on plain integers; the winner's state is built once. Admitted: the fewest
+    // remaining, ties to the later reset, then to the first. Refused: the longest wait
+    // among the enforced limits that refused, ties to the last.
+    let mut best: Option<(usize, u64, u64)> = None;
+    for (i, c) in checks.iter().enumerate() {
+        let p = &c.params;
+        let tat = tat_of(tats[i]);
+        let candidate = if d.admitted {
+            let ahead = tat.saturating_sub(now);
+            let remaining = p.limit_ns.saturating_sub(ahead) / p.interval_ns;
+            let better =
+                best.is_none_or(|(_, r, a)| remaining < r || (remaining == r && ahead > a));
+            better.then_some((i, remaining, ahead))
+        } else if !c.shadow && d.denied_mask & (1 << i) != 0 {
+            let wait = (tat.max(now) + p.interval_ns - now).saturating_sub(p.limit_ns);
+            let better = best.is_none_or(|(_, w, _)| wait >= w);
+            better.then_some((i, wait, 0))
+        } else {
+            None
+        };
+        if candidate.is_some() {
+            best = candidate;
+        }
+    }
+    best.map_or_else(LimitState::default, |(i, _, _)| {
+        state(now, i, &checks[i].params, tat_of(tats[i]))
+    })
 }
 
 #[cfg(test)]
@@ -421,6 +433,66 @@ mod tests {
             let after = step.new_state.unwrap_or(stored);
             assert_eq!(after, tats[0], "case {case}");
             assert_eq!(step.decision(now, &check, after), want, "case {case}");
+        }
+    }
+
+    /// The headline rule as first written (iterators over full states), for reference.
+    fn reference_headline(now: u64, checks: &[Check], tats: &[u64], d: &Decision) -> LimitState {
+        let states = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c, state(now, i, &c.params, tat_of(tats[i]))));
+        let best = if d.admitted {
+            states
+                .map(|(_, s)| s)
+                .min_by_key(|s| (s.remaining, std::cmp::Reverse(s.reset_after)))
+        } else {
+            states
+                .filter(|(c, s)| !c.shadow && d.denied_mask & (1 << s.index) != 0)
+                .map(|(_, s)| s)
+                .max_by_key(|s| s.retry_after)
+        };
+        best.unwrap_or_default()
+    }
+
+    #[test]
+    fn headline_matches_the_reference_rule() {
+        // Small ranges so that ties in remaining, reset and wait are frequent.
+        let mut x = 0x0DDB_1A5E_5BAD_5EEDu64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for case in 0..100_000u64 {
+            let n = 1 + next(5) as usize;
+            let checks: Vec<Check> = (0..n)
+                .map(|_| {
+                    let interval_ns = 1 + next(3);
+                    Check {
+                        key: 1,
+                        params: GcraParams {
+                            interval_ns,
+                            limit_ns: interval_ns * (1 + next(4)),
+                            block_ns: 0,
+                        },
+                        shadow: next(4) == 0,
+                    }
+                })
+                .collect();
+            let tats: Vec<u64> = (0..n).map(|_| next(24) | (next(2) << 63)).collect();
+            let now = next(12);
+            let d = Decision {
+                admitted: next(2) == 0,
+                denied_mask: next(1 << n),
+                ..Decision::default()
+            };
+            assert_eq!(
+                headline(now, &checks, &tats, &d),
+                reference_headline(now, &checks, &tats, &d),
+                "case {case}: {checks:?} {tats:?} now {now} {d:?}"
+            );
         }
     }
 
