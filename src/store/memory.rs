@@ -283,12 +283,9 @@ impl<C: Clock> Inner<C> {
         view::refresh(&self.owner, self.shards.len(), shard, table);
     }
 
-    /// Writer only: stores `state` for `key`, inserting it if the table lacks it.
-    fn write(&self, w: &mut Writer, key: u64, state: u64, now: u64) {
-        if let Some(slot) = w.table.find(key) {
-            slot.store(state, Ordering::Release);
-            return;
-        }
+    /// Writer only: inserts `key`, which the caller found missing under the same lock,
+    /// with `state`, making room first (sweep, growth, forced eviction) when needed.
+    fn insert_new(&self, w: &mut Writer, key: u64, state: u64, now: u64) {
         w.inserts_since_sweep += 1;
         let sweep_due = w.inserts_since_sweep > w.len / 2 + 64;
         if sweep_due {
@@ -358,8 +355,8 @@ impl<C: Clock> Inner<C> {
         if let Some(Some((step, stored))) = fast {
             return step.decision(now, check, stored);
         }
+        // The slow path decides at the same reading (the request's arrival).
         let mut w = lock(&self.shards[shard]);
-        let now = self.now();
         // Under the mutex the table cannot be replaced, so a slot found is never moved.
         let known = w
             .table
@@ -370,7 +367,7 @@ impl<C: Clock> Inner<C> {
         } else {
             let step = Step::of(now, check, 0);
             if let Some(new) = step.new_state {
-                self.write(&mut w, key, new, now);
+                self.insert_new(&mut w, key, new, now);
             }
             step.decision(now, check, step.new_state.unwrap_or(0))
         };

@@ -145,19 +145,22 @@ impl<C: Clock> Inner<C> {
     /// At most `N` checks (more are ignored; callers validate the count).
     fn check_many_in<const N: usize>(&self, checks: &[Check]) -> Decision {
         let checks = &checks[..checks.len().min(N)];
-        // (shard, key) of every check: the lock order of shards and of keys.
-        let mut order = [(0usize, 0u64); N];
-        for (o, c) in order.iter_mut().zip(checks) {
+        // (shard, key) of every check, in check order and then sorted and deduplicated:
+        // the lock order of shards and of keys.
+        let mut of_check = [(0usize, 0u64); N];
+        for (o, c) in of_check.iter_mut().zip(checks) {
             let key = slot_key(c.key);
             *o = (self.shard_of(key), key);
         }
+        let of_check = &of_check[..checks.len()];
+        let mut order = [(0usize, 0u64); N];
+        order[..checks.len()].copy_from_slice(of_check);
         let distinct = sort_dedup(&mut order[..checks.len()]);
         let keys = &order[..distinct];
         // Which distinct key each check reads.
         let mut key_of = [0usize; N];
-        for (k, c) in key_of.iter_mut().zip(checks) {
-            let key = slot_key(c.key);
-            *k = keys.binary_search(&(self.shard_of(key), key)).unwrap_or(0);
+        for (k, o) in key_of.iter_mut().zip(of_check) {
+            *k = keys.binary_search(o).unwrap_or(0);
         }
         let key_of = &key_of[..checks.len()];
         self.check_known::<N>(checks, keys, key_of)
@@ -173,11 +176,10 @@ impl<C: Clock> Inner<C> {
         key_of: &[usize],
     ) -> Option<Decision> {
         view::with(self.owner.id, |tables| {
-            let mut slots: [Option<&AtomicU64>; N] = [None; N];
+            let mut slots: [&AtomicU64; N] = [&UNUSED; N];
             for (slot, &(shard, key)) in slots.iter_mut().zip(keys) {
-                *slot = Some(tables.get(shard)?.as_ref()?.find(key)?);
+                *slot = tables.get(shard)?.as_ref()?.find(key)?;
             }
-            let slots: [&AtomicU64; N] = slots.map(|s| s.unwrap_or(&UNUSED));
             let slots = &slots[..keys.len()];
             let mut states = [0u64; N];
             if !lock_keys(slots, &mut states) {
@@ -233,7 +235,7 @@ impl<C: Clock> Inner<C> {
         for (k, &(shard, key)) in keys.iter().enumerate() {
             if missing & changed & (1 << k) != 0 {
                 if let Some(g) = guards[guard_of(shard)].as_mut() {
-                    self.write(g, key, states[k], now);
+                    self.insert_new(g, key, states[k], now);
                 }
             }
         }
