@@ -1,0 +1,1 @@
+//! Attacks of issue 11 (flood): filled in by its change.

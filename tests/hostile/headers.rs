@@ -1,0 +1,1 @@
+//! Attacks of issue 11 (headers): filled in by its change.
