@@ -22,6 +22,9 @@ mod flood;
 #[path = "hostile/headers.rs"]
 mod headers;
 
+#[path = "hostile/model.rs"]
+mod model;
+
 #[cfg(feature = "redis")]
 #[path = "hostile/redis.rs"]
 mod redis;
