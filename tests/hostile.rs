@@ -25,6 +25,9 @@ mod headers;
 #[path = "hostile/model.rs"]
 mod model;
 
+#[path = "hostile/keys.rs"]
+mod keys;
+
 #[cfg(feature = "redis")]
 #[path = "hostile/redis.rs"]
 mod redis;

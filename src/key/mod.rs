@@ -272,7 +272,14 @@ impl KeyExtractor for PeerIp {
     }
 }
 
-/// The value of a request header (all values, if repeated). Empty values count as missing.
+/// The value of a request header. An empty value or a repeated header counts as missing.
+///
+/// A repeated header is ambiguous: applications read the first value, the last one, or
+/// all of them joined, and a key built from any one choice would let a client vary the
+/// others to get fresh buckets while the application authenticates it by the value it
+/// reads. So two or more lines of the header are treated as no key at all, and the rule's
+/// [`MissingKey`](crate::MissingKey) policy decides (a shared bucket by default, or a
+/// refusal), the same as [`BearerToken`] does with a repeated `Authorization`.
 #[derive(Debug, Clone)]
 pub struct Header {
     name: HeaderName,
@@ -287,17 +294,13 @@ impl Header {
 
 impl KeyExtractor for Header {
     fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
-        let mut found = false;
-        for v in req.headers.get_all(&self.name) {
-            if !v.as_bytes().is_empty() {
+        let mut values = req.headers.get_all(&self.name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) if !v.as_bytes().is_empty() => {
                 key.push(v.as_bytes());
-                found = true;
+                Ok(())
             }
-        }
-        if found {
-            Ok(())
-        } else {
-            Err(KeyMissing { what: "header" })
+            _ => Err(KeyMissing { what: "header" }),
         }
     }
 }

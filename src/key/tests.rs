@@ -139,3 +139,23 @@ fn finish_or_is_finish() {
     assert_eq!(b.finish_or(0), b.finish());
     assert_ne!(b.finish_or(0), 0);
 }
+
+#[test]
+fn a_repeated_header_is_no_key() {
+    // Keyed on every value, a client repeating the header got a fresh bucket per extra
+    // value while the application authenticated it by the first (or last) one.
+    let h = Header::new(HeaderName::from_static("x-api-key"));
+    let missing = Err(KeyMissing { what: "header" });
+    let one = req(&[("x-api-key", "k1")]);
+    assert!(hash_of(&h, &RequestParts::new(&one)).is_ok());
+    let twice = req(&[("x-api-key", "k1"), ("x-api-key", "junk")]);
+    assert_eq!(hash_of(&h, &RequestParts::new(&twice)), missing);
+    let same_twice = req(&[("x-api-key", "k1"), ("x-api-key", "k1")]);
+    assert_eq!(hash_of(&h, &RequestParts::new(&same_twice)), missing);
+    let empty_then_key = req(&[("x-api-key", ""), ("x-api-key", "k1")]);
+    assert_eq!(hash_of(&h, &RequestParts::new(&empty_then_key)), missing);
+    assert_eq!(
+        hash_of(&h, &RequestParts::new(&req(&[("x-api-key", "")]))),
+        missing
+    );
+}
