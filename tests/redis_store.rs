@@ -255,3 +255,143 @@ fn bad_configuration_is_an_error() {
         .build()
         .is_err());
 }
+
+// ---- Issue 11: Redis under faults, shared stores share keys. ----
+
+/// Records the `transition` field of every event the store logs (`"lost"`, `"back"`).
+#[derive(Clone, Default)]
+struct Transitions(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Transitions {
+    fn count(&self, name: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|t| *t == name).count()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Transitions {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Field<'a>(&'a mut Option<String>);
+        impl tracing::field::Visit for Field<'_> {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "transition" {
+                    *self.0 = Some(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut transition = None;
+        event.record(&mut Field(&mut transition));
+        if let Some(t) = transition {
+            self.0.lock().unwrap().push(t);
+        }
+    }
+}
+
+/// Installs a [`Transitions`] capture for the current thread (the tests run on tokio's
+/// current-thread runtime, so every store future is polled here).
+fn capture_transitions() -> (Transitions, tracing::subscriber::DefaultGuard) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let transitions = Transitions::default();
+    let subscriber = tracing_subscriber::registry().with(transitions.clone());
+    (transitions, tracing::subscriber::set_default(subscriber))
+}
+
+async fn admitted(s: &RedisStore, c: &[Check], n: usize) -> usize {
+    let mut admitted = 0;
+    for i in 0..n {
+        let d = s.check(c).await.unwrap_or_else(|e| panic!("check {i}: {e}"));
+        admitted += usize::from(d.admitted);
+    }
+    admitted
+}
+
+#[tokio::test]
+async fn a_killed_pooled_connection_is_retried_on_a_fresh_one() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server, "stale"), store(&server, "stale"));
+    let c = [check(11, 5, HOUR)];
+    assert!(a.check(&c).await.unwrap().admitted);
+    assert!(b.check(&c).await.unwrap().admitted);
+    // Both pooled connections die while idle.
+    let killed = server.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert_eq!(killed, ":2\r\n");
+    // Four more across both instances: all counted in Redis, so exactly 5 of 6 admitted.
+    let after = admitted(&a, &c, 1).await + admitted(&b, &c, 1).await + admitted(&a, &c, 2).await;
+    assert_eq!(2 + after, 5);
+    assert_eq!((a.errors(), b.errors()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_restarted_redis_is_retried_on_a_fresh_connection() {
+    let mut server = RedisServer::start();
+    let (a, b) = (store(&server, "restart"), store(&server, "restart"));
+    let c = [check(12, 5, HOUR)];
+    assert!(a.check(&c).await.unwrap().admitted);
+    assert!(b.check(&c).await.unwrap().admitted);
+    // Redis restarts (empty) on the same port while both are idle: the first call of each
+    // must reach the new server (and reload the script), not fail fast.
+    server.restart();
+    assert_eq!(admitted(&a, &c, 1).await + admitted(&b, &c, 1).await, 2);
+    assert_eq!(server.calls("evalsha"), 2 + 2, "script reloaded, then run");
+    assert_eq!(admitted(&a, &c, 2).await + admitted(&b, &c, 2).await, 3);
+    assert_eq!((a.errors(), b.errors()), (0, 0));
+}
+
+#[tokio::test]
+async fn redis_down_falls_back_to_per_instance_limits_by_default() {
+    let (transitions, _guard) = capture_transitions();
+    let mut server = RedisServer::start();
+    let s = store(&server, "down");
+    let c = [check(13, 5, HOUR)];
+    assert_eq!(admitted(&s, &c, 2).await, 2);
+    server.kill();
+    // Decided by the in-memory fallback: exactly its own quota of 5 (the 2 counted in Redis
+    // are not known to it: limits hold per instance while Redis is down).
+    assert_eq!(admitted(&s, &c, 8).await, 5);
+    assert_eq!(transitions.count("lost"), 1, "logged once, not per request");
+    assert_eq!(transitions.count("back"), 0);
+    server.restart();
+    let started = Instant::now();
+    while transitions.count("back") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(3), "not back in 3 s");
+        s.check(&c).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((transitions.count("lost"), transitions.count("back")), (1, 1));
+}
+
+#[tokio::test]
+async fn slow_redis_falls_back_to_per_instance_limits_by_default() {
+    let (transitions, _guard) = capture_transitions();
+    let server = RedisServer::start();
+    let s = store(&server, "slow");
+    let c = [check(14, 5, HOUR)];
+    assert_eq!(admitted(&s, &c, 1).await, 1);
+    // Redis stops answering for 1.5 s (like DEBUG SLEEP, which Redis 7 disables by
+    // default); each call passes the 200 ms timeout.
+    assert_eq!(server.command(&["CLIENT", "PAUSE", "1500", "ALL"]), "+OK\r\n");
+    assert_eq!(admitted(&s, &c, 8).await, 5);
+    assert_eq!(transitions.count("lost"), 1);
+}
+
+#[tokio::test]
+async fn a_shared_store_without_a_key_secret_is_a_build_error() {
+    let redis = RedisStore::builder("redis://127.0.0.1:1/").build().unwrap();
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("g", Quota::per_second(10).unwrap()))
+        .store(redis.clone())
+        .build();
+    let error = layer.expect_err("a layer on Redis without a key secret");
+    assert!(error.to_string().contains("key_secret"), "{error}");
+    // With a secret, it builds; the in-memory store needs none.
+    assert!(RateLimitLayer::builder()
+        .rule(Rule::new("g", Quota::per_second(10).unwrap()))
+        .key_secret(*b"0123456789abcdef")
+        .store(redis)
+        .build()
+        .is_ok());
+}
