@@ -154,13 +154,13 @@ async fn two_servers_sharing_one_redis_enforce_one_limit() {
 #[tokio::test]
 async fn failure_policies_and_recovery() {
     let mut server = RedisServer::start();
-    let failing = store(&server, "fail");
-    let fallback = RedisStore::builder(server.url())
+    let failing = RedisStore::builder(server.url())
         .prefix("fail")
         .timeout(Duration::from_millis(200))
-        .fallback(RedisFallback::Memory)
+        .fallback(RedisFallback::Error)
         .build()
         .unwrap();
+    let fallback = store(&server, "fail"); // RedisFallback::Memory, the default
     let c = [check(5, 100, TEN_S)];
     assert!(failing.check(&c).await.unwrap().admitted);
     server.kill();
@@ -178,11 +178,14 @@ async fn failure_policies_and_recovery() {
             "decided in memory"
         );
     }
-    assert!(failing.errors() >= 5);
+    // The first failure marked Redis lost; every request was decided without it.
+    assert!(failing.errors() >= 1);
+    assert_eq!(failing.health().decided_without_redis, 5);
 
     // Through a layer: fail closed with a distinct status and no Retry-After.
     let layer = RateLimitLayer::builder()
         .rule(Rule::new("g", Quota::per_second(10).unwrap()))
+        .key_secret(*b"failure-policies")
         .store(failing.clone())
         .on_store_failure(StoreFailure::Reject(StatusCode::SERVICE_UNAVAILABLE))
         .build()
@@ -258,52 +261,67 @@ fn bad_configuration_is_an_error() {
 
 // ---- Issue 11: Redis under faults, shared stores share keys. ----
 
-/// Records the `transition` field of every event the store logs (`"lost"`, `"back"`).
-#[derive(Clone, Default)]
-struct Transitions(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+/// Every `(prefix, transition)` the stores of this test binary logged (`"lost"`, `"back"`).
+/// One global subscriber for the whole binary: a scoped one (`set_default`) can miss events
+/// when tests on other threads hit the same callsites first.
+static TRANSITIONS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
 
-impl Transitions {
-    fn count(&self, name: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|t| *t == name).count()
-    }
-}
+struct Capture;
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Transitions {
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
     fn on_event(
         &self,
         event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        struct Field<'a>(&'a mut Option<String>);
-        impl tracing::field::Visit for Field<'_> {
+        #[derive(Default)]
+        struct Fields {
+            prefix: String,
+            transition: Option<String>,
+        }
+        impl tracing::field::Visit for Fields {
             fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
                 if field.name() == "transition" {
-                    *self.0 = Some(value.to_owned());
+                    self.transition = Some(value.to_owned());
                 }
             }
-            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "prefix" {
+                    self.prefix = format!("{value:?}");
+                }
+            }
         }
-        let mut transition = None;
-        event.record(&mut Field(&mut transition));
-        if let Some(t) = transition {
-            self.0.lock().unwrap().push(t);
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let Some(t) = fields.transition {
+            TRANSITIONS.lock().unwrap().push((fields.prefix, t));
         }
     }
 }
 
-/// Installs a [`Transitions`] capture for the current thread (the tests run on tokio's
-/// current-thread runtime, so every store future is polled here).
-fn capture_transitions() -> (Transitions, tracing::subscriber::DefaultGuard) {
-    use tracing_subscriber::layer::SubscriberExt;
-    let transitions = Transitions::default();
-    let subscriber = tracing_subscriber::registry().with(transitions.clone());
-    (transitions, tracing::subscriber::set_default(subscriber))
+/// How many times the store with key prefix `prefix` logged `transition`.
+fn transitions(prefix: &str, transition: &str) -> usize {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture))
+            .expect("the only global subscriber of this binary");
+    });
+    TRANSITIONS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, t)| p == prefix && t == transition)
+        .count()
 }
 
 async fn admitted(s: &RedisStore, c: &[Check], n: usize) -> usize {
     let mut admitted = 0;
     for i in 0..n {
-        let d = s.check(c).await.unwrap_or_else(|e| panic!("check {i}: {e}"));
+        let d = s
+            .check(c)
+            .await
+            .unwrap_or_else(|e| panic!("check {i}: {e}"));
         admitted += usize::from(d.admitted);
     }
     admitted
@@ -323,6 +341,7 @@ async fn a_killed_pooled_connection_is_retried_on_a_fresh_one() {
     let after = admitted(&a, &c, 1).await + admitted(&b, &c, 1).await + admitted(&a, &c, 2).await;
     assert_eq!(2 + after, 5);
     assert_eq!((a.errors(), b.errors()), (0, 0));
+    assert_eq!((a.health().reconnects, b.health().reconnects), (1, 1));
 }
 
 #[tokio::test]
@@ -336,14 +355,14 @@ async fn a_restarted_redis_is_retried_on_a_fresh_connection() {
     // must reach the new server (and reload the script), not fail fast.
     server.restart();
     assert_eq!(admitted(&a, &c, 1).await + admitted(&b, &c, 1).await, 2);
-    assert_eq!(server.calls("evalsha"), 2 + 2, "script reloaded, then run");
     assert_eq!(admitted(&a, &c, 2).await + admitted(&b, &c, 2).await, 3);
     assert_eq!((a.errors(), b.errors()), (0, 0));
+    assert_eq!((a.health().reconnects, b.health().reconnects), (1, 1));
 }
 
 #[tokio::test]
 async fn redis_down_falls_back_to_per_instance_limits_by_default() {
-    let (transitions, _guard) = capture_transitions();
+    transitions("down", "lost"); // installs the capture
     let mut server = RedisServer::start();
     let s = store(&server, "down");
     let c = [check(13, 5, HOUR)];
@@ -352,30 +371,71 @@ async fn redis_down_falls_back_to_per_instance_limits_by_default() {
     // Decided by the in-memory fallback: exactly its own quota of 5 (the 2 counted in Redis
     // are not known to it: limits hold per instance while Redis is down).
     assert_eq!(admitted(&s, &c, 8).await, 5);
-    assert_eq!(transitions.count("lost"), 1, "logged once, not per request");
-    assert_eq!(transitions.count("back"), 0);
+    assert_eq!(
+        transitions("down", "lost"),
+        1,
+        "logged once, not per request"
+    );
+    assert_eq!(transitions("down", "back"), 0);
+    let down = s.health();
+    assert!(!down.available);
+    assert_eq!((down.outages, down.recoveries), (1, 0));
+    assert_eq!(down.decided_without_redis, 8);
     server.restart();
     let started = Instant::now();
-    while transitions.count("back") == 0 {
-        assert!(started.elapsed() < Duration::from_secs(3), "not back in 3 s");
+    let mut checks_until_back = 0;
+    while !s.health().available {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "not back in 3 s"
+        );
         s.check(&c).await.unwrap();
+        checks_until_back += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!((transitions.count("lost"), transitions.count("back")), (1, 1));
+    assert_eq!(
+        (transitions("down", "lost"), transitions("down", "back")),
+        (1, 1)
+    );
+    let back = s.health();
+    assert_eq!((back.outages, back.recoveries), (1, 1));
+    // Every request but the probe that found Redis back was decided without it.
+    assert_eq!(back.decided_without_redis, 8 + checks_until_back - 1);
+    // Back on Redis (restarted empty): the key starts over there.
+    assert!(s.check(&c).await.unwrap().admitted);
 }
 
 #[tokio::test]
 async fn slow_redis_falls_back_to_per_instance_limits_by_default() {
-    let (transitions, _guard) = capture_transitions();
+    transitions("slow", "lost"); // installs the capture
     let server = RedisServer::start();
     let s = store(&server, "slow");
     let c = [check(14, 5, HOUR)];
     assert_eq!(admitted(&s, &c, 1).await, 1);
     // Redis stops answering for 1.5 s (like DEBUG SLEEP, which Redis 7 disables by
     // default); each call passes the 200 ms timeout.
-    assert_eq!(server.command(&["CLIENT", "PAUSE", "1500", "ALL"]), "+OK\r\n");
+    assert_eq!(
+        server.command(&["CLIENT", "PAUSE", "1500", "ALL"]),
+        "+OK\r\n"
+    );
     assert_eq!(admitted(&s, &c, 8).await, 5);
-    assert_eq!(transitions.count("lost"), 1);
+    assert_eq!(transitions("slow", "lost"), 1);
+    assert_eq!(s.health().decided_without_redis, 8);
+    // Once the pause ends, a probe finds Redis back.
+    let started = Instant::now();
+    while !s.health().available {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "not back in 4 s"
+        );
+        s.check(&c).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (transitions("slow", "lost"), transitions("slow", "back")),
+        (1, 1)
+    );
+    assert_eq!((s.health().outages, s.health().recoveries), (1, 1));
 }
 
 #[tokio::test]
@@ -394,4 +454,54 @@ async fn a_shared_store_without_a_key_secret_is_a_build_error() {
         .store(redis)
         .build()
         .is_ok());
+}
+
+#[tokio::test]
+async fn a_full_blocked_cache_stays_o1_and_redis_still_decides_other_keys() {
+    let server = RedisServer::start();
+    let s = RedisStore::builder(server.url())
+        .prefix("full")
+        .timeout(Duration::from_millis(500))
+        .blocked_cache_capacity(256)
+        .build()
+        .unwrap();
+    let capacity = s.blocked_cache_stats().unwrap().capacity as u64;
+    assert_eq!(capacity, 256);
+    // Fill the cache three times over with refused keys (1 per hour: admit, then refuse).
+    let refused = 3 * capacity;
+    for key in 0..refused {
+        let c = [check(1_000 + key, 1, HOUR)];
+        assert!(s.check(&c).await.unwrap().admitted);
+        assert!(!s.check(&c).await.unwrap().admitted);
+    }
+    let full = s.blocked_cache_stats().unwrap();
+    assert_eq!(full.entries as u64, capacity);
+    assert_eq!(full.inserts, refused);
+    assert_eq!(full.replaced, refused - capacity);
+    // Every lookup and insert examined at most one bucket, at any fill level.
+    let ops = full.lookups + full.inserts;
+    assert!(full.slots_examined <= ops * full.bucket_slots as u64);
+    // Unrelated traffic is still decided by Redis, exactly: 10 of 12, one call each until
+    // the first refusal, which is cached (the 12th is refused locally).
+    let calls = server.calls("evalsha");
+    let other = [check(7, 10, HOUR)];
+    assert_eq!(admitted(&s, &other, 12).await, 10);
+    assert_eq!(server.calls("evalsha"), calls + 11);
+    let after = s.blocked_cache_stats().unwrap();
+    let ops_after = after.lookups + after.inserts - ops;
+    assert_eq!(ops_after, 12 + 1, "12 lookups, 1 refusal stored");
+    assert_eq!(after.hits - full.hits, 1);
+    assert!(after.slots_examined - full.slots_examined <= ops_after * 8);
+    // Refused keys the full cache replaced are still refused, by Redis.
+    let mut still_refused = 0;
+    for key in 0..refused {
+        still_refused += usize::from(
+            !s.check(&[check(1_000 + key, 1, HOUR)])
+                .await
+                .unwrap()
+                .admitted,
+        );
+    }
+    assert_eq!(still_refused as u64, refused);
+    assert_eq!(s.errors(), 0);
 }
