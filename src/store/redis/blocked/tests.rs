@@ -100,35 +100,91 @@ fn the_default_capacity_is_sharded() {
     assert_eq!(BlockedCache::new(1).stats().capacity, BUCKET_SLOTS);
 }
 
+/// The cache before issue 11, as the baseline of the measurement: one map under one
+/// mutex; a refusal that finds it full scans every entry for expired ones.
+struct ScanWhenFull(std::sync::Mutex<std::collections::HashMap<u64, (Instant, Decision)>>);
+
+impl ScanWhenFull {
+    const MAX: usize = 100_000;
+
+    fn insert(&self, set: u64, decision: &Decision, now: Instant) {
+        let mut map = self.0.lock().unwrap();
+        if map.len() >= Self::MAX {
+            map.retain(|_, (until, _)| *until > now);
+            if map.len() >= Self::MAX {
+                return;
+            }
+        }
+        map.insert(set, (now + decision.retry_after, *decision));
+    }
+}
+
 /// The figure of the notes: ns per stored refusal and per cached lookup, at an empty and
-/// at a full cache of the default capacity.
+/// at a full cache of the default capacity, beside the cache it replaced.
 /// `cargo test --release --features redis --lib blocked -- --ignored --nocapture`
 #[test]
 #[ignore = "a measurement, not a check"]
 fn ns_per_operation_at_empty_and_full() {
-    let cache = BlockedCache::new(100_000);
+    fn report(label: &str, n: u64, started: StdInstant) {
+        let ns = started.elapsed().as_nanos() as f64 / n as f64;
+        println!("{label}: {ns:.0} ns per operation");
+    }
     let t0 = Instant::now();
-    let time = |label: &str, from: u64, n: u64, insert: bool| {
+    let cache = BlockedCache::new(100_000);
+    let run = |from: u64, n: u64, insert: bool| {
         let started = StdInstant::now();
         for set in from..from + n {
             if insert {
-                cache.insert(set, &refusal(HOUR), t0);
+                cache.insert(set, &refusal(HOUR), t0 + Duration::from_nanos(set));
             } else {
                 std::hint::black_box(cache.lookup(set, t0));
             }
         }
-        let ns = started.elapsed().as_nanos() as f64 / n as f64;
-        println!("{label}: {ns:.0} ns per operation");
+        started
     };
-    time("insert, empty cache (first 10,000)", 0, 10_000, true);
-    time("lookup, 10% full", 0, 10_000, false);
-    time("fill to 1,000,000 inserts", 10_000, 990_000, true);
-    time(
-        "insert, full cache (next 100,000)",
-        1_000_000,
-        100_000,
-        true,
+    report(
+        "insert, empty cache (first 10,000, buckets allocated)",
+        10_000,
+        run(0, 10_000, true),
     );
-    time("lookup, full cache", 1_000_000, 100_000, false);
+    report("lookup, 10% full", 10_000, run(0, 10_000, false));
+    report(
+        "fill: 990,000 more inserts",
+        990_000,
+        run(10_000, 990_000, true),
+    );
+    report(
+        "insert, full cache (next 100,000)",
+        100_000,
+        run(1_000_000, 100_000, true),
+    );
+    report(
+        "lookup, full cache",
+        100_000,
+        run(1_000_000, 100_000, false),
+    );
     println!("{:?}", cache.stats());
+
+    let old = ScanWhenFull(Default::default());
+    let started = StdInstant::now();
+    for set in 0..10_000 {
+        old.insert(set, &refusal(HOUR), t0);
+    }
+    report(
+        "baseline: insert, empty map (first 10,000)",
+        10_000,
+        started,
+    );
+    for set in 10_000..100_000 {
+        old.insert(set, &refusal(HOUR), t0);
+    }
+    let started = StdInstant::now();
+    for set in 100_000..101_000 {
+        old.insert(set, &refusal(HOUR), t0);
+    }
+    report(
+        "baseline: refusal at a full map (next 1,000)",
+        1_000,
+        started,
+    );
 }
