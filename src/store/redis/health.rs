@@ -87,11 +87,9 @@ impl Health {
         }
     }
 
-    /// Now, in ns since the epoch, plus one (never 0).
-    pub(crate) fn now(&self) -> u64 {
-        let ns = Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_nanos();
+    /// `at`, in ns since the epoch, plus one (never 0).
+    pub(crate) fn at(&self, at: Instant) -> u64 {
+        let ns = at.saturating_duration_since(self.epoch).as_nanos();
         u64::try_from(ns).unwrap_or(u64::MAX - 1) + 1
     }
 
@@ -129,7 +127,7 @@ impl Health {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A call that started at `started` failed: marks Redis lost if it was up.
+    /// A call failed or timed out: marks Redis lost (and logs it) if it was up.
     pub(crate) fn failed(&self, error: &StoreError, fallback: &'static str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if self.down_since.load(Ordering::Acquire) != 0 {
@@ -140,11 +138,11 @@ impl Health {
         if outage.is_some() {
             return;
         }
-        let now = self.now();
+        let now = self.at(Instant::now());
         *outage = Some(Outage {
             since: Instant::now(),
             decided_before: self.decided_without_redis.load(Ordering::Relaxed),
-            errors_before: self.errors.load(Ordering::Relaxed) - 1,
+            errors_before: self.errors.load(Ordering::Relaxed).saturating_sub(1),
         });
         let interval = u64::try_from(self.probe_interval.as_nanos()).unwrap_or(u64::MAX);
         self.next_probe
@@ -161,8 +159,8 @@ impl Health {
         );
     }
 
-    /// A call that started at `started` (from [`now`](Self::now)) succeeded: marks Redis
-    /// back if an outage began before it started.
+    /// A call that started at `started` (from [`at`](Self::at)) succeeded: marks Redis
+    /// back (and logs it) if an outage began before the call started.
     pub(crate) fn succeeded(&self, started: u64) {
         let since = self.down_since.load(Ordering::Acquire);
         if since == 0 || started < since {
@@ -174,8 +172,14 @@ impl Health {
         };
         self.down_since.store(0, Ordering::Release);
         self.recoveries.fetch_add(1, Ordering::Relaxed);
-        let decided = self.decided_without_redis.load(Ordering::Relaxed) - o.decided_before;
-        let errors = self.errors.load(Ordering::Relaxed) - o.errors_before;
+        let decided = self
+            .decided_without_redis
+            .load(Ordering::Relaxed)
+            .saturating_sub(o.decided_before);
+        let errors = self
+            .errors
+            .load(Ordering::Relaxed)
+            .saturating_sub(o.errors_before);
         tracing::info!(
             transition = "back",
             prefix = %self.prefix,

@@ -258,7 +258,7 @@ impl RedisStore {
             return Ok(refusal);
         }
         let health = &self.inner.health;
-        let started = health.now();
+        let started = health.at(arrived);
         if health.route(started) == Route::Local {
             let error = StoreError::new("Redis unavailable (outage in progress)");
             return self.decide_locally(&checks, error);
@@ -323,7 +323,7 @@ impl Store for RedisStore {
                 .arg(limit(limits.lifetime))
                 .arg(limit(limits.window.map(|(l, _)| l)))
                 .arg(window_us);
-            let started = store.inner.health.now();
+            let started = store.inner.health.at(Instant::now());
             let reply: Vec<i64> = match store.invoke(&invocation).await {
                 Ok(reply) => reply,
                 Err(error) => {
