@@ -2,12 +2,15 @@
 //! fails if `redis-server` is not installed). Run with `bash scripts/test.sh`.
 #![cfg(feature = "redis")]
 
+#[path = "redis_store/capture.rs"]
+mod capture;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use capture::transitions;
 use http::{Request, StatusCode};
 use redis_server::RedisServer;
 use tower::{Layer, ServiceExt};
@@ -261,60 +264,6 @@ fn bad_configuration_is_an_error() {
 
 // ---- Issue 11: Redis under faults, shared stores share keys. ----
 
-/// Every `(prefix, transition)` the stores of this test binary logged (`"lost"`, `"back"`).
-/// One global subscriber for the whole binary: a scoped one (`set_default`) can miss events
-/// when tests on other threads hit the same callsites first.
-static TRANSITIONS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
-
-struct Capture;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        #[derive(Default)]
-        struct Fields {
-            prefix: String,
-            transition: Option<String>,
-        }
-        impl tracing::field::Visit for Fields {
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                if field.name() == "transition" {
-                    self.transition = Some(value.to_owned());
-                }
-            }
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "prefix" {
-                    self.prefix = format!("{value:?}");
-                }
-            }
-        }
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        if let Some(t) = fields.transition {
-            TRANSITIONS.lock().unwrap().push((fields.prefix, t));
-        }
-    }
-}
-
-/// How many times the store with key prefix `prefix` logged `transition`.
-fn transitions(prefix: &str, transition: &str) -> usize {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture))
-            .expect("the only global subscriber of this binary");
-    });
-    TRANSITIONS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(p, t)| p == prefix && t == transition)
-        .count()
-}
-
 async fn admitted(s: &RedisStore, c: &[Check], n: usize) -> usize {
     let mut admitted = 0;
     for i in 0..n {
@@ -504,4 +453,37 @@ async fn a_full_blocked_cache_stays_o1_and_redis_still_decides_other_keys() {
     }
     assert_eq!(still_refused as u64, refused);
     assert_eq!(s.errors(), 0);
+}
+
+#[tokio::test]
+async fn redis_out_of_memory_falls_back_to_per_instance_limits_by_default() {
+    let server = RedisServer::start();
+    let s = store(&server, "oom");
+    let c = [check(15, 5, HOUR)];
+    assert_eq!(admitted(&s, &c, 1).await, 1);
+    // Redis refuses every script that may write (`-OOM`): an error reply, not a timeout.
+    server.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    assert_eq!(
+        server.command(&["CONFIG", "SET", "maxmemory", "1"]),
+        "+OK\r\n"
+    );
+    assert_eq!(admitted(&s, &c, 8).await, 5);
+    assert_eq!(
+        (s.health().outages, s.health().decided_without_redis),
+        (1, 8)
+    );
+    assert_eq!(
+        server.command(&["CONFIG", "SET", "maxmemory", "0"]),
+        "+OK\r\n"
+    );
+    let started = Instant::now();
+    while !s.health().available {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "not back in 3 s"
+        );
+        s.check(&c).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.health().recoveries, 1);
 }
