@@ -18,7 +18,7 @@ use tower_throttle::gcra::{Check, GcraParams};
 use tower_throttle::store::{RedisFallback, RedisStore, UsageLimits};
 #[allow(unused_imports)]
 use tower_throttle::RateLimitHandle as _;
-use tower_throttle::{Quota, RateLimitLayer, Rule, Store, StoreFailure};
+use tower_throttle::{BuildError, Quota, RateLimitLayer, Rule, Store, StoreFailure};
 
 fn check(key: u64, count: u32, period: Duration) -> Check {
     Check {
@@ -390,19 +390,32 @@ async fn slow_redis_falls_back_to_per_instance_limits_by_default() {
 #[tokio::test]
 async fn a_shared_store_without_a_key_secret_is_a_build_error() {
     let redis = RedisStore::builder("redis://127.0.0.1:1/").build().unwrap();
-    let layer = RateLimitLayer::builder()
-        .rule(Rule::new("g", Quota::per_second(10).unwrap()))
+    assert!(redis.is_shared() && std::sync::Arc::new(redis.clone()).is_shared());
+    let rule = || Rule::new("g", Quota::per_second(10).unwrap());
+    let error = RateLimitLayer::builder()
+        .rule(rule())
         .store(redis.clone())
-        .build();
-    let error = layer.expect_err("a layer on Redis without a key secret");
+        .build()
+        .expect_err("a layer on Redis without a key secret");
+    assert_eq!(error, BuildError::SharedStoreWithoutKeySecret);
     assert!(error.to_string().contains("key_secret"), "{error}");
+    // Behind an Arc too.
+    let behind_arc = RateLimitLayer::builder()
+        .rule(rule())
+        .store(std::sync::Arc::new(redis.clone()))
+        .build();
+    assert_eq!(
+        behind_arc.err(),
+        Some(BuildError::SharedStoreWithoutKeySecret)
+    );
     // With a secret, it builds; the in-memory store needs none.
     assert!(RateLimitLayer::builder()
-        .rule(Rule::new("g", Quota::per_second(10).unwrap()))
+        .rule(rule())
         .key_secret(*b"0123456789abcdef")
         .store(redis)
         .build()
         .is_ok());
+    assert!(RateLimitLayer::builder().rule(rule()).build().is_ok());
 }
 
 #[tokio::test]

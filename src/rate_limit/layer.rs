@@ -301,10 +301,10 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
     /// What to do when the store reports a failure (default: admit, counted and logged).
     ///
     /// The stores of this crate never leave this policy unlimited by default: the
-    /// in-memory store cannot fail, and a `RedisStore` (feature `redis`) decides
-    /// on its in-memory fallback while Redis is down unless built with
-    /// `RedisFallback::Error`, which hands each
-    /// failure to this policy (fail open with `Admit`, fail closed with `Reject`).
+    /// in-memory store cannot fail, and a `RedisStore` (feature `redis`) decides on its
+    /// in-memory fallback while Redis is down unless built with `RedisFallback::Error`,
+    /// which hands each failure to this policy (fail open with `Admit`, fail closed with
+    /// `Reject`).
     pub fn on_store_failure(mut self, policy: StoreFailure) -> Self {
         self.store_failure = policy;
         self
