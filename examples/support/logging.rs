@@ -8,6 +8,7 @@ pub fn init() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tower_throttle=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
