@@ -260,6 +260,15 @@ fn bad_configuration_is_an_error() {
         .prefix("a{b}")
         .build()
         .is_err());
+    assert!(RedisStore::builder("redis://127.0.0.1/")
+        .timeout(Duration::ZERO)
+        .build()
+        .is_err());
+    // Outside a Tokio runtime: an error, not a panic in the connection manager.
+    let error = RedisStore::builder("redis://127.0.0.1/")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("Tokio runtime"), "{error}");
 }
 
 // ---- Issue 11: Redis under faults, shared stores share keys. ----
