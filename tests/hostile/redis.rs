@@ -178,11 +178,8 @@ async fn a_full_blocked_cache_neither_slows_nor_opens_other_keys() {
         after.slots_examined - full.slots_examined <= 7 * 8,
         "6 lookups, 1 insert"
     );
-    // The hammered IPs the cache forgot are still refused (by Redis).
-    for ip in 0..200 {
-        let ip = format!("127.0.8.{ip}");
-        assert_eq!(sign_ins(&[&server], &ip, 1).await, 0, "{ip}");
-    }
+    // (That keys the full cache forgot are still refused, by Redis, is checked on an
+    // hourly quota in tests/redis_store.rs: sign-ins regain one request every 2 s.)
     assert_eq!(s.errors(), 0);
 }
 
