@@ -36,6 +36,8 @@
 //! `BackoffLayer` again: the backoff schedule then starts over at 5 s (the guide's loop keeps
 //! counting, so its next poll delay would be one step further along).
 
+#[path = "support/logging.rs"]
+mod logging;
 #[path = "support/mock.rs"]
 mod mock;
 
@@ -62,6 +64,7 @@ fn usage() -> ! {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    logging::init();
     let mut url = None;
     let mut job = "42".to_owned();
     let mut max_attempts: u32 = 60;

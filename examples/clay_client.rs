@@ -34,6 +34,8 @@
 //! - record 2 has no email and gets `400`: returned at once, not retried;
 //! - record 3 gets `429` with `Retry-After: 1`, waits exactly 1 s (no jitter), then `200`.
 
+#[path = "support/logging.rs"]
+mod logging;
 #[path = "support/mock.rs"]
 mod mock;
 
@@ -57,6 +59,7 @@ fn usage() -> ! {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    logging::init();
     let mut url = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {

@@ -33,6 +33,8 @@
 //! of a block when the `RetryAfterLayer` sees a 429 with guidance itself, or when the
 //! inner layer gives up on one (its `RetryError::Exhausted` carries the hint).
 
+#[path = "support/logging.rs"]
+mod logging;
 #[path = "support/mock.rs"]
 mod mock;
 
@@ -56,6 +58,7 @@ fn usage() -> ! {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    logging::init();
     let mut url = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {

@@ -11,6 +11,8 @@
 
 #[path = "support/clerk.rs"]
 mod clerk;
+#[path = "support/logging.rs"]
+mod logging;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -120,6 +122,7 @@ impl Caller {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    logging::init();
     let started = Instant::now();
     let (app, handle) = clerk::app(clerk::Instance::Development)?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;

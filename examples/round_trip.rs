@@ -7,6 +7,8 @@
 //! cargo run --release --example round_trip
 //! ```
 
+#[path = "support/logging.rs"]
+mod logging;
 #[path = "support/round_trip.rs"]
 mod round_trip;
 
@@ -24,6 +26,7 @@ fn row(name: &str, o: &Outcome) {
 }
 
 fn main() {
+    logging::init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)

@@ -138,18 +138,19 @@ pub fn app(instance: Instance) -> Result<(Router, RateLimitHandle), Box<dyn std:
     Ok((Router::new().fallback(stub).layer(layer), handle))
 }
 
-/// The stub API on a shared Redis store: processes started with the same `url` enforce
-/// the table together (they share the key secret below, so they hash keys alike).
+/// The stub API on a shared Redis store: processes using the same Redis (URL and prefix)
+/// and the same `key_secret` enforce the table together. The secret comes from the
+/// caller's configuration (`clerk_server` reads `--key-secret` or
+/// `TOWER_THROTTLE_KEY_SECRET`), never from source code; without one the layer does not
+/// build, since instances would then hash keys differently.
 #[cfg(feature = "redis")]
 pub fn app_on_redis(
     instance: Instance,
-    url: &str,
+    store: tower_throttle::store::RedisStore,
+    key_secret: [u8; 16],
 ) -> Result<(Router, RateLimitHandle), Box<dyn std::error::Error>> {
-    let store = tower_throttle::store::RedisStore::builder(url)
-        .prefix("clerk-example")
-        .build()?;
     let layer = builder(instance)?
-        .key_secret(*b"clerk-example-k1")
+        .key_secret(key_secret)
         .store(store)
         .build()?;
     let handle = layer.handle();

@@ -51,6 +51,10 @@ pub enum BuildError {
         /// The parameter.
         param: String,
     },
+    /// The store is shared between instances ([`Store::is_shared`], e.g. Redis) and no
+    /// [`key_secret`](RateLimitLayerBuilder::key_secret) was set: each instance would hash
+    /// keys with its own random secret, so none would see the others' counts.
+    SharedStoreWithoutKeySecret,
 }
 
 impl fmt::Display for BuildError {
@@ -74,6 +78,12 @@ impl fmt::Display for BuildError {
             BuildError::UnknownPathParam { rule, param } => write!(
                 f,
                 "rule {rule:?} is keyed by path parameter {param:?}, which not all of its routes capture"
+            ),
+            BuildError::SharedStoreWithoutKeySecret => f.write_str(
+                "the store is shared between instances but no key_secret was set: each \
+                 instance would hash request keys with its own random secret and enforce \
+                 its own limit (N instances, N times the limit); set the same key_secret on \
+                 every instance, from configuration",
             ),
         }
     }
@@ -288,14 +298,22 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
         self
     }
 
-    /// What to do when the store fails (default: admit, counted and logged).
+    /// What to do when the store reports a failure (default: admit, counted and logged).
+    ///
+    /// The stores of this crate never leave this policy unlimited by default: the
+    /// in-memory store cannot fail, and a `RedisStore` (feature `redis`) decides on its
+    /// in-memory fallback while Redis is down unless built with `RedisFallback::Error`,
+    /// which hands each failure to this policy (fail open with `Admit`, fail closed with
+    /// `Reject`).
     pub fn on_store_failure(mut self, policy: StoreFailure) -> Self {
         self.store_failure = policy;
         self
     }
 
     /// The 128-bit secret keying the hash of request keys. Random per layer by default;
-    /// set the same secret on every instance that shares a network store.
+    /// required on a [shared store](Store::is_shared) (such as Redis), where every
+    /// instance must set the same secret (read it from configuration or the environment,
+    /// not from source code: whoever knows it can predict which keys collide).
     pub fn key_secret(mut self, secret: [u8; 16]) -> Self {
         self.key_secret = Some(secret);
         self
@@ -321,6 +339,9 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
         }
         if self.rules.len() > MAX_CHECKS {
             return Err(BuildError::TooManyRules(self.rules.len()));
+        }
+        if self.key_secret.is_none() && self.store.is_shared() {
+            return Err(BuildError::SharedStoreWithoutKeySecret);
         }
         let (k0, k1) = match self.key_secret {
             Some(s) => (

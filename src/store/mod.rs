@@ -18,7 +18,9 @@ pub mod redis;
 pub mod usage;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisFallback, RedisStore, RedisStoreBuilder};
+pub use self::redis::{
+    BlockedCacheStats, RedisFallback, RedisHealth, RedisStore, RedisStoreBuilder,
+};
 pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
 pub use usage::{Usage, UsageLimits};
 
@@ -40,6 +42,19 @@ pub trait Store: Send + Sync + 'static {
     /// Consumes `amount` units of usage quota `key` if every limit has room (atomically),
     /// or only reads it when `amount` is zero. Usage is never evicted.
     fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture;
+
+    /// Whether several instances (processes, hosts) share this store's state, as a Redis
+    /// store does. Default: `false` (the state is private to this process).
+    ///
+    /// Implementers of a network store return `true`. A layer hashes request keys with
+    /// its [`key_secret`](crate::RateLimitLayerBuilder::key_secret), random per layer
+    /// unless set; on a shared store, instances with different secrets would write
+    /// different keys for the same client and each enforce its own limit (N instances, N
+    /// times the limit). So building a layer on a shared store without an explicit
+    /// secret fails with [`BuildError::SharedStoreWithoutKeySecret`](crate::BuildError).
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 impl<S: Store> Store for Arc<S> {
@@ -52,6 +67,10 @@ impl<S: Store> Store for Arc<S> {
 
     fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
         (**self).consume_usage(key, amount, limits)
+    }
+
+    fn is_shared(&self) -> bool {
+        (**self).is_shared()
     }
 }
 

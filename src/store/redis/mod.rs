@@ -11,47 +11,75 @@
 //!   hash tag: all keys of one layer share a slot, so a multi-limit script never spans
 //!   slots (at the cost of that slot holding every rate-limit key of the prefix; use one
 //!   prefix per service to spread services over slots).
-//! - **Failures**: each call is bounded by a timeout (default 50 ms). On error or timeout
-//!   the store either reports a [`StoreError`] (the layer's
-//!   [`StoreFailure`](crate::StoreFailure) policy then admits or rejects) or, with
-//!   [`RedisFallback::Memory`], decides on a local in-memory store until Redis is back.
+//! - **Shared keys**: the store [is shared](Store::is_shared), so a
+//!   [`RateLimitLayer`](crate::RateLimitLayer) on it must be given a
+//!   [`key_secret`](crate::RateLimitLayerBuilder::key_secret), the same on every instance
+//!   (building without one is [`BuildError::SharedStoreWithoutKeySecret`](crate::BuildError)):
+//!   instances with different secrets would write different keys for the same client, and
+//!   each would enforce its own limit.
+//! - **Stale connections**: a call that fails because the pooled connection died while
+//!   idle (Redis restarted, `CLIENT KILL`, a proxy's idle timeout) is retried once on a
+//!   fresh connection within the same timeout, so the request is still counted in Redis.
+//!   (If the dead connection had delivered the call before dying, the retry counts the
+//!   request twice: the safe side.)
+//! - **Failures**: each request waits on Redis at most the timeout (default 50 ms). On
+//!   error or timeout Redis is marked lost and, by default ([`RedisFallback::Memory`]),
+//!   requests are decided by a local in-memory store (limits then hold per instance)
+//!   until Redis answers again; [`RedisFallback::Error`] reports the failure instead and
+//!   the layer's [`StoreFailure`](crate::StoreFailure) policy admits (fail open) or
+//!   rejects (fail closed). During an outage requests do not wait on Redis: one per
+//!   [probe interval](RedisStoreBuilder::probe_interval) tries it. Each transition (lost,
+//!   back) is logged once, with counts; [`RedisStore::health`] reads the counters.
 //! - **Blocked-key cache** (on by default): a refused key set is remembered until its
 //!   retry time, and requests for it meanwhile are refused locally, without a round trip.
 //!   This loses nothing: capacity only returns with time, so a refusal stays valid until
-//!   then whatever other instances do.
+//!   then whatever other instances do. The cache is bounded, sharded and O(1) per
+//!   operation at any fill level ([`RedisStore::blocked_cache_stats`]).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, Script, ScriptInvocation};
 use tokio::time::Instant;
 
 use super::{MemoryStore, Store, StoreError, Usage, UsageLimits};
 use crate::gcra::{checks_key, decide, Check, Decision, GcraParams, BLOCKED};
 
-/// What a [`RedisStore`] does when Redis fails or times out.
+mod blocked;
+mod builder;
+mod health;
+
+pub use blocked::BlockedCacheStats;
+pub use builder::RedisStoreBuilder;
+pub use health::RedisHealth;
+
+use blocked::BlockedCache;
+use health::{Health, Route};
+
+/// What a [`RedisStore`] does while Redis fails or times out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RedisFallback {
-    /// Report the failure; the layer's `StoreFailure` policy decides (default).
+    /// Decide on a local in-memory store: limits then hold per instance (N instances
+    /// admit up to N times a limit), never unlimited. The default.
     #[default]
-    Error,
-    /// Decide on a local in-memory store (limits then hold per instance).
     Memory,
+    /// Report the failure; the layer's [`StoreFailure`](crate::StoreFailure) policy
+    /// decides: [`Admit`](crate::StoreFailure::Admit) (fail open, unlimited while Redis is
+    /// down) or [`Reject`](crate::StoreFailure::Reject) (fail closed).
+    Error,
 }
 
-/// Configures a [`RedisStore`].
-#[derive(Debug, Clone)]
-pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    timeout: Duration,
-    fallback: RedisFallback,
-    blocked_cache: bool,
+impl RedisFallback {
+    fn name(self) -> &'static str {
+        match self {
+            RedisFallback::Memory => "in-memory store (limits per instance)",
+            RedisFallback::Error => "the layer's StoreFailure policy",
+        }
+    }
 }
 
 struct Inner {
@@ -61,13 +89,30 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     fallback: Option<MemoryStore>,
-    blocked: Option<Mutex<HashMap<u64, (Instant, Decision)>>>,
+    blocked: Option<BlockedCache>,
     round_trips: AtomicU64,
-    errors: AtomicU64,
+    health: Health,
 }
 
 /// A store in Redis, shared by every instance configured with the same URL, prefix and
 /// layer `key_secret`. Cheap to clone.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_throttle::store::RedisStore;
+/// use tower_throttle::{Quota, RateLimitLayer, Rule};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/").prefix("api").build()?;
+/// // The same secret on every instance (from configuration, never from source code).
+/// let secret: [u8; 16] = *b"from-your-config";
+/// let layer = RateLimitLayer::builder()
+///     .rule(Rule::new("global", Quota::per_second(100)?))
+///     .key_secret(secret)
+///     .store(store)
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -82,21 +127,9 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-const MAX_BLOCKED: usize = 100_000;
-
 impl RedisStore {
-    /// Configure a store for the Redis at `url` (`redis://host:port/db`).
-    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.into(),
-            prefix: "tower-throttle".to_owned(),
-            timeout: Duration::from_millis(50),
-            fallback: RedisFallback::Error,
-            blocked_cache: true,
-        }
-    }
-
-    /// Script calls made so far (one per request that reached Redis).
+    /// Script calls made so far (one per request that reached Redis, plus retries on a
+    /// fresh connection).
     pub fn round_trips(&self) -> u64 {
         self.inner.round_trips.load(Ordering::Relaxed)
     }
@@ -114,120 +147,52 @@ impl RedisStore {
 
     /// Redis failures and timeouts so far.
     pub fn errors(&self) -> u64 {
-        self.inner.errors.load(Ordering::Relaxed)
+        self.inner.health.snapshot().errors
+    }
+
+    /// Outages, recoveries and the requests decided without Redis so far.
+    pub fn health(&self) -> RedisHealth {
+        self.inner.health.snapshot()
+    }
+
+    /// The blocked-key cache's counters (`None` when the cache is off).
+    pub fn blocked_cache_stats(&self) -> Option<BlockedCacheStats> {
+        self.inner.blocked.as_ref().map(BlockedCache::stats)
     }
 
     fn key(&self, kind: &str, key: u64) -> String {
         format!("{{{}}}:{kind}:{key:016x}", self.inner.prefix)
     }
-}
 
-impl RedisStoreBuilder {
-    /// Prefix of every key (default `tower-throttle`); also the Cluster hash tag.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The most one call may take (default 50 ms); no request waits on Redis longer.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// What happens when Redis fails (default [`RedisFallback::Error`]).
-    pub fn fallback(mut self, fallback: RedisFallback) -> Self {
-        self.fallback = fallback;
-        self
-    }
-
-    /// Whether refused key sets are cached locally until their retry time (default on).
-    pub fn blocked_cache(mut self, on: bool) -> Self {
-        self.blocked_cache = on;
-        self
-    }
-
-    /// Validates the URL and prefix and builds the store. The connection is made lazily
-    /// (and remade automatically after failures), so Redis need not be up yet.
-    pub fn build(self) -> Result<RedisStore, StoreError> {
-        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
-            return Err(StoreError::new(
-                "the Redis key prefix must be non-empty, without braces",
-            ));
-        }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| StoreError::with_source("invalid Redis URL", e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(10))))
-            .set_response_timeout(Some(self.timeout.max(Duration::from_millis(10))))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::with_source("cannot set up the Redis connection", e))?;
-        Ok(RedisStore {
-            inner: Arc::new(Inner {
-                conn,
-                gcra: Script::new(include_str!("gcra.lua")),
-                usage: Script::new(include_str!("usage.lua")),
-                prefix: self.prefix,
-                timeout: self.timeout,
-                fallback: (self.fallback == RedisFallback::Memory).then(MemoryStore::new),
-                blocked: self.blocked_cache.then(Mutex::default),
-                round_trips: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-            }),
-        })
-    }
-}
-
-/// Rounds a limit's parameters to whole microseconds (never more permissive).
-fn to_micros(p: &GcraParams) -> (u64, u64, u64) {
-    let interval = p.interval_ns.div_ceil(1000).max(1);
-    let burst = (p.limit_ns / p.interval_ns.max(1)).max(1);
-    (interval, interval * burst, p.block_ns.div_ceil(1000))
-}
-
-/// The future of [`RedisStore`]'s calls.
-pub type RedisFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
-
-impl RedisStore {
-    fn cached_refusal(&self, set: u64) -> Option<Decision> {
-        let cache = self.inner.blocked.as_ref()?;
-        let now = Instant::now();
-        let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let (until, decision) = map.get(&set).copied()?;
-        if until <= now {
-            map.remove(&set);
-            return None;
-        }
-        let left = until - now;
-        let passed = decision.retry_after.saturating_sub(left);
-        let mut d = decision;
-        d.retry_after = left;
-        d.headline.retry_after = d.headline.retry_after.saturating_sub(passed);
-        d.headline.reset_after = d.headline.reset_after.saturating_sub(passed);
-        Some(d)
-    }
-
-    fn remember_refusal(&self, set: u64, decision: &Decision) {
-        let Some(cache) = &self.inner.blocked else {
-            return;
-        };
-        if decision.admitted || decision.retry_after.is_zero() {
-            return;
-        }
-        let now = Instant::now();
-        let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_BLOCKED {
-            map.retain(|_, (until, _)| *until > now);
-            if map.len() >= MAX_BLOCKED {
-                return;
+    /// Runs `invocation` within the timeout, retrying once on a fresh connection when the
+    /// pooled one turns out to be dead (the connection manager replaces it on such
+    /// errors).
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let timed_out = |_| StoreError::new("Redis call timed out");
+        let mut conn = self.inner.conn.clone();
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        let first = tokio::time::timeout_at(deadline, invocation.invoke_async(&mut conn))
+            .await
+            .map_err(timed_out)?;
+        let result = match first {
+            Err(e) if e.is_unrecoverable_error() || e.is_connection_dropped() => {
+                tracing::debug!(error = %e, "stale Redis connection: retrying on a fresh one");
+                self.inner.health.reconnected();
+                self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+                tokio::time::timeout_at(deadline, invocation.invoke_async(&mut conn))
+                    .await
+                    .map_err(timed_out)?
             }
-        }
-        map.insert(set, (now + decision.retry_after, *decision));
+            other => other,
+        };
+        result.map_err(|e| StoreError::with_source("Redis call failed", e))
     }
 
-    async fn check_remote(&self, checks: Vec<Check>) -> Result<Decision, StoreError> {
+    async fn check_remote(&self, checks: &[Check]) -> Result<Decision, StoreError> {
         let micros: Vec<(u64, u64, u64)> = checks.iter().map(|c| to_micros(&c.params)).collect();
         let mut invocation = self.inner.gcra.prepare_invoke();
         for (c, (interval, limit, block)) in checks.iter().zip(&micros) {
@@ -238,13 +203,7 @@ impl RedisStore {
                 .arg(*block)
                 .arg(u8::from(c.shadow));
         }
-        let mut conn = self.inner.conn.clone();
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-        let reply: Vec<i64> =
-            tokio::time::timeout(self.inner.timeout, invocation.invoke_async(&mut conn))
-                .await
-                .map_err(|_| StoreError::new("Redis call timed out"))?
-                .map_err(|e| StoreError::with_source("Redis call failed", e))?;
+        let reply: Vec<i64> = self.invoke(&invocation).await?;
         let (now, old) = match reply.split_first() {
             Some((now, old)) if old.len() == checks.len() => (*now, old),
             _ => return Err(StoreError::new("unexpected reply from the Redis script")),
@@ -254,13 +213,12 @@ impl RedisStore {
             .iter()
             .zip(&micros)
             .map(|(c, (i, l, b))| Check {
-                key: c.key,
                 params: GcraParams {
                     interval_ns: i * 1000,
                     limit_ns: l * 1000,
                     block_ns: b * 1000,
                 },
-                shadow: c.shadow,
+                ..*c
             })
             .collect();
         let mut tats: Vec<u64> = old
@@ -278,46 +236,79 @@ impl RedisStore {
         Ok(decide(now_ns, &ns_checks, &mut tats).0)
     }
 
-    fn failed(&self, error: StoreError) -> Result<(), StoreError> {
-        self.inner.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%error, "Redis rate-limit store failed");
+    /// Decides without Redis (an outage is in progress): on the fallback, or reports
+    /// `error`.
+    fn decide_locally(&self, checks: &[Check], error: StoreError) -> Result<Decision, StoreError> {
+        self.inner.health.decided_locally();
         match &self.inner.fallback {
-            Some(_) => Ok(()),
+            Some(memory) => Ok(memory.check_now(checks)),
             None => Err(error),
         }
     }
+
+    async fn check_owned(self, checks: Vec<Check>) -> Result<Decision, StoreError> {
+        let set = checks_key(&checks);
+        let arrived = Instant::now();
+        if let Some(refusal) = self
+            .inner
+            .blocked
+            .as_ref()
+            .and_then(|c| c.lookup(set, arrived))
+        {
+            return Ok(refusal);
+        }
+        let health = &self.inner.health;
+        let started = health.at(arrived);
+        if health.route(started) == Route::Local {
+            let error = StoreError::new("Redis unavailable (outage in progress)");
+            return self.decide_locally(&checks, error);
+        }
+        match self.check_remote(&checks).await {
+            Ok(decision) => {
+                health.succeeded(started);
+                if let Some(cache) = &self.inner.blocked {
+                    // From the arrival, before Redis decided: the entry never outlives
+                    // the refusal.
+                    cache.insert(set, &decision, arrived);
+                }
+                Ok(decision)
+            }
+            Err(error) => {
+                health.failed(&error, self.fallback_name());
+                self.decide_locally(&checks, error)
+            }
+        }
+    }
+
+    fn fallback_name(&self) -> &'static str {
+        match self.inner.fallback {
+            Some(_) => RedisFallback::Memory.name(),
+            None => RedisFallback::Error.name(),
+        }
+    }
 }
+
+/// Rounds a limit's parameters to whole microseconds (never more permissive).
+fn to_micros(p: &GcraParams) -> (u64, u64, u64) {
+    let interval = p.interval_ns.div_ceil(1000).max(1);
+    let burst = (p.limit_ns / p.interval_ns.max(1)).max(1);
+    (interval, interval * burst, p.block_ns.div_ceil(1000))
+}
+
+/// The future of [`RedisStore`]'s calls.
+pub type RedisFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
 impl Store for RedisStore {
     type CheckFuture = RedisFuture<Decision>;
     type UsageFuture = RedisFuture<Usage>;
 
     fn check(&self, checks: &[Check]) -> Self::CheckFuture {
-        let store = self.clone();
-        let checks = checks.to_vec();
-        Box::pin(async move {
-            let set = checks_key(&checks);
-            if let Some(refusal) = store.cached_refusal(set) {
-                return Ok(refusal);
-            }
-            match store.check_remote(checks.clone()).await {
-                Ok(decision) => {
-                    store.remember_refusal(set, &decision);
-                    Ok(decision)
-                }
-                Err(e) => {
-                    store.failed(e)?;
-                    let memory = store
-                        .inner
-                        .fallback
-                        .as_ref()
-                        .ok_or_else(|| StoreError::new("no fallback"))?;
-                    Ok(memory.check_now(&checks))
-                }
-            }
-        })
+        Box::pin(self.clone().check_owned(checks.to_vec()))
     }
 
+    /// Usage quotas have no local fallback: a lifetime counter cannot be kept per
+    /// instance without over-admitting, so their failures are always reported (and count
+    /// toward the store's outage state).
     fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
         let store = self.clone();
         Box::pin(async move {
@@ -325,31 +316,25 @@ impl Store for RedisStore {
             let window_us = limits
                 .window
                 .map_or(0, |(_, w)| u64::try_from(w.as_micros()).unwrap_or(u64::MAX));
+            let limit = |l: Option<u64>| l.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
             invocation
                 .key(store.key("uq", key))
                 .arg(amount)
-                .arg(
-                    limits
-                        .lifetime
-                        .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
-                )
-                .arg(
-                    limits
-                        .window
-                        .map_or(-1, |(l, _)| i64::try_from(l).unwrap_or(i64::MAX)),
-                )
+                .arg(limit(limits.lifetime))
+                .arg(limit(limits.window.map(|(l, _)| l)))
                 .arg(window_us);
-            let mut conn = store.inner.conn.clone();
-            store.inner.round_trips.fetch_add(1, Ordering::Relaxed);
-            let result =
-                tokio::time::timeout(store.inner.timeout, invocation.invoke_async(&mut conn)).await;
-            let reply: Vec<i64> = match result {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => {
-                    return Err(store.usage_failed(StoreError::with_source("Redis call failed", e)))
+            let started = store.inner.health.at(Instant::now());
+            let reply: Vec<i64> = match store.invoke(&invocation).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    store
+                        .inner
+                        .health
+                        .failed(&error, "none (usage quotas report failures)");
+                    return Err(error);
                 }
-                Err(_) => return Err(store.usage_failed(StoreError::new("Redis call timed out"))),
             };
+            store.inner.health.succeeded(started);
             let [ok, l, w, s, now] = reply[..] else {
                 return Err(StoreError::new(
                     "unexpected reply from the Redis usage script",
@@ -368,14 +353,8 @@ impl Store for RedisStore {
             })
         })
     }
-}
 
-impl RedisStore {
-    /// Usage quotas have no local fallback: a lifetime counter cannot be kept per instance
-    /// without over-admitting, so their failures are always reported.
-    fn usage_failed(&self, error: StoreError) -> StoreError {
-        self.inner.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%error, "Redis usage store failed");
-        error
+    fn is_shared(&self) -> bool {
+        true
     }
 }
