@@ -56,7 +56,10 @@ const CASES: &[Case] = &[
         name: "mismatched_names",
         build: |n| {
             headers(vec![
-                ("ratelimit-policy", list(n / 2, |i| format!("\"p{i}\";q=10;w=60"))),
+                (
+                    "ratelimit-policy",
+                    list(n / 2, |i| format!("\"p{i}\";q=10;w=60")),
+                ),
                 ("ratelimit", list(n / 2, |i| format!("\"s{i}\";r=5;t=9"))),
             ])
         },
@@ -65,12 +68,20 @@ const CASES: &[Case] = &[
         // Names that match, states in the reverse order of the policies.
         name: "many_policies_reversed",
         build: |n| {
-            let count = list(n / 2, |i| format!("\"p{i}\";q=10;w=60")).matches(',').count() + 1;
+            let count = list(n / 2, |i| format!("\"p{i}\";q=10;w=60"))
+                .matches(',')
+                .count()
+                + 1;
             headers(vec![
-                ("ratelimit-policy", list(n / 2, |i| format!("\"p{i}\";q=10;w=60"))),
+                (
+                    "ratelimit-policy",
+                    list(n / 2, |i| format!("\"p{i}\";q=10;w=60")),
+                ),
                 (
                     "ratelimit",
-                    list(n / 2, |i| format!("\"p{}\";r=5;t=9", count.saturating_sub(i + 1))),
+                    list(n / 2, |i| {
+                        format!("\"p{}\";r=5;t=9", count.saturating_sub(i + 1))
+                    }),
                 ),
             ])
         },
@@ -80,7 +91,10 @@ const CASES: &[Case] = &[
         name: "duplicate_names",
         build: |n| {
             headers(vec![
-                ("ratelimit-policy", list(n / 2, |_| "\"a\";q=10;w=60".to_owned())),
+                (
+                    "ratelimit-policy",
+                    list(n / 2, |_| "\"a\";q=10;w=60".to_owned()),
+                ),
                 ("ratelimit", list(n / 2, |_| "\"a\";r=5;t=9".to_owned())),
             ])
         },
@@ -91,7 +105,10 @@ const CASES: &[Case] = &[
         build: |n| {
             let name = "n".repeat(n / 4);
             headers(vec![
-                ("ratelimit-policy", format!("\"{name}a\";q=10, \"{name}b\";q=10")),
+                (
+                    "ratelimit-policy",
+                    format!("\"{name}a\";q=10, \"{name}b\";q=10"),
+                ),
                 ("ratelimit", format!("\"{name}c\";r=1, \"{name}d\";r=1")),
             ])
         },
@@ -105,7 +122,10 @@ const CASES: &[Case] = &[
                 ("x-ratelimit-limit", format!("1{pad}")),
                 ("x-ratelimit-remaining", format!("{pad}5{pad}")),
                 ("x-ratelimit-reset", format!("{pad}64.57{pad}")),
-                ("ratelimit", format!("\"a\";r=1,{}\"b\";r=2", " ".repeat(n / 4))),
+                (
+                    "ratelimit",
+                    format!("\"a\";r=1,{}\"b\";r=2", " ".repeat(n / 4)),
+                ),
                 ("retry-after", format!("{pad}7{pad}")),
             ])
         },
@@ -192,9 +212,11 @@ fn bench(c: &mut Criterion) {
         for kb in SIZES_KB {
             let map = (case.build)(kb * 1000);
             g.throughput(Throughput::Bytes(size(&map) as u64));
-            g.bench_with_input(BenchmarkId::from_parameter(format!("{kb}KB")), &map, |b, m| {
-                b.iter(|| read(m))
-            });
+            g.bench_with_input(
+                BenchmarkId::from_parameter(format!("{kb}KB")),
+                &map,
+                |b, m| b.iter(|| read(m)),
+            );
         }
         g.finish();
     }

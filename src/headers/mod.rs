@@ -14,7 +14,10 @@ pub mod ratelimit;
 pub mod write;
 
 pub use parse::{retry_hint, HintSource, RetryHint};
-pub use ratelimit::{parse_rate_limit, parse_reset, Dialect, RateLimitInfo};
+pub use ratelimit::{
+    parse_rate_limit, parse_rate_limit_capped, parse_reset, Dialect, RateLimitInfo,
+    DEFAULT_RESET_CAP, MAX_ITEMS,
+};
 pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot};
 
 /// `X-RateLimit-Limit`.

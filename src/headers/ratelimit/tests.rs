@@ -43,6 +43,7 @@ fn info(
         policies: Vec::new(),
         states: Vec::new(),
         malformed,
+        capped: false,
     }
 }
 
@@ -318,9 +319,9 @@ fn cases() -> Vec<Case> {
             info(Some(D::XRateLimit), (Some(60), None, None), None, 1),
         ),
         (
-            "malformed: remaining > limit",
+            "remaining > limit (a burst above the count) is read as sent",
             &[("X-RateLimit-Limit", "10"), ("X-RateLimit-Remaining", "20")],
-            info(Some(D::XRateLimit), (Some(10), None, None), None, 1),
+            info(Some(D::XRateLimit), (Some(10), Some(20), None), None, 0),
         ),
         (
             "malformed: bad SF syntax",
@@ -348,15 +349,15 @@ fn cases() -> Vec<Case> {
             ),
         ),
         (
-            "malformed: draft-11 r > q, bad w",
+            "malformed: draft-11 bad w (r > q is read as sent)",
             &[
                 ("RateLimit-Policy", "\"p\";q=5;w=-1"),
                 ("RateLimit", "\"p\";r=9"),
             ],
             with(
-                info(Some(D::IetfDraft11), (Some(5), None, None), None, 2),
+                info(Some(D::IetfDraft11), (Some(5), Some(9), None), None, 1),
                 vec![policy(Some("p"), 5, None)],
-                vec![],
+                vec![state("p", 9, None)],
             ),
         ),
         (
