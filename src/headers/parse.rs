@@ -131,7 +131,17 @@ fn parse_decimal(value: &[u8], unit: Unit) -> Option<Duration> {
 
 /// Parses an HTTP-date (any of the three RFC 9110 forms), surrounding SP and HTAB allowed.
 pub(crate) fn parse_date(value: &[u8]) -> Option<SystemTime> {
-    let text = std::str::from_utf8(trim_ows(value)).ok()?;
+    let value = trim_ows(value);
+    // `httpdate` trims every ASCII space itself: what is left at either end is no padding.
+    let ends = [value.first(), value.last()];
+    if ends
+        .into_iter()
+        .flatten()
+        .any(|&b| char::from(b).is_whitespace())
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(value).ok()?;
     httpdate::parse_http_date(text).ok()
 }
 

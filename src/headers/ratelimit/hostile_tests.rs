@@ -214,6 +214,16 @@ fn value_readers_trim_sp_and_htab_only() {
     assert_eq!(ra("\u{a0}7"), None);
     assert_eq!(ra("\u{b}7"), None);
     assert_eq!(ra("\u{c}7"), None);
+    // Dates too (`httpdate` trims every ASCII space itself: form feed, vertical tab).
+    let date = "Tue, 18 Oct 2022 22:27:40 GMT";
+    assert_eq!(ra(&format!(" \t{date}\t ")), Some(s(60)));
+    assert_eq!(parse_reset(&format!(" {date}\t"), now()), Some(s(60)));
+    for pad in ["\u{b}", "\u{c}", "\r", "\n"] {
+        for padded in [format!("{pad}{date}"), format!("{date}{pad}")] {
+            assert_eq!(ra(&padded), None, "{padded:?}");
+            assert_eq!(parse_reset(&padded, now()), None, "{padded:?}");
+        }
+    }
 }
 
 /// `n` items `f(i)` joined with `", "`.

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::headers::parse::{parse_retry_after, trim_ows_str};
+use crate::headers::parse::{parse_date, parse_retry_after, trim_ows_str};
 
 /// Parses one reset value into time-from-reference.
 ///
@@ -58,7 +58,7 @@ pub fn parse_reset(value: &str, reference: SystemTime) -> Option<Duration> {
         if let Some(delay) = go_duration(value) {
             return Some(delay);
         }
-        if let Some(at) = rfc3339(value).or_else(|| httpdate::parse_http_date(value).ok()) {
+        if let Some(at) = rfc3339(value).or_else(|| parse_date(value.as_bytes())) {
             return since(at, reference);
         }
     }
