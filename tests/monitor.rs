@@ -527,7 +527,10 @@ async fn resets_are_capped_and_flagged() {
                 ("x-ratelimit-reset", "18446744073709551615"),
             ],
         ),
-        reply(429, &[("x-ratelimit-remaining", "0"), ("retry-after", "90000")]),
+        reply(
+            429,
+            &[("x-ratelimit-remaining", "0"), ("retry-after", "90000")],
+        ),
         reply(
             200,
             &[
@@ -550,7 +553,10 @@ async fn resets_are_capped_and_flagged() {
     assert_eq!(handle.stats().malformed, 0);
 
     let minute = Duration::from_secs(60);
-    let layer = HeaderMonitorLayer::builder().reset_cap(minute).build().unwrap();
+    let layer = HeaderMonitorLayer::builder()
+        .reset_cap(minute)
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(script(vec![
         reply(200, &[("ratelimit", r#""a";r=0;t=61"#)]),

@@ -11,6 +11,9 @@
 //!   their caps and bounds, the same reading twice, the same reading whatever SP/HTAB
 //!   padding surrounds each line.
 //!
+//! - Over real loopback HTTP: hostile heads of up to hyper's limit (8 KiB + 400 KiB) read by
+//!   a hyper client behind the monitor.
+//!
 //! Case counts: `HOSTILE_CASES` (default 3,000 random header sets; a tenth as many quota
 //! shapes).
 
@@ -195,6 +198,13 @@ fn expected(shape: &Shape, decision: &Decision) -> Reading {
     )
 }
 
+/// The 200 service.
+type Ok200 = fn(Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>>;
+/// The monitor in front of our server in front of the 200 service.
+type Stack = tower_throttle::monitor::HeaderMonitor<
+    tower_throttle::RateLimit<tower::util::ServiceFn<Ok200>>,
+>;
+
 /// Our server in front of a 200 service, with the monitor in front of it, and a model
 /// of the server's store (the keys' TATs, decided by the engine's `decide`).
 struct RoundTrip {
@@ -202,13 +212,7 @@ struct RoundTrip {
     checks: Vec<Check>,
     tats: Vec<u64>,
     now_ns: u64,
-    layer: tower_throttle::monitor::HeaderMonitor<
-        tower_throttle::RateLimit<
-            tower::util::ServiceFn<
-                fn(Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>>,
-            >,
-        >,
-    >,
+    layer: Stack,
     handle: tower_throttle::MonitorHandle,
     steps: usize,
     /// Whether a snapshot was capped.
@@ -234,7 +238,7 @@ impl RoundTrip {
             .build()
             .unwrap();
         let handle = monitor.handle();
-        let inner = tower::service_fn(ok as fn(_) -> _);
+        let inner = tower::service_fn(ok as Ok200);
         let checks = shape
             .limits
             .iter()
@@ -297,7 +301,7 @@ impl RoundTrip {
 /// refused, after a partial refill, after sub-second steps, after a full refill.
 #[tokio::test(start_paused = true)]
 async fn the_monitor_reads_back_exactly_what_our_server_meant() {
-    let mut rng = Rng(0x5eed_0f_11_0008);
+    let mut rng = Rng(0x5eed_0f11_0008);
     let (mut refused, mut capped, mut above, mut long) = (0, 0, 0, 0);
     let shapes = cases(3000) / 10;
     // The rule (20 per 10 s, burst 40) and 36 years of burst, in each dialect,
@@ -588,4 +592,122 @@ async fn random_headers_through_the_monitor() {
         }
     }
     let _ = SystemTime::now();
+}
+
+/// Serves one raw HTTP/1.1 response head (then closes) to the first connection on a
+/// loopback port.
+async fn serve_once(head: Vec<u8>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        let _ = socket.write_all(&head).await;
+        let _ = socket.shutdown().await;
+    });
+    addr
+}
+
+/// A response head with `fields`, no body.
+fn head(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut head = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n".to_vec();
+    for (name, value) in fields {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// `f(0), f(1), …` joined with `", "` up to `bytes` bytes.
+fn list(bytes: usize, f: impl Fn(usize) -> String) -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0.. {
+        if out.len() >= bytes {
+            break;
+        }
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&f(i));
+    }
+    out.into_bytes()
+}
+
+/// Item 7 over loopback: a 400 KB `RateLimit-Policy` + `RateLimit` pair whose names do not
+/// match, the largest head hyper's client accepts by default, is read (first `MAX_ITEMS`
+/// of each list, one malformed count per list cut), as are a 20-digit reset (refused) and
+/// NBSP padding (refused); a head beyond hyper's limit never reaches the monitor.
+#[tokio::test]
+async fn hostile_heads_over_loopback() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let policies = list(200_000, |i| format!("\"p{i}\";q=10;w=60"));
+    let states = list(200_000, |i| format!("\"s{i}\";r=5;t=9"));
+    let huge = head(&[("ratelimit-policy", &policies), ("ratelimit", &states)]);
+    assert!(
+        (400_000..408 * 1024).contains(&huge.len()),
+        "{}",
+        huge.len()
+    );
+    let legacy = head(&[
+        ("x-ratelimit-limit", b"10"),
+        ("x-ratelimit-remaining", "5\u{a0}".as_bytes()),
+        ("x-ratelimit-reset", b"99999999999999999999"),
+    ]);
+    let too_big = head(&[("ratelimit", &list(600_000, |_| "\"a\";r=1".into()))]);
+
+    let monitor = HeaderMonitorLayer::new();
+    let handle = monitor.handle();
+    let client = monitor.layer(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
+    let send = |head: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            let addr = serve_once(head).await;
+            let req = Request::get(format!("http://{addr}/x"))
+                .body(Empty::new())
+                .unwrap();
+            let res = client.oneshot(req).await;
+            (format!("{addr}/x"), res.map(|r| r.status()))
+        }
+    };
+
+    let (key, status) = send(huge).await;
+    assert_eq!(status.unwrap(), StatusCode::OK);
+    let snap = handle.snapshot(&key).unwrap();
+    assert_eq!(
+        (snap.policies.len(), snap.states.len()),
+        (MAX_ITEMS, MAX_ITEMS)
+    );
+    assert_eq!((snap.limit, snap.remaining), (None, Some(5)));
+    assert_eq!(snap.states[0].reset_after, Some(S(9)));
+    assert_eq!(handle.stats().malformed, 2);
+
+    let (key, status) = send(legacy).await;
+    assert_eq!(status.unwrap(), StatusCode::OK);
+    let snap = handle.snapshot(&key).unwrap();
+    assert_eq!(
+        (snap.limit, snap.remaining, snap.reset_at),
+        (Some(10), None, None)
+    );
+    assert_eq!(handle.stats().malformed, 4);
+
+    let (key, status) = send(too_big).await;
+    assert!(status.is_err(), "hyper refuses a head above its limit");
+    assert!(handle.snapshot(&key).is_none());
+    assert_eq!(handle.stats().responses, 2);
 }
