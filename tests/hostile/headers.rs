@@ -23,7 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
 use tower_throttle::gcra::{decide, Check, Decision, GcraParams};
-use tower_throttle::headers::parse::{parse_retry_after, retry_hint};
+use tower_throttle::headers::parse::{
+    grpc_forbids_retry, parse_retry_after, retry_hint, HintSource,
+};
 use tower_throttle::headers::ratelimit::{QuotaPolicy, QuotaState};
 use tower_throttle::headers::write::{policy_window, LEGACY_RESET_MAX};
 use tower_throttle::headers::{
@@ -546,9 +548,15 @@ fn random_headers_keep_every_bound() {
             info,
             "{lines:?}"
         );
+        let forbids = grpc_forbids_retry(&bare);
         if let Some(hint) = retry_hint(&bare, now, cap) {
             assert_eq!(hint.delay, hint.requested.min(cap), "{lines:?}");
             assert_eq!(hint.capped, hint.requested > cap, "{lines:?}");
+            assert_eq!(info.retry_after, Some(hint.delay), "{lines:?}");
+            let grpc = hint.source == HintSource::GrpcRetryPushbackMs;
+            assert!(!(forbids && grpc), "{lines:?}");
+        } else {
+            assert_eq!(info.retry_after, None, "{lines:?}");
         }
         for (_, value) in &lines {
             let _ = parse_retry_after(value, now);
