@@ -74,10 +74,11 @@ pub struct RateLimitInfo {
     pub limit: Option<u64>,
     /// The headline remaining count: for draft-11 the lowest remaining of all policies.
     pub remaining: Option<u64>,
-    /// The headline time until reset: for draft-11 that of the policy with the lowest remaining.
+    /// The headline time until reset: for draft-11 that of the policy with the lowest
+    /// remaining. At most the reading's cap ([`DEFAULT_RESET_CAP`] unless given).
     pub reset_after: Option<Duration>,
-    /// From Retry-After / retry-after-ms (via [`super::parse::retry_hint`], capped
-    /// at [`DEFAULT_HINT_CAP`]). When present it takes precedence: `available_after()` returns
+    /// From Retry-After / retry-after-ms (via [`super::parse::retry_hint`], capped at the
+    /// reading's cap). When present it takes precedence: `available_after()` returns
     /// it, and remaining is treated as 0 by `available_after`.
     pub retry_after: Option<Duration>,
     /// Policies of the winning dialect (draft-11 items, or synthesized from Integer items
@@ -357,11 +358,18 @@ impl<'a> Ctx<'a> {
     }
 
     /// A limit field with its synthesized policies, counting an unparsable SF tail.
+    /// At most [`MAX_ITEMS`] policies are kept (a longer list is counted once).
     fn limit_field(&mut self, field: Field, info: &mut RateLimitInfo) {
         if let Some((limit, policies)) = self.field(field, parse_limit, digits_limit) {
             info.limit = Some(limit);
             match policies {
-                Some(policies) => info.policies.extend(policies),
+                Some(mut policies) => {
+                    if policies.len() > MAX_ITEMS {
+                        policies.truncate(MAX_ITEMS);
+                        self.bad();
+                    }
+                    info.policies.extend(policies);
+                }
                 None => self.bad(),
             }
         }

@@ -508,6 +508,7 @@ fn check(info: &RateLimitInfo, cap: Duration, lines: &[(&'static str, Vec<u8>)])
         .filter_map(|p| p.name.as_deref())
         .collect();
     assert!(named.len() <= MAX_ITEMS, "{lines:?}");
+    assert!(info.policies.len() <= 2 * MAX_ITEMS, "{lines:?}");
     let mut unique = named.clone();
     unique.sort_unstable();
     unique.dedup();

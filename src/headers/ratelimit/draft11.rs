@@ -19,8 +19,9 @@ use super::sf::{opt, parse_list, sf_bytes, sf_secs, sf_u64, SfItem};
 use super::{Ctx, QuotaPolicy, QuotaState, RateLimitInfo};
 
 /// The most policies (named, and Integer ones apart) and states kept from one
-/// `RateLimit-Policy` or `RateLimit` field; further members are dropped, and counted once
-/// in [`RateLimitInfo::malformed`]. Real servers send one to a handful.
+/// `RateLimit-Policy` or `RateLimit` field, and Integer policies from one limit field
+/// (`X-RateLimit-Limit: 100, 100;w=60`); further members are dropped, and counted once in
+/// [`RateLimitInfo::malformed`]. Real servers send one to a handful.
 pub const MAX_ITEMS: usize = 64;
 
 /// Names compared in place before they are indexed.

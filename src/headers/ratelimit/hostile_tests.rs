@@ -372,3 +372,16 @@ fn name_work_is_linear_in_the_members() {
         }
     }
 }
+
+/// Integer policies synthesized from a limit field are kept to `MAX_ITEMS` too.
+#[test]
+fn synthesized_policies_are_capped() {
+    for field in ["x-ratelimit-limit", "ratelimit-limit", "x-rate-limit-limit"] {
+        let value = format!("10, {}", items(1000, |i| format!("{i};w=60")));
+        let got = read(&[(field, &value)]);
+        assert_eq!(
+            (got.limit, got.policies.len(), got.malformed),
+            (Some(10), MAX_ITEMS, 1)
+        );
+    }
+}

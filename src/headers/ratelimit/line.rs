@@ -76,7 +76,11 @@ pub(super) fn parse_limit(value: &str) -> Option<(u64, Option<Vec<QuotaPolicy>>)
     let list = Parser::new(value).parse::<List>().ok();
     Some((
         limit,
-        list.map(|list| list.into_iter().filter_map(policy).collect()),
+        // One more than is kept: the caller counts a list cut short.
+        list.map(|list| {
+            let policies = list.into_iter().filter_map(policy);
+            policies.take(super::MAX_ITEMS + 1).collect()
+        }),
     ))
 }
 
