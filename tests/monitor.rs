@@ -509,3 +509,63 @@ async fn responses_and_errors_pass_through_unchanged() {
         "errors are not responses"
     );
 }
+
+/// Resets and retry-after are capped at the monitor's `reset_cap` (default 1 day), and the
+/// snapshot says so; a remaining above the limit (burst > count) is kept as sent.
+#[tokio::test(start_paused = true)]
+async fn resets_are_capped_and_flagged() {
+    let start = Instant::now();
+    let day = Duration::from_secs(86_400);
+    let layer = HeaderMonitorLayer::new();
+    let handle = layer.handle();
+    let mut svc = layer.layer(script(vec![
+        reply(
+            200,
+            &[
+                ("x-ratelimit-limit", "20"),
+                ("x-ratelimit-remaining", "39"),
+                ("x-ratelimit-reset", "18446744073709551615"),
+            ],
+        ),
+        reply(
+            429,
+            &[("x-ratelimit-remaining", "0"), ("retry-after", "90000")],
+        ),
+        reply(
+            200,
+            &[
+                ("ratelimit-policy", r#""free";q=20;w=10"#),
+                ("ratelimit", r#""free";r=39;t=1"#),
+            ],
+        ),
+    ]));
+    let read = |h: &MonitorHandle| {
+        let s = h.snapshot(USERS_KEY).unwrap();
+        (s.limit, s.remaining, s.reset_at, s.capped)
+    };
+    send(&mut svc, USERS).await;
+    assert_eq!(read(&handle), (Some(20), Some(39), Some(start + day), true));
+    send(&mut svc, USERS).await;
+    assert_eq!(read(&handle), (None, Some(0), Some(start + day), true));
+    send(&mut svc, USERS).await;
+    let second = Some(start + Duration::from_secs(1));
+    assert_eq!(read(&handle), (Some(20), Some(39), second, false));
+    assert_eq!(handle.stats().malformed, 0);
+
+    let minute = Duration::from_secs(60);
+    let layer = HeaderMonitorLayer::builder()
+        .reset_cap(minute)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(script(vec![
+        reply(200, &[("ratelimit", r#""a";r=0;t=61"#)]),
+        reply(200, &[("ratelimit", r#""a";r=0;t=60"#)]),
+    ]));
+    send(&mut svc, USERS).await;
+    assert_eq!(read(&handle), (None, Some(0), Some(start + minute), true));
+    let snap = handle.snapshot(USERS_KEY).unwrap();
+    assert_eq!(snap.states[0].reset_after, Some(minute));
+    send(&mut svc, USERS).await;
+    assert_eq!(read(&handle), (None, Some(0), Some(start + minute), false));
+}

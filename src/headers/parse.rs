@@ -57,13 +57,31 @@ enum Unit {
     Millis,
 }
 
-/// Parses `DIGITS[.DIGITS]` (surrounding ASCII whitespace allowed) as a count of `unit`.
+/// `value` without the optional whitespace of RFC 9110 §5.6.3 (`OWS = *( SP / HTAB )`) at
+/// either end: the one trim of every header reader of the crate. Other bytes (vertical tab,
+/// form feed, NBSP and other Unicode spaces) are never padding.
+pub(crate) fn trim_ows(value: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    value.get(start..end).unwrap_or_default()
+}
+
+/// [`trim_ows`] of a `str`.
+pub(crate) fn trim_ows_str(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
+}
+
+/// Parses `DIGITS[.DIGITS]` (surrounding SP and HTAB allowed) as a count of `unit`.
 ///
 /// At least one digit is required; signs, exponents and inner whitespace are rejected.
 /// Fractional digits finer than a nanosecond are truncated. An integer part too large
 /// for a `u64` saturates at [`Duration::MAX`].
 fn parse_decimal(value: &[u8], unit: Unit) -> Option<Duration> {
-    let value = value.trim_ascii();
+    let value = trim_ows(value);
     let (int_part, frac_part) = match value.iter().position(|&b| b == b'.') {
         Some(dot) => (value.get(..dot)?, value.get(dot + 1..)?),
         None => (value, &[][..]),
@@ -111,16 +129,26 @@ fn parse_decimal(value: &[u8], unit: Unit) -> Option<Duration> {
     )
 }
 
-/// Parses an HTTP-date (any of the three RFC 9110 forms), surrounding whitespace allowed.
-fn parse_date(value: &[u8]) -> Option<SystemTime> {
-    let text = std::str::from_utf8(value.trim_ascii()).ok()?;
+/// Parses an HTTP-date (any of the three RFC 9110 forms), surrounding SP and HTAB allowed.
+pub(crate) fn parse_date(value: &[u8]) -> Option<SystemTime> {
+    let value = trim_ows(value);
+    // `httpdate` trims every ASCII space itself: what is left at either end is no padding.
+    let ends = [value.first(), value.last()];
+    if ends
+        .into_iter()
+        .flatten()
+        .any(|&b| char::from(b).is_whitespace())
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(value).ok()?;
     httpdate::parse_http_date(text).ok()
 }
 
 /// Parses a `Retry-After` value.
 ///
 /// Accepts delay-seconds (a non-negative integer, or tolerantly a decimal such as `"2.0"`
-/// or `"1.5"` meaning 1.5 s; surrounding whitespace is ignored) or an HTTP-date in any of
+/// or `"1.5"` meaning 1.5 s; surrounding SP and HTAB are ignored, no other space) or an HTTP-date in any of
 /// the three RFC 9110 forms (IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850
 /// `Sunday, 06-Nov-94 08:49:37 GMT`, asctime `Sun Nov  6 08:49:37 1994`).
 ///
@@ -138,7 +166,7 @@ pub fn parse_retry_after(value: &[u8], reference: SystemTime) -> Option<Duration
 
 /// Parses a `grpc-retry-pushback-ms` value: a non-negative integer of milliseconds.
 fn parse_pushback(value: &[u8]) -> Option<Duration> {
-    let trimmed = value.trim_ascii();
+    let trimmed = trim_ows(value);
     if trimmed.contains(&b'.') {
         return None;
     }

@@ -6,19 +6,21 @@
 //! [`super::parse::retry_hint`]. See [`parse_rate_limit`] and [`parse_reset`].
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use sfv::{BareItem, Dictionary, ListEntry, Parser};
+use sfv::BareItem;
 
-use super::parse::{retry_hint, DEFAULT_HINT_CAP};
+use super::parse::{parse_date, retry_hint, trim_ows, DEFAULT_HINT_CAP};
 use line::{digits_limit, digits_secs, digits_u64, parse_limit, plain_u64, read_line};
 pub(crate) use memo::SfMemo;
-use memo::{PolicyReading, StateReading};
 use names::{Family, Field, Fields, X_RATELIMIT, X_RATE_LIMIT};
-use sf::{opt, parse_list, sf_bytes, sf_secs, sf_u64, SfItem};
+use sf::{opt, sf_secs, sf_u64};
+
+/// Default cap on the reset and retry-after values a reading believes: 1 day, the cap of
+/// retry hints ([`DEFAULT_HINT_CAP`]).
+pub const DEFAULT_RESET_CAP: Duration = DEFAULT_HINT_CAP;
 
 /// Which header family a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +74,11 @@ pub struct RateLimitInfo {
     pub limit: Option<u64>,
     /// The headline remaining count: for draft-11 the lowest remaining of all policies.
     pub remaining: Option<u64>,
-    /// The headline time until reset: for draft-11 that of the policy with the lowest remaining.
+    /// The headline time until reset: for draft-11 that of the policy with the lowest
+    /// remaining. At most the reading's cap ([`DEFAULT_RESET_CAP`] unless given).
     pub reset_after: Option<Duration>,
-    /// From Retry-After / retry-after-ms (via [`super::parse::retry_hint`], capped
-    /// at [`DEFAULT_HINT_CAP`]). When present it takes precedence: `available_after()` returns
+    /// From Retry-After / retry-after-ms (via [`super::parse::retry_hint`], capped at the
+    /// reading's cap). When present it takes precedence: `available_after()` returns
     /// it, and remaining is treated as 0 by `available_after`.
     pub retry_after: Option<Duration>,
     /// Policies of the winning dialect (draft-11 items, or synthesized from Integer items
@@ -83,9 +86,13 @@ pub struct RateLimitInfo {
     pub policies: Vec<QuotaPolicy>,
     /// Per-policy states (draft-11 `RateLimit` items).
     pub states: Vec<QuotaState>,
-    /// Count of malformed or contradictory fields that were ignored (e.g. remaining > limit,
-    /// unparsable numbers, an SF list that does not parse, a RateLimit item missing `r`).
+    /// Count of malformed fields or members that were ignored (e.g. unparsable numbers, an
+    /// SF list that does not parse, a RateLimit item missing `r`, a repeated policy name, a
+    /// list cut at [`MAX_ITEMS`]).
     pub malformed: u32,
+    /// `true` when a reset or retry-after value (the headline's, or a state's) was longer
+    /// than the cap of the reading, and was read as the cap.
+    pub capped: bool,
 }
 
 impl RateLimitInfo {
@@ -117,6 +124,7 @@ impl RateLimitInfo {
             policies,
             states,
             malformed: _,
+            capped: _,
         } = self;
         dialect.is_none()
             && limit.is_none()
@@ -140,13 +148,48 @@ impl RateLimitInfo {
 ///   `-Reset-Requests` (both via [`parse_reset`]).
 /// - Draft-11: states match policies by name; the headline is the state with the lowest
 ///   remaining (ties: the longest reset) and its policy's `q`. Without states, a lone policy
-///   still gives the limit. A state whose `r` exceeds its policy's `q` is dropped and counted.
+///   still gives the limit. A state whose `r` exceeds its policy's `q` is read as sent (a
+///   burst larger than the quota). **Duplicate names: the first wins**, in
+///   `RateLimit-Policy` and in `RateLimit` alike; each later member of a name already seen
+///   is dropped and counted as malformed. At most [`MAX_ITEMS`] policies and states are
+///   kept per field (the rest dropped, counted once).
 /// - Draft-07 / separate fields: resets are delta seconds. Integer `RateLimit-Policy` items
 ///   join the draft-07 reading, or the separate one when only that is present.
-/// - A remaining above its limit is dropped and counted; so is an unparsable `Retry-After`
-///   (or `retry-after-ms` / `x-amz-retry-after`) when no retry hint could be read.
+/// - A remaining above its limit is read as sent, in every dialect. An unparsable
+///   `Retry-After` (or `retry-after-ms` / `x-amz-retry-after`) is counted as malformed
+///   when no retry hint could be read.
+/// - Every field line is read without its optional whitespace (SP and HTAB, RFC 9110
+///   §5.6.3), and only that: NBSP or any other space makes the value malformed.
+/// - Resets and the retry-after are capped at [`DEFAULT_RESET_CAP`] (1 day) with
+///   [`RateLimitInfo::capped`] set, like retry hints: see [`parse_rate_limit_capped`].
+///
+/// The reading is linear in the size of the headers, whatever they hold.
 pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
-    parse_rate_limit_at(headers, || now, None).map_or_else(RateLimitInfo::default, |(info, _)| info)
+    parse_rate_limit_capped(headers, now, DEFAULT_RESET_CAP)
+}
+
+/// [`parse_rate_limit`] with another cap on resets and retry-after: a longer value
+/// (the headline's, a state's, or the retry hint's) reads as `cap`, and sets
+/// [`RateLimitInfo::capped`].
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_throttle::headers::ratelimit::parse_rate_limit_capped;
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("x-ratelimit-remaining", "0".parse()?);
+/// headers.insert("x-ratelimit-reset", "86400".parse()?);
+/// let info = parse_rate_limit_capped(&headers, SystemTime::now(), Duration::from_secs(60));
+/// assert_eq!(info.reset_after, Some(Duration::from_secs(60)));
+/// assert!(info.capped);
+/// # Ok::<(), http::header::InvalidHeaderValue>(())
+/// ```
+pub fn parse_rate_limit_capped(
+    headers: &HeaderMap,
+    now: SystemTime,
+    cap: Duration,
+) -> RateLimitInfo {
+    parse_rate_limit_at(headers, || now, None, cap)
+        .map_or_else(RateLimitInfo::default, |(info, _)| info)
 }
 
 /// [`parse_rate_limit`] (`None` for a response without any rate-limit field, which reads
@@ -159,6 +202,7 @@ pub(crate) fn parse_rate_limit_at<'m>(
     headers: &HeaderMap,
     now: impl FnOnce() -> SystemTime,
     memo: Option<&'m Mutex<SfMemo>>,
+    cap: Duration,
 ) -> Option<(RateLimitInfo, Option<MutexGuard<'m, SfMemo>>)> {
     let fields = Fields::read(headers);
     if fields.is_empty() {
@@ -190,12 +234,12 @@ pub(crate) fn parse_rate_limit_at<'m>(
     let x = cx.x_family(&X_RATELIMIT);
     let x_dashed = cx.x_family(&X_RATE_LIMIT);
     let [retry_after_field, retry_fields @ ..] = names::RETRY_FIELDS;
-    let retry_after = names::RETRY_FIELDS
+    let hint = names::RETRY_FIELDS
         .iter()
         .any(|&f| cx.fields.has(f))
-        .then(|| retry_hint(headers, now, DEFAULT_HINT_CAP))
-        .flatten()
-        .map(|hint| hint.delay);
+        .then(|| retry_hint(headers, now, cap))
+        .flatten();
+    let retry_after = hint.map(|hint| hint.delay);
     // grpc-retry-pushback-ms is not counted: a negative value is a valid "do not retry".
     let counted = [retry_after_field, retry_fields[0], retry_fields[1]];
     if retry_after.is_none() && counted.iter().any(|&f| cx.fields.has(f)) {
@@ -218,6 +262,14 @@ pub(crate) fn parse_rate_limit_at<'m>(
     info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
+    info.capped = hint.is_some_and(|h| h.capped);
+    let resets = info.states.iter_mut().map(|s| &mut s.reset_after);
+    for reset in std::iter::once(&mut info.reset_after).chain(resets) {
+        if let Some(value) = reset.as_mut().filter(|v| **v > cap) {
+            *value = cap;
+            info.capped = true;
+        }
+    }
     Some((info, memo))
 }
 
@@ -232,7 +284,12 @@ struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// Counts one ignored field.
     fn bad(&mut self) {
-        self.malformed = self.malformed.saturating_add(1);
+        self.count(1);
+    }
+
+    /// Counts `n` ignored fields or members.
+    fn count(&mut self, n: u32) {
+        self.malformed = self.malformed.saturating_add(n);
     }
 
     /// The first line of `name` that `parse` accepts (see [`read_line`] for `digits`);
@@ -266,18 +323,18 @@ impl<'a> Ctx<'a> {
             .find_map(|&field| self.field(field, &parse, &digits))
     }
 
-    /// The text of an SF field: its lines joined with `", "` (RFC 9651 §4.2), borrowed
-    /// when there is one line; `None` when absent.
+    /// The text of an SF field: its lines without their optional whitespace, joined with
+    /// `", "` (RFC 9651 §4.2), borrowed when there is one line; `None` when absent.
     fn sf_input(&self, field: Field) -> Option<Cow<'a, [u8]>> {
-        let mut lines = self.fields.lines(field);
-        let first = lines.next()?.as_bytes();
+        let mut lines = self.fields.lines(field).map(|v| trim_ows(v.as_bytes()));
+        let first = lines.next()?;
         let Some(second) = lines.next() else {
             return Some(Cow::Borrowed(first));
         };
         let mut joined = first.to_vec();
         for line in std::iter::once(second).chain(lines) {
             joined.extend_from_slice(b", ");
-            joined.extend_from_slice(line.as_bytes());
+            joined.extend_from_slice(line);
         }
         Some(Cow::Owned(joined))
     }
@@ -285,10 +342,10 @@ impl<'a> Ctx<'a> {
     /// The reference for absolute resets: the response's `Date` when it parses (cancelling
     /// clock skew), else the local clock.
     fn reference(&self) -> SystemTime {
-        let date = self.fields.lines(names::DATE).find_map(|v| {
-            let text = std::str::from_utf8(v.as_bytes()).ok()?;
-            httpdate::parse_http_date(text).ok()
-        });
+        let date = self
+            .fields
+            .lines(names::DATE)
+            .find_map(|v| parse_date(v.as_bytes()));
         date.unwrap_or(self.now)
     }
 
@@ -301,137 +358,21 @@ impl<'a> Ctx<'a> {
     }
 
     /// A limit field with its synthesized policies, counting an unparsable SF tail.
+    /// At most [`MAX_ITEMS`] policies are kept (a longer list is counted once).
     fn limit_field(&mut self, field: Field, info: &mut RateLimitInfo) {
         if let Some((limit, policies)) = self.field(field, parse_limit, digits_limit) {
             info.limit = Some(limit);
             match policies {
-                Some(policies) => info.policies.extend(policies),
+                Some(mut policies) => {
+                    if policies.len() > MAX_ITEMS {
+                        policies.truncate(MAX_ITEMS);
+                        self.bad();
+                    }
+                    info.policies.extend(policies);
+                }
                 None => self.bad(),
             }
         }
-    }
-
-    /// Drops (and counts) a remaining above its limit.
-    fn check_remaining(&mut self, info: &mut RateLimitInfo) {
-        if info
-            .limit
-            .zip(info.remaining)
-            .is_some_and(|(limit, left)| left > limit)
-        {
-            info.remaining = None;
-            self.bad();
-        }
-    }
-
-    /// `RateLimit-Policy`: named draft-11 policies and Integer (drafts 05–10) policies.
-    fn policy_field(&mut self, input: &[u8]) -> PolicyReading {
-        let (mut named, mut numbered, mut bad) = (Vec::new(), Vec::new(), 0);
-        let valid = parse_list(input, ["q", "w", "pk"], |item| {
-            let SfItem {
-                name, bare, params, ..
-            } = item;
-            let [q, w, pk] = params;
-            let quota = match (&name, bare) {
-                (Some(_), _) => q.as_ref().and_then(sf_u64),
-                (None, bare) => bare.as_ref().and_then(sf_u64),
-            };
-            let Some(quota) = quota else {
-                bad += 1;
-                return;
-            };
-            let policy = QuotaPolicy {
-                name,
-                quota,
-                window: opt(&mut bad, w.as_ref(), sf_secs),
-                partition_key: opt(&mut bad, pk.as_ref(), sf_bytes),
-            };
-            if policy.name.is_some() {
-                &mut named
-            } else {
-                &mut numbered
-            }
-            .push(policy);
-        });
-        if !valid {
-            self.bad();
-            return (Vec::new(), Vec::new());
-        }
-        self.malformed = self.malformed.saturating_add(bad);
-        (named, numbered)
-    }
-
-    /// `RateLimit`: draft-11 states when it is an SF List, else a draft-07 dictionary.
-    fn ratelimit_field(&mut self, input: &[u8]) -> StateReading {
-        let (mut states, mut info, mut bad) = (Vec::new(), RateLimitInfo::default(), 0);
-        let valid = parse_list(input, ["r", "t", "pk"], |item| {
-            let [r, t, pk] = item.params;
-            let (Some(name), Some(remaining)) = (item.name, r.as_ref().and_then(sf_u64)) else {
-                bad += 1;
-                return;
-            };
-            states.push(QuotaState {
-                name: Some(name),
-                remaining,
-                reset_after: opt(&mut bad, t.as_ref(), sf_secs),
-                partition_key: opt(&mut bad, pk.as_ref(), sf_bytes),
-            });
-        });
-        if valid {
-            self.malformed = self.malformed.saturating_add(bad);
-            return (states, info);
-        }
-        let dict = Parser::new(input).parse::<Dictionary>().ok();
-        let keys = ["limit", "remaining", "reset"];
-        let Some(dict) = dict.filter(|d| keys.iter().any(|k| d.contains_key(*k))) else {
-            self.bad();
-            return (Vec::new(), info);
-        };
-        // An inner list is never a valid member: read it as a Boolean, which fails.
-        let member = |key: &str| {
-            dict.get(key).map(|entry| match entry {
-                ListEntry::Item(item) => item.bare_item.clone(),
-                ListEntry::InnerList(_) => BareItem::Boolean(false),
-            })
-        };
-        info.limit = self.opt(member("limit").as_ref(), sf_u64);
-        info.remaining = self.opt(member("remaining").as_ref(), sf_u64);
-        info.reset_after = self.opt(member("reset").as_ref(), sf_secs);
-        self.check_remaining(&mut info);
-        (Vec::new(), info)
-    }
-
-    /// The draft-11 reading: the state with the lowest remaining (ties: longest reset).
-    fn draft11(
-        &mut self,
-        policies: Vec<QuotaPolicy>,
-        mut states: Vec<QuotaState>,
-    ) -> RateLimitInfo {
-        let quota_of = |state: &QuotaState| {
-            policies
-                .iter()
-                .find(|p| p.name == state.name)
-                .map(|p| p.quota)
-        };
-        // Contradictory states are dropped in place (the order of the others is kept).
-        let all = states.len();
-        states.retain(|s| quota_of(s).is_none_or(|q| s.remaining <= q));
-        (states.len()..all).for_each(|_| self.bad());
-        let mut info = RateLimitInfo::default();
-        match states
-            .iter()
-            .min_by_key(|s| (s.remaining, Reverse(s.reset_after)))
-        {
-            Some(head) => {
-                info.limit = quota_of(head);
-                info.remaining = Some(head.remaining);
-                info.reset_after = head.reset_after;
-            }
-            None if policies.len() == 1 => info.limit = policies.first().map(|p| p.quota),
-            None => {}
-        }
-        info.policies = policies;
-        info.states = states;
-        info
     }
 
     /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds).
@@ -440,7 +381,6 @@ impl<'a> Ctx<'a> {
         self.limit_field(names::RATELIMIT_LIMIT, &mut info);
         info.remaining = self.field(names::RATELIMIT_REMAINING, plain_u64, digits_u64);
         info.reset_after = self.field(names::RATELIMIT_RESET, decimal, digits_secs);
-        self.check_remaining(&mut info);
         info
     }
 
@@ -470,11 +410,12 @@ impl<'a> Ctx<'a> {
                     |n| reset::number(digits_secs(n)?, reference),
                 )
             });
-        self.check_remaining(&mut info);
         info
     }
 }
 
+#[path = "ratelimit/draft11.rs"]
+mod draft11;
 #[path = "ratelimit/line.rs"]
 mod line;
 #[path = "ratelimit/memo.rs"]
@@ -486,9 +427,14 @@ mod reset;
 #[path = "ratelimit/sf.rs"]
 mod sf;
 
+pub use draft11::MAX_ITEMS;
 use reset::decimal;
 pub use reset::parse_reset;
 
 #[cfg(test)]
 #[path = "ratelimit/tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "ratelimit/hostile_tests.rs"]
+mod hostile_tests;

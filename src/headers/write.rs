@@ -96,6 +96,12 @@ pub struct LimitSnapshot<'a> {
 
 const SF_MAX: u64 = 999_999_999_999_999;
 
+/// The largest `X-RateLimit-Reset` written: 999,999,999 s (31.7 years). Readers take
+/// larger plain numbers for epoch times (see [`parse_reset`](super::parse_reset)), so a
+/// longer reset (a quota may hold up to 36 years of burst) is written as this, which every
+/// reader caps far below anyway.
+pub const LEGACY_RESET_MAX: u64 = 999_999_999;
+
 /// `0` to `99` written back to back: every value under 100 is a `'static` slice of it, so
 /// its header value needs no allocation.
 const SMALL: &str = "0123456789101112131415161718192021222324252627282930313233343536373839\
@@ -200,7 +206,7 @@ impl LimitHeaders {
                     None => (
                         ietf.state(remaining, reset),
                         int_value(remaining),
-                        int_value(reset),
+                        int_value(reset.min(LEGACY_RESET_MAX)),
                     ),
                 };
                 headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
@@ -212,7 +218,7 @@ impl LimitHeaders {
             (true, None) => {
                 headers.insert(X_RATELIMIT_LIMIT, self.limit.clone());
                 headers.insert(X_RATELIMIT_REMAINING, int_value(remaining));
-                headers.insert(X_RATELIMIT_RESET, int_value(reset));
+                headers.insert(X_RATELIMIT_RESET, int_value(reset.min(LEGACY_RESET_MAX)));
             }
             (false, Some(ietf)) => {
                 headers.insert(RATELIMIT_POLICY, ietf.policy.clone());
@@ -250,14 +256,18 @@ impl AsRef<[u8]> for InlineState {
 impl IetfHeaders {
     /// The `RateLimit` value and the legacy `X-RateLimit-Remaining` and `-Reset` values,
     /// in one allocation: the legacy ones (when not under 100, which are static) are
-    /// slices of the first. `None` when a number is clamped to the Structured Field
-    /// maximum (the legacy value then differs) or the value does not fit.
+    /// slices of the first. `None` when a number is clamped (to the Structured Field
+    /// maximum, or the reset to [`LEGACY_RESET_MAX`]: the legacy value then differs) or
+    /// the value does not fit.
     fn state_shared(
         &self,
         remaining: u64,
         reset: u64,
     ) -> Option<(HeaderValue, HeaderValue, HeaderValue)> {
-        if remaining > SF_MAX || reset > SF_MAX || self.state_prefix.len() + 40 > INLINE_STATE {
+        if remaining > SF_MAX
+            || reset > LEGACY_RESET_MAX
+            || self.state_prefix.len() + 40 > INLINE_STATE
+        {
             return None;
         }
         let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
@@ -304,7 +314,7 @@ fn sf_int(v: u64) -> Integer {
 ///
 /// Limit and remaining follow the quota's count and true remaining capacity (which can
 /// exceed the count when the burst is larger). Reset is the time until the quota is fully
-/// restored, in whole seconds rounded up.
+/// restored, in whole seconds rounded up (the legacy one at most [`LEGACY_RESET_MAX`]).
 pub fn write_limit_headers(
     headers: &mut HeaderMap,
     dialects: HeaderDialects,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
@@ -9,6 +10,7 @@ use super::event::{MonitorEvent, Threshold};
 use super::handle::MonitorHandle;
 use super::state::{EventFn, KeyFn, Shared};
 use super::HeaderMonitor;
+use crate::headers::ratelimit::DEFAULT_RESET_CAP;
 
 /// Default bound on the number of endpoints with a snapshot.
 pub const DEFAULT_MAX_ENDPOINTS: usize = 10_000;
@@ -146,6 +148,7 @@ impl HeaderMonitorLayer {
                 None,
                 DEFAULT_MAX_ENDPOINTS,
                 None,
+                DEFAULT_RESET_CAP,
             )),
         }
     }
@@ -157,6 +160,7 @@ impl HeaderMonitorLayer {
             key: None,
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
             on_event: None,
+            reset_cap: DEFAULT_RESET_CAP,
         }
     }
 
@@ -186,6 +190,7 @@ pub struct HeaderMonitorLayerBuilder {
     key: Option<KeyFn>,
     max_endpoints: usize,
     on_event: Option<EventFn>,
+    reset_cap: Duration,
 }
 
 impl fmt::Debug for HeaderMonitorLayerBuilder {
@@ -193,6 +198,7 @@ impl fmt::Debug for HeaderMonitorLayerBuilder {
         f.debug_struct("HeaderMonitorLayerBuilder")
             .field("threshold", &self.threshold)
             .field("max_endpoints", &self.max_endpoints)
+            .field("reset_cap", &self.reset_cap)
             .finish_non_exhaustive()
     }
 }
@@ -231,6 +237,19 @@ impl HeaderMonitorLayerBuilder {
         self
     }
 
+    /// The longest reset (or retry-after) a snapshot believes (default 1 day,
+    /// [`DEFAULT_RESET_CAP`], the cap of retry hints): a server asking for longer is read
+    /// as asking for `cap`, and the snapshot says so
+    /// ([`EndpointSnapshot::capped`](super::EndpointSnapshot::capped)).
+    ///
+    /// Readings of the legacy `X-RateLimit-Reset` cannot exceed 999,999,999 s (31.7
+    /// years: larger numbers are epoch times, see
+    /// [`parse_reset`](crate::headers::parse_reset)).
+    pub fn reset_cap(mut self, cap: Duration) -> Self {
+        self.reset_cap = cap;
+        self
+    }
+
     /// Validates the configuration and builds the layer.
     pub fn build(self) -> Result<HeaderMonitorLayer, MonitorConfigError> {
         if let Threshold::Fraction(f) = self.threshold {
@@ -244,6 +263,7 @@ impl HeaderMonitorLayerBuilder {
                 self.key,
                 self.max_endpoints,
                 self.on_event,
+                self.reset_cap,
             )),
         })
     }

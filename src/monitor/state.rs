@@ -59,8 +59,12 @@ pub struct EndpointSnapshot {
     /// Requests left in the current window, if the server said.
     pub remaining: Option<u64>,
     /// When the quota resets: from the reset field, or from `Retry-After` when the
-    /// response had no reset field.
+    /// response had no reset field; at most the monitor's
+    /// [`reset_cap`](super::HeaderMonitorLayerBuilder::reset_cap) away.
     pub reset_at: Option<Instant>,
+    /// `true` when the server sent a reset or retry-after longer than the cap (the
+    /// snapshot holds the cap instead): see [`RateLimitInfo::capped`].
+    pub capped: bool,
     /// Quota policies (IETF `RateLimit-Policy`).
     pub policies: Vec<QuotaPolicy>,
     /// Per-policy states (IETF `RateLimit`).
@@ -156,6 +160,8 @@ pub(crate) struct Shared {
     /// `None`: [`default_key`](super::default_key).
     pub(crate) key: Option<KeyFn>,
     pub(crate) on_event: Option<EventFn>,
+    /// Longest reset or retry-after believed.
+    pub(crate) reset_cap: Duration,
     pub(crate) counters: Counters,
     table: Mutex<Table>,
     /// The last `RateLimit-Policy` / `RateLimit` texts and their readings.
@@ -168,11 +174,13 @@ impl Shared {
         key: Option<KeyFn>,
         max_endpoints: usize,
         on_event: Option<EventFn>,
+        reset_cap: Duration,
     ) -> Self {
         Shared {
             threshold,
             key,
             on_event,
+            reset_cap,
             counters: Counters::default(),
             table: Mutex::new(Table::new(max_endpoints)),
             memo: Mutex::new(SfMemo::default()),
@@ -187,7 +195,7 @@ impl Shared {
     /// (only when there is rate-limit information), then reports events. The key is
     /// built as a `String` only for events; the table looks it up in a reused buffer.
     pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
-        let read = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo));
+        let read = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo), self.reset_cap);
         let c = &self.counters;
         Counters::add(&c.responses, 1);
         // The memo stays locked (if it was free) until the replaced snapshot's vectors are
@@ -242,6 +250,7 @@ impl Shared {
                 limit: info.limit,
                 remaining: info.remaining,
                 reset_at,
+                capped: info.capped,
                 policies: info.policies,
                 states: info.states,
                 dialect: info.dialect,
@@ -286,6 +295,7 @@ mod tests {
             limit: Some(10),
             remaining: Some(remaining),
             reset_at: None,
+            capped: false,
             policies: Vec::new(),
             states: Vec::new(),
             dialect: None,

@@ -6,10 +6,11 @@ use std::time::Duration;
 use sfv::{List, ListEntry, Parser};
 
 use super::{sf_secs, sf_u64, QuotaPolicy};
+use crate::headers::parse::{trim_ows, trim_ows_str};
 
-/// A plain unsigned integer (ASCII digits only, surrounding whitespace allowed).
+/// A plain unsigned integer (ASCII digits only, surrounding SP and HTAB allowed).
 pub(super) fn plain_u64(value: &str) -> Option<u64> {
-    let value = value.trim();
+    let value = trim_ows_str(value);
     let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     digits.then(|| value.parse().ok())?
 }
@@ -25,14 +26,15 @@ pub(super) fn ascii_digits(line: &[u8]) -> Option<Option<u64>> {
     }))
 }
 
-/// One field line read by `parse`, or by `digits` when it is all ASCII digits (the
-/// common case: no UTF-8 check, trimming or splitting). `digits` must give what `parse`
-/// gives for such a line (see the tests).
+/// One field line, without its optional whitespace ([`trim_ows`]), read by `parse`, or by
+/// `digits` when it is all ASCII digits (the common case: no UTF-8 check or splitting).
+/// `digits` must give what `parse` gives for such a line (see the tests).
 pub(super) fn read_line<T>(
     line: &[u8],
     parse: impl Fn(&str) -> Option<T>,
     digits: impl Fn(Option<u64>) -> Option<T>,
 ) -> Option<T> {
+    let line = trim_ows(line);
     match ascii_digits(line) {
         Some(number) => digits(number),
         None => std::str::from_utf8(line).ok().and_then(parse),
@@ -57,6 +59,7 @@ pub(super) fn digits_secs(number: Option<u64>) -> Option<Duration> {
 /// The leading integer of a limit field, plus the policies of its Integer items carrying
 /// `w` (`None` when the value has parameters but is not a valid SF List).
 pub(super) fn parse_limit(value: &str) -> Option<(u64, Option<Vec<QuotaPolicy>>)> {
+    let value = trim_ows_str(value);
     let limit = plain_u64(value.split([',', ';']).next()?)?;
     if !value.contains(';') {
         return Some((limit, Some(Vec::new())));
@@ -73,7 +76,11 @@ pub(super) fn parse_limit(value: &str) -> Option<(u64, Option<Vec<QuotaPolicy>>)
     let list = Parser::new(value).parse::<List>().ok();
     Some((
         limit,
-        list.map(|list| list.into_iter().filter_map(policy).collect()),
+        // One more than is kept: the caller counts a list cut short.
+        list.map(|list| {
+            let policies = list.into_iter().filter_map(policy);
+            policies.take(super::MAX_ITEMS + 1).collect()
+        }),
     ))
 }
 
@@ -144,14 +151,14 @@ mod tests {
         out
     }
 
-    /// `read_line` with `digits` gives what the general path (`from_utf8` then `parse`)
-    /// gives, for every line.
+    /// `read_line` with `digits` gives what the general path (`trim_ows`, `from_utf8`, then
+    /// `parse`) gives, for every line.
     fn same<T: PartialEq + std::fmt::Debug>(
         parse: impl Fn(&str) -> Option<T>,
         digits: impl Fn(Option<u64>) -> Option<T>,
     ) {
         for line in lines() {
-            let general = std::str::from_utf8(&line).ok().and_then(&parse);
+            let general = std::str::from_utf8(trim_ows(&line)).ok().and_then(&parse);
             assert_eq!(
                 read_line(&line, &parse, &digits),
                 general,

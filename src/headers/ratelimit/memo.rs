@@ -140,7 +140,7 @@ mod tests {
 
     use http::{HeaderMap, HeaderValue};
 
-    use super::super::{parse_rate_limit, parse_rate_limit_at};
+    use super::super::{parse_rate_limit, parse_rate_limit_at, DEFAULT_RESET_CAP};
     use super::*;
 
     /// Texts of every kind: draft-11 lists (valid, contradictory, missing members,
@@ -238,7 +238,8 @@ mod tests {
             for _ in 0..20 {
                 let headers = response(&mut rng, &pool);
                 let fresh = parse_rate_limit(&headers, now);
-                let remembered = parse_rate_limit_at(&headers, || now, Some(&memo));
+                let remembered =
+                    parse_rate_limit_at(&headers, || now, Some(&memo), DEFAULT_RESET_CAP);
                 let remembered = remembered.map(|(info, _)| info).unwrap_or_default();
                 assert_eq!(remembered, fresh, "{headers:?}");
                 // As the monitor does with a replaced snapshot (any reading's vectors).
@@ -292,7 +293,8 @@ mod tests {
         headers.insert("ratelimit", HeaderValue::from_static(r#""a";r=1"#));
         let memo = Mutex::new(SfMemo::default());
         let read = |h: &HeaderMap| {
-            parse_rate_limit_at(h, SystemTime::now, Some(&memo)).map(|(info, _)| info)
+            parse_rate_limit_at(h, SystemTime::now, Some(&memo), DEFAULT_RESET_CAP)
+                .map(|(info, _)| info)
         };
         read(&headers);
         read(&headers);

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::headers::parse::parse_retry_after;
+use crate::headers::parse::{parse_date, parse_retry_after, trim_ows_str};
 
 /// Parses one reset value into time-from-reference.
 ///
@@ -13,36 +13,71 @@ use crate::headers::parse::parse_retry_after;
 /// 2. RFC 3339 timestamps (`2026-11-23T12:00:00Z`, with offset or fractional seconds;
 ///    lowercase `t`/`z` and a space separator accepted) → absolute, minus `reference`.
 /// 3. HTTP-dates (any of the three RFC 9110 forms) → absolute, minus `reference`.
-/// 4. Plain numbers (integer or decimal): ≥ 1e12 → epoch milliseconds; ≥ 1e9 → epoch
-///    seconds (decimals allowed: Discord `1470173023.123`); otherwise delta-seconds from
-///    now (decimals allowed).
+/// 4. Plain numbers (integer or decimal), by magnitude `n` of the integer part, each band
+///    three decades wide so that every epoch unit of the years 2001 to 33658 has one:
+///
+///    | `n`                          | read as                                     |
+///    |------------------------------|---------------------------------------------|
+///    | `n < 10⁹`                    | delta-seconds from now (up to 31.7 years)   |
+///    | `10⁹ ≤ n < 10¹²`             | epoch seconds (Discord `1470173023.123`)    |
+///    | `10¹² ≤ n < 10¹⁵`            | epoch milliseconds                          |
+///    | `10¹⁵ ≤ n < 10¹⁸`            | epoch microseconds                          |
+///    | `10¹⁸ ≤ n ≤ 2⁶⁴ − 1`         | epoch nanoseconds (up to the year 2554)     |
+///    | `n ≥ 2⁶⁴` (20+ digits)       | refused (`None`): no unit makes it a time   |
+///
+///    So a delta of 10⁹ s or more cannot be sent in this form (it would read as an epoch
+///    time, in the past); the crate's own server never writes one (it writes at most
+///    999,999,999 s).
 ///
 /// Absolute values in the past → ZERO. Negative, NaN, exponents, garbage and empty values
-/// → `None`. Surrounding whitespace is ignored; huge durations saturate at
-/// [`Duration::MAX`]; absolute times a [`SystemTime`] cannot hold → `None`.
+/// → `None`. Surrounding SP and HTAB are ignored (no other space: NBSP is garbage); huge
+/// durations (forms 1 and delta-seconds) saturate at [`Duration::MAX`]; absolute times a
+/// [`SystemTime`] cannot hold → `None`. The value is not capped: [`parse_rate_limit`]
+/// caps what it reads (see [`parse_rate_limit_capped`]).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use tower_throttle::headers::parse_reset;
+/// let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let in_30s = Some(Duration::from_secs(30));
+/// assert_eq!(parse_reset("30", now), in_30s);
+/// assert_eq!(parse_reset("1700000030", now), in_30s); // epoch seconds
+/// assert_eq!(parse_reset("1700000030000", now), in_30s); // milliseconds
+/// assert_eq!(parse_reset("1700000030000000", now), in_30s); // microseconds
+/// assert_eq!(parse_reset("1700000030000000000", now), in_30s); // nanoseconds
+/// assert_eq!(parse_reset("99999999999999999999", now), None);
+/// assert_eq!(parse_reset("\u{a0}30", now), None);
+/// ```
+///
+/// [`parse_rate_limit`]: super::parse_rate_limit
+/// [`parse_rate_limit_capped`]: super::parse_rate_limit_capped
 pub fn parse_reset(value: &str, reference: SystemTime) -> Option<Duration> {
-    let value = value.trim();
+    let value = trim_ows_str(value);
     // Digits and dots only: none of forms 1–3 (they need a unit, a `-` or letters).
     if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         if let Some(delay) = go_duration(value) {
             return Some(delay);
         }
-        if let Some(at) = rfc3339(value).or_else(|| httpdate::parse_http_date(value).ok()) {
+        if let Some(at) = rfc3339(value).or_else(|| parse_date(value.as_bytes())) {
             return since(at, reference);
         }
     }
     number(decimal(value)?, reference)
 }
 
-/// Form 4 of [`parse_reset`]: a plain number of seconds, absolute or delta.
+/// Form 4 of [`parse_reset`]: a plain number of seconds (as read, [`Duration::MAX`] when
+/// its integer part overflowed a `u64`), absolute or delta, by the table there.
 pub(super) fn number(number: Duration, reference: SystemTime) -> Option<Duration> {
-    if number >= Duration::from_secs(1_000_000_000_000) {
-        since(UNIX_EPOCH.checked_add(number / 1000)?, reference)
-    } else if number >= Duration::from_secs(1_000_000_000) {
-        since(UNIX_EPOCH.checked_add(number)?, reference)
-    } else {
-        Some(number)
-    }
+    let secs = number.as_secs();
+    let divisor: u32 = match secs {
+        _ if number == Duration::MAX => return None,
+        0..1_000_000_000 => return Some(number),
+        1_000_000_000..1_000_000_000_000 => 1,
+        1_000_000_000_000..1_000_000_000_000_000 => 1_000,
+        1_000_000_000_000_000..1_000_000_000_000_000_000 => 1_000_000,
+        _ => 1_000_000_000,
+    };
+    since(UNIX_EPOCH.checked_add(number / divisor)?, reference)
 }
 
 /// Time from `reference` to `at` (ZERO when `at` has passed).
@@ -135,4 +170,87 @@ fn rfc3339(s: &str) -> Option<SystemTime> {
         Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs())),
     };
     at?.checked_add(Duration::from_nanos(u64::from(nanos)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2022-10-18T22:26:40Z.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_666_132_000)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn reset_forms() {
+        let at = |s: u64| Some(secs(s));
+        let table: &[(&str, Option<Duration>)] = &[
+            ("1s", at(1)),
+            ("6m0s", at(360)),
+            ("12ms", Some(ms(12))),
+            ("1h2m3.5s", Some(ms(3_723_500))),
+            ("250us", Some(Duration::from_micros(250))),
+            ("250µs", Some(Duration::from_micros(250))),
+            ("250μs", Some(Duration::from_micros(250))),
+            ("10ns", Some(Duration::from_nanos(10))),
+            ("1.5m", at(90)),
+            (" 7s ", at(7)),
+            ("2022-10-18T22:27:40Z", at(60)),
+            ("2022-10-18t22:27:40.25z", Some(ms(60_250))),
+            ("2022-10-18 22:27:40Z", at(60)),
+            ("2022-10-18T17:27:40-05:00", at(60)),
+            ("2022-10-18T22:00:00Z", at(0)),
+            ("1969-12-31T23:59:59Z", at(0)),
+            ("Tue, 18 Oct 2022 22:27:40 GMT", at(60)),
+            ("Tuesday, 18-Oct-22 22:27:40 GMT", at(60)),
+            ("Tue Oct 18 22:27:40 2022", at(60)),
+            ("1666132381", at(381)),
+            ("1666132023.123", Some(ms(23_123))),
+            ("1470173023.123", at(0)),
+            ("1666132030500", Some(ms(30_500))),
+            ("1666132030500.5", Some(Duration::from_micros(30_500_500))),
+            ("1000000000", at(0)),
+            ("999999999", at(999_999_999)),
+            ("10", at(10)),
+            ("64.57", Some(ms(64_570))),
+            ("0", at(0)),
+            ("99999999999999999999999999h", Some(Duration::MAX)),
+        ];
+        for &(value, want) in table {
+            assert_eq!(parse_reset(value, now()), want, "{value:?}");
+        }
+        for bad in [
+            "",
+            " ",
+            "-1",
+            "-5",
+            "+5",
+            "NaN",
+            "inf",
+            "1e3",
+            "abc",
+            "1x",
+            "s",
+            "1.2.3",
+            "1 s",
+            "-1s",
+            "2022-13-01T00:00:00Z",
+            "2022-02-29T00:00:00Z",
+            "2022-10-18T24:00:00Z",
+            "2022-10-18T22:27:40",
+            "2022-10-18T22:27:40+25:00",
+            "2022-10-18T22:27:40.Z",
+            "Mon, 18 Oct 2022 22:27:40 GMT",
+        ] {
+            assert_eq!(parse_reset(bad, now()), None, "{bad:?}");
+        }
+    }
 }

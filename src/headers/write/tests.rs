@@ -45,7 +45,8 @@ fn reference(dialects: HeaderDialects, snap: &LimitSnapshot<'_>) -> HeaderMap {
     if dialects.legacy {
         headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(snap.quota.count()));
         headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(snap.remaining));
-        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+        let legacy_reset = reset.min(LEGACY_RESET_MAX);
+        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(legacy_reset));
     }
     let Ok(name) = StringRef::from_str(snap.policy) else {
         return headers;
@@ -136,6 +137,28 @@ fn prepared_values_match_the_sfv_serialization() {
                 }
             }
         }
+    }
+}
+
+/// A reset the readers would take for an epoch time (10^9 s and more: a quota may hold 36
+/// years of burst) is written as `LEGACY_RESET_MAX` in the legacy dialect, as is in `t`.
+#[test]
+fn legacy_reset_stays_a_delta() {
+    let quota = Quota::new(1, crate::quota::MAX_PERIOD)
+        .unwrap()
+        .with_burst(36)
+        .unwrap();
+    let prepared = LimitHeaders::new("long", &quota);
+    for (reset, legacy) in [
+        (999_999_999, "999999999"),
+        (1_000_000_000, "999999999"),
+        (1_136_000_000, "999999999"),
+        (999_999_998, "999999998"),
+    ] {
+        let mut h = HeaderMap::new();
+        prepared.write(&mut h, HeaderDialects::ALL, 0, Duration::from_secs(reset));
+        assert_eq!(h[X_RATELIMIT_RESET], legacy, "{reset}");
+        assert_eq!(h[RATELIMIT], format!("\"long\";r=0;t={reset}"), "{reset}");
     }
 }
 
