@@ -21,10 +21,14 @@ async fn the_real_sign_in_route_refuses_the_sixth() {
 }
 
 /// `POST //v1//sign_ins` was admitted 12 times out of 12; it is the sign-in route's bucket.
+/// A spelling is not carved out of the backend rule (carve-outs match the path as sent),
+/// so it also needs a key: without one it is refused outright.
 #[tokio::test]
 async fn doubled_slashes_spend_the_sign_in_bucket() {
     let server = Server::clerk().await;
-    let req = Raw::new("POST", "//v1//sign_ins");
+    let key = bearer("sk_test_slashes");
+    let auth = [("authorization", key.as_str())];
+    let req = Raw::new("POST", "//v1//sign_ins").headers(&auth);
     let mut statuses = Vec::new();
     for _ in 0..12 {
         statuses.push(server.send("127.0.0.4", &req).await.status);
@@ -36,6 +40,9 @@ async fn doubled_slashes_spend_the_sign_in_bucket() {
     // And the real route shares the bucket.
     let real = server.send("127.0.0.4", &Raw::new("POST", "/v1/sign_ins")).await;
     assert_eq!(real.status, 429);
+    // Without a key: never admitted.
+    let keyless = Raw::new("POST", "//v1//sign_ins");
+    assert_eq!(server.count(12, "127.0.0.7", &keyless, 401).await, 12);
 }
 
 /// Once the real route's bucket is empty, every spelling of it is refused with it (429),
@@ -43,6 +50,8 @@ async fn doubled_slashes_spend_the_sign_in_bucket() {
 #[tokio::test]
 async fn every_spelling_of_sign_in_is_counted_or_not_found() {
     let server = Server::clerk().await;
+    let key = bearer("sk_test_spellings");
+    let auth = [("authorization", key.as_str())];
     let cases: &[(&str, u16)] = &[
         ("//v1//sign_ins", 429),
         ("//v1/sign_ins", 429),
@@ -64,7 +73,9 @@ async fn every_spelling_of_sign_in_is_counted_or_not_found() {
         let ip = format!("127.0.1.{}", i + 1);
         let real = Raw::new("POST", "/v1/sign_ins");
         assert_eq!(server.count(5, &ip, &real, 200).await, 5, "{target}");
-        let answer = server.send(&ip, &Raw::new("POST", target)).await;
+        let answer = server
+            .send(&ip, &Raw::new("POST", target).headers(&auth))
+            .await;
         assert_eq!(answer.status, *expected, "{target}");
     }
 }
@@ -73,12 +84,14 @@ async fn every_spelling_of_sign_in_is_counted_or_not_found() {
 #[tokio::test]
 async fn a_spelling_spends_the_real_routes_bucket() {
     let server = Server::clerk().await;
+    let key = bearer("sk_test_first");
+    let auth = [("authorization", key.as_str())];
     for (i, target) in ["//v1/sign_ins", "/v1/sign_%69ns", "/v1//sign_ins/"]
         .iter()
         .enumerate()
     {
         let ip = format!("127.0.2.{}", i + 1);
-        let variant = Raw::new("POST", target);
+        let variant = Raw::new("POST", target).headers(&auth);
         assert_eq!(server.count(5, &ip, &variant, 429).await, 0, "{target}");
         let real = server.send(&ip, &Raw::new("POST", "/v1/sign_ins")).await;
         assert_eq!(real.status, 429, "{target}");
