@@ -194,8 +194,22 @@ pub fn app_on_redis(
     Ok((Router::new().fallback(stub).layer(layer), handle))
 }
 
-/// Serves `app` on `listener` with peer addresses available to the per-IP rules.
+/// Serves `app` on `listener` with peer addresses available to the per-IP rules: as
+/// axum's `ConnectInfo<SocketAddr>` and as a plain `SocketAddr` extension, which is what
+/// the crate reads when it is built without its `axum` feature.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    let app = app.layer(tower::util::MapRequestLayer::new(
+        |mut req: axum::extract::Request| {
+            let peer = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|ci| ci.0);
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
+            req
+        },
+    ));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
