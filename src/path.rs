@@ -81,7 +81,18 @@ fn is_raw_pchar(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@'
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
         )
 }
 
@@ -179,7 +190,10 @@ pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, PathError> {
                 (1, b)
             }
             None => {
-                out.changed(i, &[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+                out.changed(
+                    i,
+                    &[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]],
+                );
                 (1, b'%')
             }
         };

@@ -76,8 +76,8 @@
 
 mod route;
 
-pub use route::{PathMatching, Route};
 pub(crate) use route::{warn_once, CompiledRoute, Target};
+pub use route::{PathMatching, Route};
 
 use std::fmt;
 use std::sync::Arc;

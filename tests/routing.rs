@@ -71,10 +71,16 @@ async fn matched_path_rules_follow_the_router() {
     let handle = layer.handle();
     let app = routes().route_layer(layer);
     let sign_in = ["/v1/sign_ins", "/v1/sign_ins", "/v1/sign_ins"];
-    assert_eq!(statuses(&app, Method::POST, &sign_in).await, [200, 200, 429]);
+    assert_eq!(
+        statuses(&app, Method::POST, &sign_in).await,
+        [200, 200, 429]
+    );
     // Spellings the router does not serve are its 404, and spend nothing.
     let spelled = ["//v1/sign_ins", "/v1/sign_%69ns", "/v1/sign_ins/"];
-    assert_eq!(statuses(&app, Method::POST, &spelled).await, [404, 404, 404]);
+    assert_eq!(
+        statuses(&app, Method::POST, &spelled).await,
+        [404, 404, 404]
+    );
     // One user under three spellings, as axum's `Path` decodes them: one bucket.
     let users = ["/v1/users/u_1", "/v1/users/u%5F1", "/v1/users/%75_1"];
     assert_eq!(statuses(&app, Method::PATCH, &users).await, [200, 200, 429]);
@@ -97,20 +103,37 @@ async fn matched_path_under_layer_falls_back_to_canonical_paths() {
 #[tokio::test(start_paused = true)]
 async fn canonical_matching_counts_every_spelling() {
     let app = routes().layer(table(PathMatching::Canonical).build().unwrap());
-    let paths = ["//v1/sign_ins", "/v1/sign_%69ns", "/v1/sign_ins", "/V1/SIGN_INS"];
-    assert_eq!(statuses(&app, Method::POST, &paths).await, [404, 404, 429, 404]);
+    let paths = [
+        "//v1/sign_ins",
+        "/v1/sign_%69ns",
+        "/v1/sign_ins",
+        "/V1/SIGN_INS",
+    ];
+    assert_eq!(
+        statuses(&app, Method::POST, &paths).await,
+        [404, 404, 429, 404]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn case_folding_is_opt_in() {
-    let ok = service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
+    let ok =
+        service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
     let folding = table(PathMatching::CanonicalIgnoreCase).build().unwrap();
     let svc = folding.unwrapped_body().layer(ok);
     let paths = ["/V1/SIGN_INS", "/v1/Sign_Ins", "/v1/sign_ins"];
     assert_eq!(statuses(&svc, Method::POST, &paths).await, [200, 200, 429]);
     // Parameter values keep their case: two users.
-    let users = ["/V1/USERS/U_1", "/v1/users/U_1", "/v1/users/u_1", "/v1/users/U_1"];
-    assert_eq!(statuses(&svc, Method::PATCH, &users).await, [200, 200, 200, 429]);
+    let users = [
+        "/V1/USERS/U_1",
+        "/v1/users/U_1",
+        "/v1/users/u_1",
+        "/v1/users/U_1",
+    ];
+    assert_eq!(
+        statuses(&svc, Method::PATCH, &users).await,
+        [200, 200, 200, 429]
+    );
 }
 
 #[tokio::test(start_paused = true)]

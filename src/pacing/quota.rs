@@ -146,9 +146,10 @@ impl CompiledQuota {
     ) -> Option<Result<u64, &'static str>> {
         let mut params = PathParams::default();
         let applies = self.routes.is_empty()
-            || self.routes.iter().any(|r| {
-                r.method_is(req.method()) && r.matches_path(path, false, &mut params)
-            });
+            || self
+                .routes
+                .iter()
+                .any(|r| r.method_is(req.method()) && r.matches_path(path, false, &mut params));
         if !applies {
             return None;
         }

@@ -95,7 +95,10 @@ pub enum PathMatching {
     /// `Router::route_layer` on the outermost router (after any `nest`); parameters are
     /// captured from the path axum matched, and decoded as its `Path` decodes them. A
     /// request without `MatchedPath` (the layer applied with `Router::layer`) is matched
-    /// as [`Canonical`](Self::Canonical) and a warning is logged once.
+    /// as [`Canonical`](Self::Canonical) and a warning is logged once. Under a nested
+    /// router's own `route_layer` axum hands the layer a path stripped of the prefix: the
+    /// rule still applies, and a [`PathParam`](crate::key::PathParam) key it cannot capture
+    /// counts as missing (the rule's [`MissingKey`](crate::MissingKey) policy).
     #[cfg(feature = "axum")]
     AxumMatchedPath,
 }

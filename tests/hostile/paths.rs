@@ -38,7 +38,9 @@ async fn doubled_slashes_spend_the_sign_in_bucket() {
     // Admitted by the limiter, then not found by the router (it does not merge slashes).
     assert_eq!(&statuses[..5], &[404; 5]);
     // And the real route shares the bucket.
-    let real = server.send("127.0.0.4", &Raw::new("POST", "/v1/sign_ins")).await;
+    let real = server
+        .send("127.0.0.4", &Raw::new("POST", "/v1/sign_ins"))
+        .await;
     assert_eq!(real.status, 429);
     // Without a key: never admitted.
     let keyless = Raw::new("POST", "//v1//sign_ins");
@@ -131,7 +133,11 @@ async fn encoded_user_ids_share_one_bucket() {
     let server = Server::clerk().await;
     let key = bearer("sk_test_users");
     let auth = [("authorization", key.as_str())];
-    let spellings = ["/v1/users/user_1", "/v1/users/user%5F1", "/v1/users/%75ser_1"];
+    let spellings = [
+        "/v1/users/user_1",
+        "/v1/users/user%5F1",
+        "/v1/users/%75ser_1",
+    ];
     let mut admitted = 0;
     let mut refused = 0;
     for i in 0..30 {
@@ -149,4 +155,99 @@ async fn encoded_user_ids_share_one_bucket() {
     // Another user is untouched.
     let other = Raw::new("PATCH", "/v1/users/user_2").headers(&auth);
     assert_eq!(server.send("127.0.0.6", &other).await.status, 200);
+}
+
+/// Randomized cases: `HOSTILE_CASES` (default 2,000).
+fn cases() -> usize {
+    std::env::var("HOSTILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
+/// xorshift64*: reproducible randomness without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    }
+}
+
+/// `s` with some of its characters percent-encoded (hex in either case) and some slashes
+/// doubled; also says whether a reserved character (`+ : @ !`) was encoded, which changes
+/// the canonical form (though not the key axum's `Path` decodes).
+fn respell(s: &str, rng: &mut Rng) -> (String, bool) {
+    let mut out = String::new();
+    let mut reserved = false;
+    for c in s.chars() {
+        match c {
+            '/' if rng.below(3) == 0 => out.push_str("//"),
+            '/' => out.push('/'),
+            c if rng.below(3) == 0 => {
+                reserved |= "+:@!".contains(c);
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let esc = format!("%{b:02X}");
+                    out.push_str(&if rng.below(2) == 0 {
+                        esc.to_ascii_lowercase()
+                    } else {
+                        esc
+                    });
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    (out, reserved)
+}
+
+/// Through the layer (in process, paused time): for random user ids, random spellings of
+/// `PATCH /v1/users/{id}` and of the id itself are one 10 per 10 s bucket, never more; and
+/// spellings that differ only in unreserved or non-ASCII characters and slashes have one
+/// canonical form.
+#[tokio::test(start_paused = true)]
+async fn random_spellings_never_split_a_bucket() {
+    use tower::ServiceExt;
+    use tower_throttle::path::canonicalize;
+    let (app, handle) = crate::clerk::app(crate::clerk::Instance::Production).unwrap();
+    let mut rng = Rng(0x5eed_0f11);
+    const ALPHABET: &[char] = &['a', 'Z', '0', '_', '-', '.', '~', 'é', '+', ':', '@', '!'];
+    let n = cases();
+    for case in 0..n {
+        let tail: String = (0..rng.below(10))
+            .map(|_| ALPHABET[rng.below(ALPHABET.len())])
+            .collect();
+        let path = format!("/v1/users/u{case}{tail}");
+        let canonical = canonicalize(&path).unwrap().into_owned();
+        let mut admitted = 0;
+        for _ in 0..11 {
+            let (spelled, reserved) = respell(&path, &mut rng);
+            if !reserved {
+                assert_eq!(canonicalize(&spelled).unwrap(), canonical, "{spelled}");
+            }
+            let req = axum::http::Request::builder()
+                .method("PATCH")
+                .uri(spelled.as_str())
+                .header("authorization", format!("Bearer sk_live_{}", case % 64))
+                .extension(std::net::SocketAddr::from(([192, 0, 2, 1], 1)))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let status = app.clone().oneshot(req).await.unwrap().status();
+            // Admitted: served (200), or not a route of the router (404: it does not
+            // merge slashes nor decode the literal segments).
+            assert!([200, 404, 429].contains(&status.as_u16()), "{spelled}: {status}");
+            admitted += usize::from(status != 429);
+        }
+        assert_eq!(admitted, 10, "{path}");
+        // Every 50 users, a new 10 s window: keys stay few at any case count.
+        if case % 50 == 49 {
+            tokio::time::advance(std::time::Duration::from_secs(10)).await;
+        }
+    }
+    let users = handle.rule("user_update").unwrap();
+    assert_eq!((users.admitted, users.limited), (10 * n as u64, n as u64));
 }
