@@ -70,14 +70,14 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// `A-Z a-z 0-9 - . _ ~` (RFC 3986 section 2.3).
 #[inline]
-pub(crate) fn is_unreserved(b: u8) -> bool {
+pub(crate) const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// What a path segment may hold unencoded besides unreserved characters: sub-delims,
 /// `:` and `@` (RFC 3986 `pchar`).
 #[inline]
-fn is_raw_pchar(b: u8) -> bool {
+const fn is_raw_pchar(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
@@ -115,30 +115,36 @@ pub(crate) fn escape_at(bytes: &[u8]) -> Option<u8> {
     }
 }
 
-/// The output, allocated only once it first differs from the input.
+/// The output, allocated only once it first differs from the input; unchanged runs of
+/// the input are copied in one piece.
 struct Out<'a> {
-    src: &'a str,
-    buf: Option<String>,
+    src: &'a [u8],
+    buf: Option<Vec<u8>>,
+    /// The input before this is in `buf` (or needs no copy, while `buf` is `None`).
+    copied: usize,
 }
 
 impl Out<'_> {
-    /// The input byte at `at` is kept.
-    #[inline]
-    fn same(&mut self, b: u8) {
-        if let Some(buf) = &mut self.buf {
-            buf.push(char::from(b));
-        }
+    /// The `consumed` input bytes at `at` are written `ascii` instead.
+    fn changed(&mut self, at: usize, consumed: usize, ascii: &[u8]) {
+        let buf = self
+            .buf
+            .get_or_insert_with(|| Vec::with_capacity(self.src.len() + 8));
+        buf.extend_from_slice(&self.src[self.copied..at]);
+        buf.extend_from_slice(ascii);
+        self.copied = at + consumed;
     }
 
-    /// The output differs from the input at `at`: it has `ascii` there instead.
-    fn changed(&mut self, at: usize, ascii: &[u8]) {
-        let src = self.src;
-        let buf = self.buf.get_or_insert_with(|| {
-            let mut s = String::with_capacity(src.len() + 8);
-            s.push_str(&src[..at]);
-            s
-        });
-        buf.extend(ascii.iter().map(|&b| char::from(b)));
+    fn finish(self, path: &str) -> Cow<'_, str> {
+        let Some(mut buf) = self.buf else {
+            return Cow::Borrowed(path);
+        };
+        buf.extend_from_slice(&self.src[self.copied..]);
+        // ASCII by construction (every non-ASCII byte is percent-encoded).
+        Cow::Owned(
+            String::from_utf8(buf)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
     }
 }
 
@@ -147,14 +153,14 @@ impl Out<'_> {
 /// CONNECT request) is returned as is: no route template matches it.
 pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') {
+    if bytes.first() != Some(&b'/') || plainly_canonical(bytes) {
         return Ok(Cow::Borrowed(path));
     }
     let mut out = Out {
-        src: path,
+        src: bytes,
         buf: None,
+        copied: 0,
     };
-    out.same(b'/');
     // Length and dots of the current segment, as written to the output.
     let (mut seg_len, mut seg_dots) = (0usize, 0usize);
     let mut i = 1;
@@ -162,10 +168,9 @@ pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         let b = bytes[i];
         if b == b'/' {
             if seg_len == 0 {
-                out.changed(i, b"");
+                out.changed(i, 1, b"");
             } else {
                 check_dots(seg_len, seg_dots)?;
-                out.same(b'/');
             }
             (seg_len, seg_dots) = (0, 0);
             i += 1;
@@ -173,25 +178,21 @@ pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         }
         let (len, canonical_byte) = match escape_at(&bytes[i..]) {
             Some(v) if is_unreserved(v) => {
-                out.changed(i, &[v]);
+                out.changed(i, 3, &[v]);
                 (3, v)
             }
             Some(v) => {
                 let escape = [b'%', HEX[usize::from(v >> 4)], HEX[usize::from(v & 15)]];
-                if bytes[i..i + 3] == escape {
-                    escape.iter().for_each(|&e| out.same(e));
-                } else {
-                    out.changed(i, &escape);
+                if bytes[i..i + 3] != escape {
+                    out.changed(i, 3, &escape);
                 }
                 (3, b'%')
             }
-            None if is_raw_pchar(b) => {
-                out.same(b);
-                (1, b)
-            }
+            None if is_raw_pchar(b) => (1, b),
             None => {
                 out.changed(
                     i,
+                    1,
                     &[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]],
                 );
                 (1, b'%')
@@ -202,10 +203,42 @@ pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         i += len;
     }
     check_dots(seg_len, seg_dots)?;
-    Ok(match out.buf {
-        Some(s) => Cow::Owned(s),
-        None => Cow::Borrowed(path),
-    })
+    Ok(out.finish(path))
+}
+
+/// Bytes a canonical path holds as themselves: unreserved, sub-delims, `:` and `@`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = is_raw_pchar(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// The common case, in one table lookup per byte: only plain bytes and slashes, no empty
+/// and no dot segment (a trailing slash is fine). `false` means "look closer", not "not
+/// canonical" (a path with escapes takes the full pass even when canonical).
+#[inline]
+fn plainly_canonical(bytes: &[u8]) -> bool {
+    let mut seg_start = 1;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if PLAIN[usize::from(b)] {
+            continue;
+        }
+        if b != b'/' || !plain_segment(&bytes[seg_start..i]) {
+            return false;
+        }
+        seg_start = i + 1;
+    }
+    let last = &bytes[seg_start.min(bytes.len())..];
+    last.is_empty() || plain_segment(last)
+}
+
+#[inline]
+fn plain_segment(seg: &[u8]) -> bool {
+    !matches!(seg, b"" | b"." | b"..")
 }
 
 #[inline]

@@ -239,7 +239,10 @@ async fn random_spellings_never_split_a_bucket() {
             let status = app.clone().oneshot(req).await.unwrap().status();
             // Admitted: served (200), or not a route of the router (404: it does not
             // merge slashes nor decode the literal segments).
-            assert!([200, 404, 429].contains(&status.as_u16()), "{spelled}: {status}");
+            assert!(
+                [200, 404, 429].contains(&status.as_u16()),
+                "{spelled}: {status}"
+            );
             admitted += usize::from(status != 429);
         }
         assert_eq!(admitted, 10, "{path}");
