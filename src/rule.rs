@@ -45,9 +45,10 @@
 //! - serve every route it has under a rule that covers it, and answer the rest with 404
 //!   (a catch-all handler is served under whatever rule its path spells).
 //!
-//! With axum, `PathMatching::AxumMatchedPath` (feature `axum`) removes the question: the layer, applied
-//! with `Router::route_layer`, reads the template axum matched (`MatchedPath`) and applies
-//! the rules whose routes are that template, so limiter and router cannot disagree.
+//! With axum, `PathMatching::AxumMatchedPath` (feature `axum`) removes the question: the
+//! layer, applied with `Router::route_layer`, reads the template axum matched
+//! (`MatchedPath`) and applies the rules whose routes are that template, so limiter and
+//! router cannot disagree.
 //!
 //! ```
 //! # #[cfg(feature = "axum")]
