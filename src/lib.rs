@@ -9,6 +9,7 @@ pub mod headers;
 pub mod key;
 pub mod monitor;
 pub mod pacing;
+pub mod path;
 pub mod quota;
 pub mod rate_limit;
 pub mod retry;

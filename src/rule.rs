@@ -10,197 +10,84 @@
 //!
 //! Templates: segments are literals, `{name}` (one segment, captured), or a final
 //! `{*name}` (the rest of the path, possibly empty). A single trailing slash on the request
-//! path is ignored, so `/v1/sign_ins/` matches `/v1/sign_ins`. Matching is on the raw
-//! (percent-encoded) path.
+//! path is ignored, so `/v1/sign_ins/` matches `/v1/sign_ins`.
+//!
+//! # Which path is matched
+//!
+//! By default ([`PathMatching::Canonical`]) a rule's routes match the [canonical
+//! form](crate::path) of the request path, worked out once per request: `//v1//sign_ins`,
+//! `/v1/sign_%69ns` and `/v1/sign_ins/` are all the sign-in route, and spend its bucket.
+//! Template literals are put in the same form. A path with a dot segment (`.`, `..`,
+//! `%2e%2e`) has no canonical form: the layer answers it `400 Bad Request` before any rule
+//! or route of the service is involved ([`RejectionReason::BadPath`](crate::RejectionReason::BadPath)).
+//!
+//! Carve-outs (`except` routes and exempt routes) are the other way round: they match the
+//! path **as sent** only. Canonical matching can only add rules to a request (every path
+//! that matches a template as sent also matches it canonically), so a request is never
+//! limited less than its spelling as sent would be; a spelling of an exempt route is not
+//! exempt (`GET //v1/jwks` pays the backend limit), because a router that does not
+//! canonicalize may serve it under some other route.
+//!
+//! [`PathParam`](crate::key::PathParam) keys are percent-decoded the way axum's `Path`
+//! extractor decodes them (every valid escape, `%2F` included; an invalid escape is kept
+//! as is), so `user_1`, `user%5F1` and `%75ser_1` are one bucket.
+//!
+//! # What the router must agree with
+//!
+//! The limit is only as good as the agreement between these templates and the router
+//! behind the layer. With the default matching, the router must:
+//!
+//! - route on the path as sent (axum, hyper, matchit do) or on a form that merges empty
+//!   segments and decodes unreserved escapes at most — **not** decode reserved escapes
+//!   (`%2F` into `/`) before routing, not strip dot segments (the layer refuses those), not
+//!   fold case (or use [`PathMatching::CanonicalIgnoreCase`]);
+//! - give `{name}` one non-empty segment and `{*name}` the rest of the path, like axum;
+//! - serve every route it has under a rule that covers it, and answer the rest with 404
+//!   (a catch-all handler is served under whatever rule its path spells).
+//!
+//! With axum, `PathMatching::AxumMatchedPath` (feature `axum`) removes the question: the
+//! layer, applied with `Router::route_layer`, reads the template axum matched
+//! (`MatchedPath`) and applies the rules whose routes are that template, so limiter and
+//! router cannot disagree.
+//!
+//! ```
+//! # #[cfg(feature = "axum")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::{routing::post, Router};
+//! use tower_throttle::key::PeerIp;
+//! use tower_throttle::rule::PathMatching;
+//! use tower_throttle::{Quota, RateLimitLayer, Route, Rule};
+//!
+//! let layer = RateLimitLayer::builder()
+//!     .path_matching(PathMatching::AxumMatchedPath)
+//!     .rule(
+//!         Rule::new("sign_in", Quota::per_second(1)?)
+//!             .route(Route::post("/v1/sign_ins"))
+//!             .key(PeerIp::new()),
+//!     )
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/v1/sign_ins", post(|| async { "signed in" }))
+//!     .route_layer(layer);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "axum"))]
+//! # fn main() {}
+//! ```
+
+mod route;
+
+pub(crate) use route::{warn_once, CompiledRoute, Target};
+pub use route::{PathMatching, Route};
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 
-use crate::key::{Global, KeyExtractor, PathParams, MAX_PATH_PARAMS};
+use crate::key::{Global, KeyExtractor};
 use crate::quota::Quota;
-
-/// A method (or any method) and a path template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    method: Option<Method>,
-    template: String,
-}
-
-impl Route {
-    /// `method` requests whose path matches `template`.
-    pub fn new(method: Method, template: impl Into<String>) -> Self {
-        Route {
-            method: Some(method),
-            template: template.into(),
-        }
-    }
-
-    /// Requests of any method matching `template`.
-    pub fn any(template: impl Into<String>) -> Self {
-        Route {
-            method: None,
-            template: template.into(),
-        }
-    }
-
-    /// `GET` requests matching `template`.
-    pub fn get(template: impl Into<String>) -> Self {
-        Self::new(Method::GET, template)
-    }
-
-    /// `POST` requests matching `template`.
-    pub fn post(template: impl Into<String>) -> Self {
-        Self::new(Method::POST, template)
-    }
-
-    /// `PUT` requests matching `template`.
-    pub fn put(template: impl Into<String>) -> Self {
-        Self::new(Method::PUT, template)
-    }
-
-    /// `PATCH` requests matching `template`.
-    pub fn patch(template: impl Into<String>) -> Self {
-        Self::new(Method::PATCH, template)
-    }
-
-    /// `DELETE` requests matching `template`.
-    pub fn delete(template: impl Into<String>) -> Self {
-        Self::new(Method::DELETE, template)
-    }
-
-    pub(crate) fn compile(&self) -> Result<CompiledRoute, String> {
-        Ok(CompiledRoute {
-            method: self.method.clone(),
-            segments: parse_template(&self.template)?,
-        })
-    }
-}
-
-impl fmt::Display for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.method {
-            Some(m) => write!(f, "{m} {}", self.template),
-            None => write!(f, "* {}", self.template),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Param(String),
-    Rest(String),
-}
-
-fn parse_template(t: &str) -> Result<Vec<Segment>, String> {
-    let body = t
-        .strip_prefix('/')
-        .ok_or_else(|| "a template must start with '/'".to_owned())?;
-    let body = body.strip_suffix('/').unwrap_or(body);
-    let mut segments = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    let parts: Vec<&str> = if body.is_empty() {
-        Vec::new()
-    } else {
-        body.split('/').collect()
-    };
-    for (i, part) in parts.iter().enumerate() {
-        let seg = match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(inner) => {
-                let (rest, name) = match inner.strip_prefix('*') {
-                    Some(n) => (true, n),
-                    None => (false, inner),
-                };
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!("bad parameter name in segment {part:?}"));
-                }
-                if names.contains(&name) {
-                    return Err(format!("parameter {name:?} appears twice"));
-                }
-                if names.len() == MAX_PATH_PARAMS {
-                    return Err(format!("more than {MAX_PATH_PARAMS} parameters"));
-                }
-                names.push(name);
-                if rest {
-                    if i + 1 != parts.len() {
-                        return Err("a {*rest} parameter must be the last segment".to_owned());
-                    }
-                    Segment::Rest(name.to_owned())
-                } else {
-                    Segment::Param(name.to_owned())
-                }
-            }
-            None if part.contains(['{', '}']) => {
-                return Err(format!("segment {part:?} mixes text and braces"))
-            }
-            None if part.is_empty() => return Err("empty segment ('//')".to_owned()),
-            None => Segment::Literal((*part).to_owned()),
-        };
-        segments.push(seg);
-    }
-    Ok(segments)
-}
-
-fn seg_param(seg: &Segment) -> Option<&str> {
-    match seg {
-        Segment::Param(n) | Segment::Rest(n) => Some(n),
-        Segment::Literal(_) => None,
-    }
-}
-
-/// A parsed route.
-#[derive(Debug, Clone)]
-pub(crate) struct CompiledRoute {
-    method: Option<Method>,
-    segments: Vec<Segment>,
-}
-
-impl CompiledRoute {
-    /// Whether the request matches; captures parameters into `params` when it does.
-    pub(crate) fn matches<'a>(
-        &'a self,
-        method: &Method,
-        path: &'a str,
-        params: &mut PathParams<'a>,
-    ) -> bool {
-        if self.method.as_ref().is_some_and(|m| m != method) {
-            return false;
-        }
-        params.clear();
-        let Some(body) = path.strip_prefix('/') else {
-            return false;
-        };
-        let body = body.strip_suffix('/').unwrap_or(body);
-        let mut rest = body;
-        for seg in &self.segments {
-            let (part, tail, slash) = match seg {
-                Segment::Rest(name) => return params.push(name, rest),
-                _ if rest.is_empty() => return false,
-                _ => match rest.split_once('/') {
-                    Some((part, tail)) => (part, tail, true),
-                    None => (rest, "", false),
-                },
-            };
-            let ok = match seg {
-                Segment::Literal(l) => l == part,
-                _ => !part.is_empty() && seg_param(seg).is_some_and(|n| params.push(n, part)),
-            };
-            // `slash` with an empty tail means a doubled trailing slash: no match.
-            if !ok || (slash && tail.is_empty()) {
-                return false;
-            }
-            rest = tail;
-        }
-        rest.is_empty()
-    }
-
-    pub(crate) fn has_param(&self, name: &str) -> bool {
-        self.segments.iter().any(|s| seg_param(s) == Some(name))
-    }
-}
 
 /// What a rule does with a request from which its key cannot be extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -334,67 +221,5 @@ impl Rule {
     /// The rule's quota.
     pub fn quota(&self) -> &Quota {
         &self.quota
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(route: &Route, method: Method, path: &str) -> Option<Vec<(String, String)>> {
-        let c = route.compile().unwrap();
-        let mut p = PathParams::default();
-        c.matches(&method, path, &mut p).then(|| {
-            ["id", "user_id", "rest", "organization_id"]
-                .iter()
-                .filter_map(|n| p.get(n).map(|v| ((*n).to_owned(), v.to_owned())))
-                .collect()
-        })
-    }
-
-    #[test]
-    fn templates_match_and_capture() {
-        let r = Route::patch("/v1/users/{user_id}");
-        assert_eq!(
-            m(&r, Method::PATCH, "/v1/users/u_1"),
-            Some(vec![("user_id".into(), "u_1".into())])
-        );
-        assert!(m(&r, Method::PATCH, "/v1/users/u_1/").is_some());
-        assert!(m(&r, Method::GET, "/v1/users/u_1").is_none());
-        assert!(m(&r, Method::PATCH, "/v1/users/").is_none());
-        assert!(m(&r, Method::PATCH, "/v1/users").is_none());
-        assert!(m(&r, Method::PATCH, "/v1/users/u_1/metadata").is_none());
-        assert!(m(&r, Method::PATCH, "/v1/users//").is_none());
-        let lit = Route::post("/v1/sign_ins");
-        assert!(m(&lit, Method::POST, "/v1/sign_ins").is_some());
-        assert!(m(&lit, Method::POST, "/v1/sign_ins/").is_some());
-        assert!(m(&lit, Method::POST, "/v1/sign_insx").is_none());
-        assert!(m(&lit, Method::POST, "/v1/sign_ins/x").is_none());
-        let rest = Route::any("/v1/{*rest}");
-        assert_eq!(
-            m(&rest, Method::DELETE, "/v1/a/b"),
-            Some(vec![("rest".into(), "a/b".into())])
-        );
-        assert!(m(&rest, Method::GET, "/v2/a").is_none());
-        let root = Route::any("/");
-        assert!(m(&root, Method::GET, "/").is_some());
-        assert!(m(&root, Method::GET, "/a").is_none());
-    }
-
-    #[test]
-    fn bad_templates_are_errors() {
-        for t in [
-            "v1/x",
-            "/v1/{}",
-            "/v1/{a}/{a}",
-            "/v1/{*a}/b",
-            "/v1/x{a}",
-            "/v1//x",
-            "/{a-b}",
-        ] {
-            assert!(Route::any(t).compile().is_err(), "{t}");
-        }
-        let nine = (0..9).map(|i| format!("/{{p{i}}}")).collect::<String>();
-        assert!(Route::any(nine).compile().is_err());
     }
 }

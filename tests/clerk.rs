@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, Response, StatusCode};
 use axum::Router;
 use clerk::Instance;
@@ -41,8 +40,10 @@ impl Api {
             req = req.header("authorization", format!("Bearer {key}"));
         }
         let mut req = req.body(Body::empty()).unwrap();
+        // A plain `SocketAddr`: read with and without the crate's `axum` feature (axum's
+        // `ConnectInfo` is read only with it; tests/rate_limit.rs covers that).
         req.extensions_mut()
-            .insert(ConnectInfo(ip.parse::<SocketAddr>().unwrap()));
+            .insert(ip.parse::<SocketAddr>().unwrap());
         self.app.clone().oneshot(req).await.unwrap()
     }
 

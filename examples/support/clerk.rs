@@ -131,11 +131,49 @@ async fn stub(method: Method, uri: Uri) -> axum::Json<serde_json::Value> {
     )
 }
 
+async fn not_found(uri: Uri) -> (StatusCode, axum::Json<serde_json::Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({
+            "errors": [{ "code": "resource_not_found", "message": "not found" }],
+            "path": uri.path(),
+        })),
+    )
+}
+
+/// The stub Clerk API without limits: every route of the table, `GET /v1/jwks` and the
+/// backend routes the tests and the demo call; anything else is 404, like the real API
+/// (no catch-all 200), so every path it serves is one the table names.
+pub fn api() -> Router {
+    use axum::routing::{get, patch, post};
+    let mut router = Router::new();
+    for r in [
+        "/v1/sign_ins",
+        "/v1/sign_ups",
+        "/v1/sign_ins/{id}/attempt_first_factor",
+        "/v1/sign_ins/{id}/attempt_second_factor",
+        "/v1/sign_ups/{id}/attempt_verification",
+        "/v1/invitations",
+        "/v1/invitations/bulk",
+        "/v1/organizations/{organization_id}/invitations",
+        "/v1/organizations/{organization_id}/invitations/bulk",
+    ] {
+        router = router.route(r, post(stub));
+    }
+    router
+        .route("/v1/jwks", get(stub))
+        .route("/v1/clients", get(stub))
+        .route("/v1/users", get(stub))
+        .route("/v1/users/{user_id}", get(stub).patch(stub))
+        .route("/v1/users/{user_id}/metadata", patch(stub))
+        .fallback(not_found)
+}
+
 /// The stub API behind Clerk's limits, and the layer's counters.
 pub fn app(instance: Instance) -> Result<(Router, RateLimitHandle), Box<dyn std::error::Error>> {
     let layer = layer(instance)?;
     let handle = layer.handle();
-    Ok((Router::new().fallback(stub).layer(layer), handle))
+    Ok((api().layer(layer), handle))
 }
 
 /// The stub API on a shared Redis store: processes using the same Redis (URL and prefix)
@@ -154,11 +192,25 @@ pub fn app_on_redis(
         .store(store)
         .build()?;
     let handle = layer.handle();
-    Ok((Router::new().fallback(stub).layer(layer), handle))
+    Ok((api().layer(layer), handle))
 }
 
-/// Serves `app` on `listener` with peer addresses available to the per-IP rules.
+/// Serves `app` on `listener` with peer addresses available to the per-IP rules: as
+/// axum's `ConnectInfo<SocketAddr>` and as a plain `SocketAddr` extension, which is what
+/// the crate reads when it is built without its `axum` feature.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    let app = app.layer(tower::util::MapRequestLayer::new(
+        |mut req: axum::extract::Request| {
+            let peer = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|ci| ci.0);
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
+            req
+        },
+    ));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

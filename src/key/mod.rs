@@ -12,6 +12,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use http::header::{HeaderName, AUTHORIZATION};
@@ -25,7 +26,9 @@ pub use proxy::{group_ip, InvalidCidr, IpNet, ProxyHeader, TrustedProxies};
 /// The most path parameters one route template may capture.
 pub const MAX_PATH_PARAMS: usize = 8;
 
-/// Path parameters captured by the route template a rule matched.
+/// Path parameters captured by the route template a rule matched, as they appear in the
+/// [canonical path](crate::path) (unreserved escapes decoded, other escapes upper-cased);
+/// [`PathParam`] decodes the rest.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PathParams<'a> {
     items: [(&'a str, &'a str); MAX_PATH_PARAMS],
@@ -122,6 +125,18 @@ impl KeyBuilder {
         self.hasher.write(part);
     }
 
+    /// Adds `part` percent-decoded as axum's `Path` decodes it (every valid `%XY`
+    /// escape; an invalid one is kept as is): the same key as [`push`](Self::push) of the
+    /// decoded bytes, without allocating them.
+    pub(crate) fn push_percent_decoded(&mut self, part: &[u8]) {
+        if !part.contains(&b'%') {
+            return self.push(part);
+        }
+        self.written = true;
+        self.hasher.write_usize(crate::path::decoded_len(part));
+        crate::path::for_each_decoded(part, |b| self.hasher.write(b));
+    }
+
     /// Adds an IP address (v4 and v6 never collide).
     pub fn push_ip(&mut self, ip: IpAddr) {
         match ip {
@@ -205,6 +220,15 @@ impl KeyExtractor for Global {
 /// and forwarding headers are ignored; see [`TrustedProxies`]. IPv6 clients are grouped by
 /// their /64 by default (one subscriber usually holds a whole /64), IPv4 by /32.
 ///
+/// **No peer address is never silent.** A request without one has no key: the rule's
+/// [`MissingKey`](crate::MissingKey) policy applies (by default all such requests share
+/// one bucket), and the first time a rule's `PeerIp` meets such a request it logs a
+/// `tracing` warning naming the sources it reads. The usual causes: the server was not
+/// started with axum's `into_make_service_with_connect_info::<SocketAddr>()`, or the crate
+/// was built without its `axum` feature (then axum's `ConnectInfo` is not read; insert a
+/// plain `SocketAddr` extension instead). To refuse such requests rather than share a
+/// bucket, set `MissingKey::Reject(StatusCode::INTERNAL_SERVER_ERROR)` on the rule.
+///
 /// ```
 /// use tower_throttle::key::{PeerIp, TrustedProxies};
 ///
@@ -218,6 +242,8 @@ pub struct PeerIp {
     proxies: TrustedProxies,
     v4_prefix: u8,
     v6_prefix: u8,
+    /// Whether the missing peer address was logged (shared by clones).
+    warned: Arc<AtomicBool>,
 }
 
 impl Default for PeerIp {
@@ -226,9 +252,21 @@ impl Default for PeerIp {
             proxies: TrustedProxies::none(),
             v4_prefix: 32,
             v6_prefix: 64,
+            warned: Arc::default(),
         }
     }
 }
+
+#[cfg(feature = "axum")]
+const NO_PEER: &str = "PeerIp: a request has no peer address (neither axum's \
+    ConnectInfo<SocketAddr> nor a SocketAddr extension); such requests have no key and \
+    fall under the rule's MissingKey policy (default: one shared bucket). Serve with \
+    into_make_service_with_connect_info::<SocketAddr>() or insert a SocketAddr extension";
+#[cfg(not(feature = "axum"))]
+const NO_PEER: &str = "PeerIp: a request has no SocketAddr extension, and axum's \
+    ConnectInfo is not read without the crate's `axum` feature; such requests have no key \
+    and fall under the rule's MissingKey policy (default: one shared bucket). Insert a \
+    SocketAddr extension or enable the `axum` feature";
 
 impl PeerIp {
     /// Peer address, no trusted proxy, IPv4 /32, IPv6 /64.
@@ -264,9 +302,12 @@ impl PeerIp {
 
 impl KeyExtractor for PeerIp {
     fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
-        let ip = self.client_ip(req).ok_or(KeyMissing {
-            what: "peer address (serve with axum's into_make_service_with_connect_info::<SocketAddr>() or insert a SocketAddr extension)",
-        })?;
+        let Some(ip) = self.client_ip(req) else {
+            crate::rule::warn_once(&self.warned, NO_PEER);
+            return Err(KeyMissing {
+                what: "peer address (serve with axum's into_make_service_with_connect_info::<SocketAddr>() or insert a SocketAddr extension)",
+            });
+        };
         key.push_ip(ip);
         Ok(())
     }
@@ -340,6 +381,11 @@ impl KeyExtractor for BearerToken {
 
 /// A path parameter captured by the rule's route template (e.g. `user_id` in
 /// `/v1/users/{user_id}`). Rules check at build time that every template captures it.
+///
+/// The value is percent-decoded the way axum's `Path` extractor decodes it: every valid
+/// `%XY` escape (reserved ones too: `a%2Fb` is `a/b`), an invalid one kept as is. So
+/// `user_1`, `user%5F1` and `%75ser_1` are one key. A value that decodes to invalid UTF-8
+/// (which axum's `Path` refuses) is keyed by its bytes.
 #[derive(Debug, Clone)]
 pub struct PathParam {
     name: Arc<str>,
@@ -356,7 +402,7 @@ impl KeyExtractor for PathParam {
     fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
         match req.path_params.get(&self.name) {
             Some(v) if !v.is_empty() => {
-                key.push(v.as_bytes());
+                key.push_percent_decoded(v.as_bytes());
                 Ok(())
             }
             _ => Err(KeyMissing {

@@ -141,6 +141,43 @@ fn finish_or_is_finish() {
 }
 
 #[test]
+fn percent_decoded_parts_hash_as_their_decoded_bytes() {
+    let seed = SipHasher13::new_with_keys(3, 4);
+    let hash = |f: &dyn Fn(&mut KeyBuilder)| {
+        let mut b = KeyBuilder::new(seed);
+        f(&mut b);
+        b.finish()
+    };
+    for (encoded, decoded) in [
+        ("user%5F1", &b"user_1"[..]),
+        ("%75ser_1", b"user_1"),
+        ("user_1", b"user_1"),
+        ("a%2Fb%2f", b"a/b/"),
+        ("%zz%4", b"%zz%4"),
+        ("%25zz", b"%zz"),
+        ("%C3%A9%FF", &[0xc3, 0xa9, 0xff]),
+        ("x%41%42%43yz", b"xABCyz"),
+    ] {
+        assert_eq!(
+            hash(&|b| b.push_percent_decoded(encoded.as_bytes())),
+            hash(&|b| b.push(decoded)),
+            "{encoded}"
+        );
+    }
+    // Still length-prefixed: the parts do not run into each other.
+    assert_ne!(
+        hash(&|b| {
+            b.push_percent_decoded(b"a%62");
+            b.push(b"c");
+        }),
+        hash(&|b| {
+            b.push(b"a");
+            b.push(b"bc");
+        })
+    );
+}
+
+#[test]
 fn a_repeated_header_is_no_key() {
     // Keyed on every value, a client repeating the header got a fresh bucket per extra
     // value while the application authenticated it by the first (or last) one.

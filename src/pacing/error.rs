@@ -41,6 +41,8 @@ pub enum PacingError {
     },
     /// The store failed.
     Store(StoreError),
+    /// The request path has no canonical form (see [`crate::path`]).
+    BadPath(crate::path::PathError),
 }
 
 impl fmt::Display for PacingError {
@@ -65,6 +67,7 @@ impl fmt::Display for PacingError {
                 "request not sent: usage quota {quota:?} exhausted ({lifetime_used} used)"
             ),
             PacingError::Store(e) => write!(f, "request not sent: rate-limit store failed: {e}"),
+            PacingError::BadPath(e) => write!(f, "request not sent: {e}"),
         }
     }
 }
@@ -73,6 +76,7 @@ impl std::error::Error for PacingError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PacingError::Store(e) => Some(e),
+            PacingError::BadPath(e) => Some(e),
             _ => None,
         }
     }

@@ -137,14 +137,19 @@ impl CompiledQuota {
         })
     }
 
-    /// The quota key of `req`, when the quota applies to it.
-    pub(crate) fn key_of<B>(&self, req: &http::Request<B>) -> Option<Result<u64, &'static str>> {
+    /// The quota key of `req`, whose canonical path is `path`, when the quota applies to
+    /// it.
+    pub(crate) fn key_of<'a, B>(
+        &'a self,
+        req: &'a http::Request<B>,
+        path: &'a str,
+    ) -> Option<Result<u64, &'static str>> {
         let mut params = PathParams::default();
         let applies = self.routes.is_empty()
             || self
                 .routes
                 .iter()
-                .any(|r| r.matches(req.method(), req.uri().path(), &mut params));
+                .any(|r| r.method_is(req.method()) && r.matches_path(path, false, &mut params));
         if !applies {
             return None;
         }

@@ -78,6 +78,7 @@ where
             let mut planned = Checks::new();
             let (matched, checks) = match rules.plan(&req, &mut planned) {
                 Plan::Pass => (0, Vec::new()),
+                Plan::BadPath(e) => return Err(Error::from(PacingError::BadPath(e))),
                 Plan::MissingKey { rule, what, .. } => {
                     return Err(Error::from(PacingError::MissingKey {
                         rule: rules.rules[rule].name.clone(),
@@ -143,8 +144,10 @@ where
 
             // Usage quotas: counted once the limits admit the request, just before sending.
             let mut statuses = Vec::new();
+            let raw = req.uri().path();
+            let path = crate::path::canonicalize(raw).unwrap_or(std::borrow::Cow::Borrowed(raw));
             for q in shared.quotas.iter() {
-                let key = match q.key_of(&req) {
+                let key = match q.key_of(&req, &path) {
                     None => continue,
                     Some(Ok(key)) => key,
                     Some(Err(what)) => {

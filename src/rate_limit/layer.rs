@@ -17,7 +17,7 @@ use crate::headers::write::LimitHeaders;
 use crate::headers::HeaderDialects;
 use crate::key::KeyExtractor;
 use crate::quota::Quota;
-use crate::rule::{CompiledRoute, MissingKey, Route, Rule};
+use crate::rule::{CompiledRoute, MissingKey, PathMatching, Route, Rule};
 use crate::store::{MemoryStore, Store};
 
 /// Why a [`RateLimitLayer`] could not be built.
@@ -115,6 +115,7 @@ pub(crate) struct CompiledRule {
 pub(crate) struct Shared {
     pub(crate) rules: Box<[CompiledRule]>,
     pub(crate) exempt: Box<[CompiledRoute]>,
+    pub(crate) path_matching: PathMatching,
     pub(crate) dialects: HeaderDialects,
     pub(crate) rejection: Option<RejectionFn>,
     pub(crate) store_failure: StoreFailure,
@@ -179,6 +180,7 @@ impl RateLimitLayer {
         RateLimitLayerBuilder {
             rules: Vec::new(),
             exempt: Vec::new(),
+            path_matching: PathMatching::default(),
             dialects: HeaderDialects::default(),
             rejection: None,
             store_failure: StoreFailure::default(),
@@ -250,6 +252,7 @@ impl<S, St: Clone, M> Layer<S> for RateLimitLayer<St, M> {
 pub struct RateLimitLayerBuilder<St = MemoryStore> {
     rules: Vec<Rule>,
     exempt: Vec<Route>,
+    path_matching: PathMatching,
     dialects: HeaderDialects,
     rejection: Option<RejectionFn>,
     store_failure: StoreFailure,
@@ -278,6 +281,14 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
     /// Requests matching `route` bypass every rule (no quota spent, no headers).
     pub fn exempt(mut self, route: Route) -> Self {
         self.exempt.push(route);
+        self
+    }
+
+    /// How requests are matched to routes (default [`PathMatching::Canonical`]: the
+    /// canonical form of the path); see [what the router must
+    /// agree with](crate::rule#what-the-router-must-agree-with).
+    pub fn path_matching(mut self, matching: PathMatching) -> Self {
+        self.path_matching = matching;
         self
     }
 
@@ -324,6 +335,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
         RateLimitLayerBuilder {
             rules: self.rules,
             exempt: self.exempt,
+            path_matching: self.path_matching,
             dialects: self.dialects,
             rejection: self.rejection,
             store_failure: self.store_failure,
@@ -383,6 +395,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
             shared: Arc::new(Shared {
                 rules: rules.into_boxed_slice(),
                 exempt: exempt.into_boxed_slice(),
+                path_matching: self.path_matching,
                 dialects: self.dialects,
                 rejection: self.rejection,
                 store_failure: self.store_failure,

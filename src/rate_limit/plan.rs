@@ -7,7 +7,8 @@ use super::handle::bump;
 use super::layer::Shared;
 use crate::gcra::Check;
 use crate::key::{KeyBuilder, PathParams, RequestParts};
-use crate::rule::MissingKey;
+use crate::path::PathError;
+use crate::rule::{MissingKey, Target};
 
 /// What a request needs, decided before the store is asked. The checks themselves go into
 /// a [`Checks`] the caller keeps on its stack: returned by value, their inline array
@@ -15,6 +16,8 @@ use crate::rule::MissingKey;
 pub(crate) enum Plan {
     /// No rule applies (or the route is exempt).
     Pass,
+    /// The path has no canonical form (a dot segment): refused before any rule.
+    BadPath(PathError),
     /// Rule `rule` has `MissingKey::Reject(status)` and found no key.
     MissingKey {
         rule: usize,
@@ -77,8 +80,16 @@ impl Shared {
     /// Which rules apply to `req`; their checks (with the keys) are pushed onto `checks`,
     /// which must be empty.
     pub(crate) fn plan<B>(&self, req: &Request<B>, checks: &mut Checks) -> Plan {
-        let path = req.uri().path();
         let method = req.method();
+        // The request's route, worked out once: the canonical path (or axum's matched
+        // template) for the rules, the path as sent for carve-outs.
+        let target = match Target::of(req.uri(), req.extensions(), self.path_matching) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(path = req.uri().path(), "refused: {e}");
+                return Plan::BadPath(e);
+            }
+        };
         // One view of the request for every rule (its path parameters are rewritten per
         // rule, and serve exempt routes as scratch first), and a scratch buffer for
         // `except` routes made only if a rule has some: not a fresh ~270-byte
@@ -88,7 +99,7 @@ impl Shared {
         if self
             .exempt
             .iter()
-            .any(|r| r.matches(method, path, &mut parts.path_params))
+            .any(|r| r.excludes(method, &target, &mut parts.path_params))
         {
             bump(&self.stats.exempted);
             return Plan::Pass;
@@ -101,13 +112,13 @@ impl Shared {
             } else {
                 rule.routes
                     .iter()
-                    .any(|r| r.matches(method, path, &mut parts.path_params))
+                    .any(|r| r.includes(method, &target, &mut parts.path_params))
             };
             if !applies
                 || rule.except.iter().any(|r| {
-                    r.matches(
+                    r.excludes(
                         method,
-                        path,
+                        &target,
                         scratch.get_or_insert_with(PathParams::default),
                     )
                 })

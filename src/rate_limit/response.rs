@@ -25,6 +25,9 @@ pub enum RejectionReason {
     MissingKey(&'static str),
     /// The store failed and the policy is [`StoreFailure::Reject`].
     StoreUnavailable,
+    /// The request path has no canonical form (a dot segment, see [`crate::path`]): 400,
+    /// before any rule.
+    BadPath(&'static str),
 }
 
 /// A response the layer is about to write, given to a custom
@@ -82,6 +85,10 @@ fn problem(r: &Rejection<'_>) -> Response<Bytes> {
         }
         (RejectionReason::MissingKey(what), _) => {
             body.push_str("missing ");
+            json_escape(what, &mut body);
+        }
+        (RejectionReason::BadPath(what), _) => {
+            body.push_str("unreadable path: ");
             json_escape(what, &mut body);
         }
         _ => body.push_str("rate limiter unavailable"),

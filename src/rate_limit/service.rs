@@ -171,6 +171,15 @@ where
         let mut checks = Checks::new();
         let matched = match self.shared.plan(&req, &mut checks) {
             Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),
+            Plan::BadPath(e) => {
+                return ResponseFuture::respond(self.shared.reject(
+                    StatusCode::BAD_REQUEST,
+                    RejectionReason::BadPath(e.what()),
+                    None,
+                    None,
+                    None,
+                ))
+            }
             Plan::MissingKey { rule, status, what } => {
                 return ResponseFuture::respond(self.shared.reject(
                     status,

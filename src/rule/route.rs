@@ -1,0 +1,364 @@
+//! Route templates, and matching them against what a request says about its path.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::Method;
+
+use crate::key::{PathParams, MAX_PATH_PARAMS};
+use crate::path::{canonicalize, PathError};
+
+/// A method (or any method) and a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    method: Option<Method>,
+    template: String,
+}
+
+impl Route {
+    /// `method` requests whose path matches `template`.
+    pub fn new(method: Method, template: impl Into<String>) -> Self {
+        Route {
+            method: Some(method),
+            template: template.into(),
+        }
+    }
+
+    /// Requests of any method matching `template`.
+    pub fn any(template: impl Into<String>) -> Self {
+        Route {
+            method: None,
+            template: template.into(),
+        }
+    }
+
+    /// `GET` requests matching `template`.
+    pub fn get(template: impl Into<String>) -> Self {
+        Self::new(Method::GET, template)
+    }
+
+    /// `POST` requests matching `template`.
+    pub fn post(template: impl Into<String>) -> Self {
+        Self::new(Method::POST, template)
+    }
+
+    /// `PUT` requests matching `template`.
+    pub fn put(template: impl Into<String>) -> Self {
+        Self::new(Method::PUT, template)
+    }
+
+    /// `PATCH` requests matching `template`.
+    pub fn patch(template: impl Into<String>) -> Self {
+        Self::new(Method::PATCH, template)
+    }
+
+    /// `DELETE` requests matching `template`.
+    pub fn delete(template: impl Into<String>) -> Self {
+        Self::new(Method::DELETE, template)
+    }
+
+    pub(crate) fn compile(&self) -> Result<CompiledRoute, String> {
+        Ok(CompiledRoute {
+            method: self.method.clone(),
+            segments: parse_template(&self.template)?,
+        })
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.method {
+            Some(m) => write!(f, "{m} {}", self.template),
+            None => write!(f, "* {}", self.template),
+        }
+    }
+}
+
+/// How a layer finds which of its routes a request is on (see the [module
+/// docs](crate::rule#what-the-router-must-agree-with)); set with
+/// [`RateLimitLayerBuilder::path_matching`](crate::RateLimitLayerBuilder::path_matching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PathMatching {
+    /// Templates match the [canonical form](crate::path) of the request path,
+    /// case-sensitively (RFC 3986). The default.
+    #[default]
+    Canonical,
+    /// As [`Canonical`](Self::Canonical), with literal segments compared ASCII
+    /// case-insensitively (`/V1/SIGN_INS` is `/v1/sign_ins`): for routers that fold
+    /// case. Path parameter values keep their case.
+    CanonicalIgnoreCase,
+    /// The route axum matched: a template applies when it is the request's
+    /// `axum::extract::MatchedPath` (literals equal, parameters in the same places, names
+    /// free), so the limiter and the router cannot disagree. Needs the layer applied with
+    /// `Router::route_layer` on the outermost router (after any `nest`); parameters are
+    /// captured from the path axum matched, and decoded as its `Path` decodes them. A
+    /// request without `MatchedPath` (the layer applied with `Router::layer`) is matched
+    /// as [`Canonical`](Self::Canonical) and a warning is logged once. Under a nested
+    /// router's own `route_layer` axum hands the layer a path stripped of the prefix: the
+    /// rule still applies, and a [`PathParam`](crate::key::PathParam) key it cannot capture
+    /// counts as missing (the rule's [`MissingKey`](crate::MissingKey) policy).
+    #[cfg(feature = "axum")]
+    AxumMatchedPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+    Rest(String),
+}
+
+fn parse_template(t: &str) -> Result<Vec<Segment>, String> {
+    let body = t
+        .strip_prefix('/')
+        .ok_or_else(|| "a template must start with '/'".to_owned())?;
+    let body = body.strip_suffix('/').unwrap_or(body);
+    let mut segments = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = if body.is_empty() {
+        Vec::new()
+    } else {
+        body.split('/').collect()
+    };
+    for (i, part) in parts.iter().enumerate() {
+        let seg = match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(inner) => {
+                let (rest, name) = match inner.strip_prefix('*') {
+                    Some(n) => (true, n),
+                    None => (false, inner),
+                };
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!("bad parameter name in segment {part:?}"));
+                }
+                if names.contains(&name) {
+                    return Err(format!("parameter {name:?} appears twice"));
+                }
+                if names.len() == MAX_PATH_PARAMS {
+                    return Err(format!("more than {MAX_PATH_PARAMS} parameters"));
+                }
+                names.push(name);
+                if rest {
+                    if i + 1 != parts.len() {
+                        return Err("a {*rest} parameter must be the last segment".to_owned());
+                    }
+                    Segment::Rest(name.to_owned())
+                } else {
+                    Segment::Param(name.to_owned())
+                }
+            }
+            None if part.contains(['{', '}']) => {
+                return Err(format!("segment {part:?} mixes text and braces"))
+            }
+            None if part.is_empty() => return Err("empty segment ('//')".to_owned()),
+            // Literals are kept canonical, as the request paths they are compared with.
+            None => match canonicalize(&format!("/{part}")) {
+                Ok(c) => Segment::Literal(c[1..].to_owned()),
+                Err(e) => return Err(format!("segment {part:?}: {e}")),
+            },
+        };
+        segments.push(seg);
+    }
+    Ok(segments)
+}
+
+fn seg_param(seg: &Segment) -> Option<&str> {
+    match seg {
+        Segment::Param(n) | Segment::Rest(n) => Some(n),
+        Segment::Literal(_) => None,
+    }
+}
+
+/// What a request says about its route, worked out once per request.
+pub(crate) enum Target<'a> {
+    /// The request path, as sent and in canonical form.
+    Path {
+        raw: &'a str,
+        canonical: Cow<'a, str>,
+        fold_case: bool,
+    },
+    /// axum's matched template, and the path it was matched against.
+    #[cfg(feature = "axum")]
+    Matched { template: &'a str, raw: &'a str },
+}
+
+/// Whether the warning about a missing `MatchedPath` was logged.
+#[cfg(feature = "axum")]
+static MATCHED_PATH_WARNED: AtomicBool = AtomicBool::new(false);
+
+impl<'a> Target<'a> {
+    /// The target of a request to `uri` with `extensions`, or why it has none.
+    pub(crate) fn of(
+        uri: &'a http::Uri,
+        extensions: &'a http::Extensions,
+        matching: PathMatching,
+    ) -> Result<Self, PathError> {
+        let raw = uri.path();
+        let fold_case = match matching {
+            PathMatching::Canonical => false,
+            PathMatching::CanonicalIgnoreCase => true,
+            #[cfg(feature = "axum")]
+            PathMatching::AxumMatchedPath => {
+                if let Some(m) = extensions.get::<axum::extract::MatchedPath>() {
+                    return Ok(Target::Matched {
+                        template: m.as_str(),
+                        raw,
+                    });
+                }
+                warn_once(
+                    &MATCHED_PATH_WARNED,
+                    "PathMatching::AxumMatchedPath: a request has no MatchedPath (apply the \
+                     layer with Router::route_layer); matching canonical paths instead",
+                );
+                false
+            }
+        };
+        let _ = extensions;
+        Ok(Target::Path {
+            raw,
+            canonical: canonicalize(raw)?,
+            fold_case,
+        })
+    }
+}
+
+/// Logs `message` as a warning the first time `flag` is seen unset.
+pub(crate) fn warn_once(flag: &AtomicBool, message: &str) {
+    if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed) {
+        tracing::warn!("{message}");
+    }
+}
+
+/// A parsed route.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRoute {
+    method: Option<Method>,
+    segments: Vec<Segment>,
+}
+
+impl CompiledRoute {
+    /// Whether a rule on this route applies to the request; captures parameters into
+    /// `params` when it does. Matches the canonical path: every spelling of the route.
+    pub(crate) fn includes<'a>(
+        &'a self,
+        method: &Method,
+        target: &'a Target<'_>,
+        params: &mut PathParams<'a>,
+    ) -> bool {
+        if !self.method_is(method) {
+            return false;
+        }
+        match target {
+            Target::Path {
+                canonical,
+                fold_case,
+                ..
+            } => self.matches_path(canonical, *fold_case, params),
+            #[cfg(feature = "axum")]
+            Target::Matched { template, raw } => {
+                if !self.is_template(template) {
+                    return false;
+                }
+                // The rule applies whether or not the captures come out (under a nested
+                // router the path is shorter than the template): a missing parameter is
+                // then the rule's `MissingKey` case, never a way around it.
+                if !self.matches_path(raw, false, params) {
+                    params.clear();
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether a carve-out on this route (`except`, exempt) applies. Only the path as
+    /// sent counts: a spelling of an exempt route is not exempt, since a router that does
+    /// not canonicalize may serve it under another route.
+    pub(crate) fn excludes<'a>(
+        &'a self,
+        method: &Method,
+        target: &'a Target<'_>,
+        params: &mut PathParams<'a>,
+    ) -> bool {
+        if !self.method_is(method) {
+            return false;
+        }
+        match target {
+            Target::Path { raw, fold_case, .. } => self.matches_path(raw, *fold_case, params),
+            #[cfg(feature = "axum")]
+            Target::Matched { template, .. } => self.is_template(template),
+        }
+    }
+
+    /// Whether the route takes requests of `method`.
+    pub(crate) fn method_is(&self, method: &Method) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method)
+    }
+
+    /// Whether `path` matches, capturing parameters into `params`.
+    pub(crate) fn matches_path<'a>(
+        &'a self,
+        path: &'a str,
+        fold_case: bool,
+        params: &mut PathParams<'a>,
+    ) -> bool {
+        params.clear();
+        let Some(body) = path.strip_prefix('/') else {
+            return false;
+        };
+        let body = body.strip_suffix('/').unwrap_or(body);
+        let mut rest = body;
+        for seg in &self.segments {
+            let (part, tail, slash) = match seg {
+                Segment::Rest(name) => return params.push(name, rest),
+                _ if rest.is_empty() => return false,
+                _ => match rest.split_once('/') {
+                    Some((part, tail)) => (part, tail, true),
+                    None => (rest, "", false),
+                },
+            };
+            let ok = match seg {
+                Segment::Literal(l) if fold_case => l.eq_ignore_ascii_case(part),
+                Segment::Literal(l) => l == part,
+                _ => !part.is_empty() && seg_param(seg).is_some_and(|n| params.push(n, part)),
+            };
+            // `slash` with an empty tail means a doubled trailing slash: no match.
+            if !ok || (slash && tail.is_empty()) {
+                return false;
+            }
+            rest = tail;
+        }
+        rest.is_empty()
+    }
+
+    /// Whether axum's matched template `t` is this route's template: the same literals,
+    /// parameters in the same places (their names may differ), a trailing slash ignored.
+    #[cfg(feature = "axum")]
+    fn is_template(&self, t: &str) -> bool {
+        let Some(body) = t.strip_prefix('/') else {
+            return false;
+        };
+        let body = body.strip_suffix('/').unwrap_or(body);
+        let mut parts = body.split('/').filter(|_| !body.is_empty());
+        let same = self.segments.iter().all(|seg| {
+            let Some(part) = parts.next() else {
+                return false;
+            };
+            let param = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
+            match (seg, param) {
+                (Segment::Literal(l), None) => l == part,
+                (Segment::Param(_), Some(p)) => !p.starts_with('*'),
+                (Segment::Rest(_), Some(p)) => p.starts_with('*'),
+                _ => false,
+            }
+        });
+        same && parts.next().is_none()
+    }
+
+    pub(crate) fn has_param(&self, name: &str) -> bool {
+        self.segments.iter().any(|s| seg_param(s) == Some(name))
+    }
+}
+
+#[cfg(test)]
+mod tests;
