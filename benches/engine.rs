@@ -33,6 +33,7 @@ fn ours<C: tower_throttle::clock::Clock>(
         key: hasher.hash_one(key),
         params,
         shadow: false,
+        rule: 0,
     };
     store.check_now(&[check]).admitted
 }
@@ -100,11 +101,13 @@ fn bench(c: &mut Criterion) {
                 key: hasher.hash_one(hot),
                 params,
                 shadow: false,
+                rule: 0,
             };
             let global = Check {
                 key: global_key,
                 params,
                 shadow: false,
+                rule: 0,
             };
             store.check_now(&[per_ip, global]).admitted
         })

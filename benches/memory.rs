@@ -82,6 +82,7 @@ fn main() {
             key,
             params,
             shadow: false,
+            rule: 0,
         }]);
     }
     let ours_ip = per_key(before);
@@ -108,6 +109,7 @@ fn main() {
             key,
             params,
             shadow: false,
+            rule: 0,
         }]);
     }
     let ours_str = per_key(before);

@@ -41,6 +41,7 @@ const NO_CHECK: Check = Check {
         block_ns: 0,
     },
     shadow: false,
+    rule: 0,
 };
 
 impl Checks {
@@ -138,6 +139,7 @@ impl Shared {
                 key,
                 params: rule.params,
                 shadow: rule.shadow,
+                rule: rule.id,
             });
         }
         if matched == 0 {

@@ -261,6 +261,7 @@ impl RedisStore {
                     block_ns: b * 1000,
                 },
                 shadow: c.shadow,
+                rule: c.rule,
             })
             .collect();
         let mut tats: Vec<u64> = old
