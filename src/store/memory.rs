@@ -1,7 +1,8 @@
 //! The embedded in-memory store: sharded, exact, bounded.
 //!
 //! State is one `u64` (the GCRA theoretical arrival time) per key, in shards whose tables
-//! are open-addressing arrays of atomic words (16 bytes per slot, see `table`). A
+//! are open-addressing arrays of atomic words (16 bytes per slot, plus a 1-byte rule tag
+//! the decision path never reads, see `table`). A
 //! request with one limit on a known key is decided **without any lock or shared
 //! counter**: the thread reads the shard's table from its own cache (see `view`) and
 //! updates the key's state with one compare-and-swap. Only inserting a key, rebuilding a
@@ -17,19 +18,25 @@
 //! thread is needed), and shrink their tables when most keys are gone, returning the
 //! memory. Only idle keys are ever dropped. The number of keys never exceeds
 //! [`MemoryStoreBuilder::max_keys`] (each shard holds at most its share), plus one
-//! *overflow bucket* per rule ([`Check::rule`]; at most 192, in a fixed 4 KiB table).
+//! *overflow bucket* per rule ([`Check::rule`]; at most 96, in a fixed 2 KiB table).
 //!
-//! **When the store is full** (a shard holds its share and none of its keys is idle), a
-//! new key is not stored: it is decided on its rule's overflow bucket, with its own
-//! quota, shared by every new key of that rule until room comes back (counted in
-//! [`EvictionStats::overflowed`]). So a flood of new keys, at any rate and in any number,
-//! changes no decision for the keys already held, and costs new keys of the flooded
-//! rules one shared quota per rule: conservative, never unlimited. A new key starts
-//! from its rule's overflow-bucket state, so a key that overflowed and later finds room
-//! is never admitted more than its own limit allows; after a flood, new keys of the
-//! flooded rule therefore wait until that bucket is idle again (at most the rule's window
-//! or block period). A rule beyond the 192nd with an overflow bucket has its new keys
-//! refused while the store is full.
+//! **Per-rule shares.** Each shard counts its keys per rule, and keeps its last eighth
+//! for rules holding less than their fair share of it (the shard's share of `max_keys`
+//! divided by the number of rules holding keys there). A flooded rule is soon above its
+//! fair share, so it fills at most seven eighths of the store, and the other rules keep
+//! finding room for their new keys. A store used by one rule can fill every slot.
+//!
+//! **When a new key finds no room** (its shard is full, or in its last eighth and the
+//! key's rule above its fair share, and no key is idle), it is not stored: it is decided
+//! on its rule's overflow bucket, with its own quota, shared by every new key of that
+//! rule until room comes back (counted in [`EvictionStats::overflowed`]). So a flood of
+//! new keys, at any rate and in any number, changes no decision for the keys already
+//! held, and costs new keys of the flooded rules one shared quota per rule: conservative,
+//! never unlimited. A new key starts from its rule's overflow-bucket state, so a key that
+//! overflowed and later finds room is never admitted more than its own limit allows;
+//! after a flood, new keys of the flooded rule therefore wait until that bucket is idle
+//! again (at most the rule's window or block period). A rule beyond the 96th has no
+//! bucket: its new keys are refused while they find no room.
 //!
 //! [`MemoryStore::spawn_sweeper`] optionally sweeps idle keys on a timer, for services
 //! whose traffic can stop entirely.
@@ -60,6 +67,9 @@ struct Writer {
     /// While the shard is full: not before this time can a rebuild drop an eighth of its
     /// keys as idle (see `room`), so new keys overflow without scanning the shard.
     next_idle_sweep: u64,
+    /// Keys per rule tag (see `room`), and how many tags have keys.
+    counts: Box<[u32]>,
+    rules: u32,
 }
 
 /// One shard on its own cache line, so neighbouring shards' mutexes do not false-share.
@@ -74,6 +84,8 @@ struct Inner<C> {
     shards: Box<[Shard]>,
     shard_mask: usize,
     shard_cap: usize,
+    /// The last eighth of a shard, kept for rules below their fair share (see `room`).
+    reserve: usize,
     idle_evicted: AtomicU64,
     overflowed: AtomicU64,
     overflow: room::Overflow,
@@ -251,6 +263,8 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                     len: 0,
                     inserts_since_sweep: 0,
                     next_idle_sweep: 0,
+                    counts: vec![0; room::OVERFLOW_SLOTS].into_boxed_slice(),
+                    rules: 0,
                 }))
             })
             .collect();
@@ -264,6 +278,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                 shards,
                 shard_mask: shard_count - 1,
                 shard_cap,
+                reserve: shard_cap / 8,
                 idle_evicted: AtomicU64::new(0),
                 overflowed: AtomicU64::new(0),
                 overflow: room::Overflow::new(),
@@ -327,11 +342,13 @@ impl<C: Clock> Inner<C> {
         } else {
             // A new key: stored if the shard has room, else decided on its rule's
             // overflow bucket.
-            if self.make_room(&mut w, now, 1) == 1 {
+            let tag = self.overflow.tag(check.rule);
+            self.make_room(&mut w, now, 1);
+            if self.grants(&w, tag, 0, 0) {
                 let start = self.overflow.start_state(check.rule);
                 let step = Step::of(now, check, start);
                 if let Some(new) = step.new_state {
-                    self.insert_new(&mut w, key, new, now);
+                    self.insert_new(&mut w, key, new, tag, now);
                 }
                 step.decision(now, check, step.new_state.unwrap_or(start))
             } else {

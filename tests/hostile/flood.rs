@@ -75,13 +75,24 @@ async fn through_the_layer_a_flood_leaves_every_exhausted_key_exhausted() {
             assert_eq!(patch().await, 429, "user PATCH after {i}");
         }
     }
-    // 510 flood requests fill the store (4 + 2 × 510 = 1,024 keys); each later one has
-    // both keys decided on their rule's overflow bucket, and the hourly bucket admits its
-    // quota (25 per hour); the instance bucket (100 per 10 s) never refuses first.
-    assert_eq!(admitted, 510 + 25);
-    assert_eq!(store.len(), MAX_KEYS);
-    assert_eq!(store.evictions().overflowed, 2 * (2000 - 510));
+    // 446 flood requests fill seven eighths of the store (4 + 2 × 446 = 896 keys); the
+    // last eighth is reserved for rules below their fair share (1,024 / 4 rules), which
+    // the flooded ones are not. Each later request has both keys decided on their rule's
+    // overflow bucket, and the hourly bucket admits its quota (25 per hour); the instance
+    // bucket (100 per 10 s) never refuses first.
+    assert_eq!(admitted, 446 + 25);
+    assert_eq!(store.len(), 896);
+    assert_eq!(store.evictions().overflowed, 2 * (2000 - 446));
     assert_eq!(store.evictions().idle, 0);
+    // The flood took no room from the other rules: fresh sign-in IPs and a fresh user
+    // each get their own full quota.
+    for ip in [[10, 0, 0, 2], [10, 0, 0, 3]] {
+        let fresh = || call(&app, ip, "POST", "/v1/sign_ins", "");
+        assert_eq!(exhaust(fresh).await, 5);
+    }
+    let other_user = || call(&app, ip, "PATCH", "/v1/users/user_2", "sk_test_admin");
+    assert_eq!(exhaust(other_user).await, 10);
+    assert_eq!(store.evictions().overflowed, 2 * (2000 - 446));
     // The exhausted keys refill at their own rate, exactly: 1 sign-in per 2 s, 1 user
     // update per second, 10 instance requests per second.
     tokio::time::advance(Duration::from_secs(2)).await;
@@ -173,6 +184,14 @@ async fn over_http_a_bulk_invitation_flood_leaves_every_exhausted_key_exhausted(
     let stats = store.evictions();
     assert!(stats.overflowed > 0, "{stats:?}");
     assert!(store.len() <= MAX_KEYS);
+    // It took no room from the other rules: two fresh sign-in IPs get 5 each (were they
+    // sharing the sign-in rule's overflow bucket, 5 in all).
+    let sign_in = Raw::new("POST", "/v1/sign_ins");
+    let mut fresh = 0;
+    for ip in ["127.0.0.5", "127.0.0.6"] {
+        fresh += server.count(5, ip, &sign_in, 200).await;
+    }
+    assert_eq!(fresh, 10);
     // Past capacity, the hourly rule's new keys shared one bucket of 25.
     assert!(flood_admitted <= MAX_KEYS + 25, "{flood_admitted}");
 }

@@ -221,8 +221,11 @@ impl<C: Clock> Inner<C> {
             }
             mask
         };
-        // Room for the missing keys, shard by shard (making room may drop idle keys, ours
-        // included, so they are counted again after it); the keys beyond it overflow.
+        // Slots for the missing keys, shard by shard, lowest key first (making room may
+        // drop idle keys, ours included, so they are counted again after it); the keys
+        // refused a slot overflow.
+        let rule_of = |k: usize| checks[key_of.iter().position(|&o| o == k).unwrap_or(0)].rule;
+        let mut tags = [0u8; N];
         let mut overflowing = 0u64;
         for (g, &shard) in guards.iter_mut().zip(shards) {
             let Some(g) = g.as_mut() else { continue };
@@ -231,21 +234,24 @@ impl<C: Clock> Inner<C> {
                 continue;
             }
             self.make_room(g, now, wanted);
-            let mut missing = missing_in(g, shard);
-            let mut fit = self.shard_cap.saturating_sub(g.len);
+            let (mut missing, mut granted) = (missing_in(g, shard), 0u64);
             while missing != 0 {
-                if fit == 0 {
-                    overflowing |= missing;
-                    break;
-                }
+                let k = missing.trailing_zeros() as usize;
                 missing &= missing - 1;
-                fit -= 1;
+                tags[k] = self.overflow.tag(rule_of(k));
+                let same = (0..k)
+                    .filter(|&j| granted & (1 << j) != 0 && tags[j] == tags[k])
+                    .count();
+                if self.grants(g, tags[k], granted.count_ones() as usize, same) {
+                    granted |= 1 << k;
+                } else {
+                    overflowing |= 1 << k;
+                }
             }
         }
         // Which state each distinct key is decided on: its own, or (overflowing) the
         // overflow bucket of its rule, shared by the overflowing keys of that rule.
         let mut state_of: [usize; N] = std::array::from_fn(|k| k);
-        let rule_of = |k: usize| checks[key_of.iter().position(|&o| o == k).unwrap_or(0)].rule;
         let mut buckets: [(u64, usize); N] = [(0, 0); N];
         let mut n_buckets = 0;
         for k in (0..keys.len()).filter(|&k| overflowing & (1 << k) != 0) {
@@ -321,7 +327,7 @@ impl<C: Clock> Inner<C> {
         for (k, &(shard, key)) in keys.iter().enumerate() {
             if missing & !overflowing & changed & (1 << k) != 0 {
                 if let Some(g) = guards[guard_of(shard)].as_mut() {
-                    self.insert_new(g, key, states[k], now);
+                    self.insert_new(g, key, states[k], tags[k], now);
                 }
             }
         }

@@ -4,15 +4,20 @@
 //! **Only idle keys are ever dropped** (a key whose TAT has passed carries no information,
 //! see [`crate::gcra`]), so no decision changes because of the store's bound: a key that
 //! is limited, blocked or has used some quota keeps its state however many new keys
-//! arrive. A shard that holds its share of `max_keys` and has no idle key left takes no
-//! new key: a new key is then decided on its rule's **overflow bucket** (one per
-//! [`Check::rule`], with the rule's own quota), shared by every new key of that rule until
-//! room comes back. A flood of new keys therefore costs its own rule at most one quota,
-//! and never frees or weakens a key already held. New keys of a rule start from its
-//! overflow bucket's state (see [`Overflow::start_state`]), so no key, not even one that
-//! overflowed before, is ever admitted more than its own limit allows; the price is that
-//! after a flood, new keys of the flooded rule wait until its overflow bucket is idle
-//! again (at most the rule's window, or its block period).
+//! arrive. A new key that finds no room is decided on its rule's **overflow bucket**
+//! (one per [`Check::rule`], with the rule's own quota), shared by every new key of that
+//! rule until room comes back. A flood of new keys therefore costs its own rule at most
+//! one quota, and never frees or weakens a key already held. New keys of a rule start
+//! from its overflow bucket's state (see [`Overflow::start_state`]), so no key, not even
+//! one that overflowed before, is ever admitted more than its own limit allows; the price
+//! is that after a flood, new keys of the flooded rule wait until its overflow bucket is
+//! idle again (at most the rule's window, or its block period).
+//!
+//! **Per-rule shares.** Each shard counts its keys per rule. Its last eighth is reserved
+//! for rules holding less than their fair share of the shard (its share of `max_keys`
+//! divided by the rules it holds keys of): a rule above it, such as one being flooded,
+//! fills at most seven eighths, and the rules below it (the ones not flooded) keep
+//! finding room. A store used by a single rule can still fill every slot.
 //!
 //! A full shard does not scan itself for idle keys on every new key: each rebuild of a
 //! full shard notes when an eighth of its keys will be idle, and the next rebuild waits
@@ -27,16 +32,20 @@ use super::{Inner, Writer};
 use crate::clock::Clock;
 use crate::gcra::{is_idle, tat_of, Check, Decision, Step};
 
-/// Slots of the overflow table (a power of two).
-const OVERFLOW_SLOTS: usize = 256;
+/// Slots of the overflow table (a power of two, at most 255: slot indices are rule tags).
+pub(super) const OVERFLOW_SLOTS: usize = 128;
 
-/// The most overflow buckets a store holds ([`OVERFLOW_SLOTS`] at three quarters full).
-/// Overflow buckets are never dropped; a rule beyond them finds its new keys refused
-/// while the store is full.
+/// The most rules a store tracks ([`OVERFLOW_SLOTS`] at three quarters full). Their
+/// buckets are never dropped; a rule beyond them has no share (it fills at most seven
+/// eighths of a shard) and finds its new keys refused while the store is full.
 pub(super) const MAX_OVERFLOW_BUCKETS: usize = OVERFLOW_SLOTS * 3 / 4;
 
-/// One overflow bucket per rule, in a fixed table (4 KiB) that is never rebuilt, so its
+/// The tag of a rule without an overflow bucket.
+pub(super) const NO_TAG: u8 = u8::MAX;
+
+/// One overflow bucket per rule, in a fixed table (2 KiB) that is never rebuilt, so its
 /// slots never move: read and updated like shard slots, inserted under its own mutex.
+/// A bucket's slot index is its rule's *tag*, which shards count their keys by.
 pub(super) struct Overflow {
     table: Table,
     len: Mutex<usize>,
@@ -50,22 +59,32 @@ impl Overflow {
         }
     }
 
-    /// The state word of `rule`'s overflow bucket, created on first use; `None` when
+    /// The slot index of `rule`'s overflow bucket, created on first use; `None` when
     /// [`MAX_OVERFLOW_BUCKETS`] other rules hold one.
-    pub(super) fn slot(&self, rule: u64) -> Option<&AtomicU64> {
+    fn entry(&self, rule: u64) -> Option<usize> {
         let key = bucket_key(rule);
-        if let Some(slot) = self.table.find(key) {
-            return Some(slot);
+        if let Some(i) = self.table.position(key) {
+            return Some(i);
         }
         let mut len = self.len.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = self.table.find(key) {
-            return Some(slot);
+        if let Some(i) = self.table.position(key) {
+            return Some(i);
         }
         if *len >= MAX_OVERFLOW_BUCKETS {
             return None;
         }
         *len += 1;
-        self.table.insert(key, 0)
+        self.table.insert(key, 0, NO_TAG)
+    }
+
+    /// The state word of `rule`'s overflow bucket (see [`Overflow::entry`]).
+    pub(super) fn slot(&self, rule: u64) -> Option<&AtomicU64> {
+        self.entry(rule).map(|i| self.table.state_at(i))
+    }
+
+    /// The tag shards count `rule`'s keys by ([`NO_TAG`] beyond the tracked rules).
+    pub(super) fn tag(&self, rule: u64) -> u8 {
+        self.entry(rule).map_or(NO_TAG, |i| i as u8)
     }
 
     /// The state a new key of `rule` starts from: its rule's overflow bucket's (0 if the
@@ -93,21 +112,48 @@ pub(super) fn exhausted(now: u64, check: &Check) -> u64 {
     now.saturating_add(check.params.limit_ns)
 }
 
+/// Writer only: one key tagged `tag` fewer in the shard.
+fn uncount(w: &mut Writer, tag: u8) {
+    if let Some(count) = w.counts.get_mut(usize::from(tag)) {
+        *count -= 1;
+        if *count == 0 {
+            w.rules -= 1;
+        }
+    }
+}
+
 impl<C: Clock> Inner<C> {
-    /// Writer only: how many of `wanted` new keys the shard can take now (at most its
-    /// share of `max_keys`), after dropping idle keys if the shard is full and an eighth
-    /// of its keys may be idle by now.
-    pub(super) fn make_room(&self, w: &mut Writer, now: u64, wanted: usize) -> usize {
-        if w.len + wanted > self.shard_cap && now >= w.next_idle_sweep {
+    /// Writer only: before granting `wanted` new keys, drops idle keys if the shard is
+    /// in or near its reserve and an eighth of its keys may be idle by now.
+    pub(super) fn make_room(&self, w: &mut Writer, now: u64, wanted: usize) {
+        if w.len + wanted + self.reserve > self.shard_cap && now >= w.next_idle_sweep {
             self.rebuild(w, now, wanted);
         }
-        self.shard_cap.saturating_sub(w.len).min(wanted)
     }
 
-    /// Writer only: inserts `key`, which the caller found missing under the same lock
-    /// and made room for ([`Inner::make_room`]), with `state`; grows or sweeps the table
-    /// first when needed.
-    pub(super) fn insert_new(&self, w: &mut Writer, key: u64, state: u64, now: u64) {
+    /// Writer only: whether a new key of the rule tagged `tag` may take a slot, after
+    /// `pending` new keys of the same request (`same` of them with this tag) were granted
+    /// one: always while the shard is out of its reserve, in the reserve only for a rule
+    /// below its fair share, never beyond the shard's share of `max_keys`.
+    pub(super) fn grants(&self, w: &Writer, tag: u8, pending: usize, same: usize) -> bool {
+        let len = w.len + pending;
+        if len >= self.shard_cap {
+            return false;
+        }
+        if self.shard_cap - len > self.reserve {
+            return true;
+        }
+        let Some(&count) = w.counts.get(usize::from(tag)) else {
+            return false;
+        };
+        let rules = w.rules as usize + usize::from(count == 0);
+        (count as usize + same) * rules < self.shard_cap
+    }
+
+    /// Writer only: inserts `key` of the rule tagged `tag`, which the caller found
+    /// missing under the same lock and was granted a slot ([`Inner::grants`]), with
+    /// `state`; grows or sweeps the table first when needed.
+    pub(super) fn insert_new(&self, w: &mut Writer, key: u64, state: u64, tag: u8, now: u64) {
         debug_assert!(w.len < self.shard_cap, "insert_new without room");
         w.inserts_since_sweep += 1;
         let sweep_due = w.inserts_since_sweep > w.len / 2 + 64;
@@ -119,33 +165,46 @@ impl<C: Clock> Inner<C> {
         {
             self.rebuild(w, now, 1);
         }
-        if w.table.insert(key, state).is_some() {
+        if w.table.insert(key, state, tag).is_some() {
             w.len += 1;
+            if let Some(count) = w.counts.get_mut(usize::from(tag)) {
+                *count += 1;
+                if *count == 1 {
+                    w.rules += 1;
+                }
+            }
         }
     }
 
     /// Writer only: moves the shard into a new table with room for `room` more keys,
-    /// dropping idle keys (and only those). If the shard is still full, notes when an
-    /// eighth of its keys will be idle ([`Writer::next_idle_sweep`]).
+    /// dropping idle keys (and only those). If the shard is still in its reserve, notes
+    /// when an eighth of its keys will be idle ([`Writer::next_idle_sweep`]).
     pub(super) fn rebuild(&self, w: &mut Writer, now: u64, room: usize) {
         let mut live = Vec::with_capacity(w.len);
-        w.table.freeze(|key, state| live.push((key, state)));
+        w.table
+            .freeze(|key, state, tag| live.push((key, state, tag)));
         let before = live.len();
-        live.retain(|&(_, state)| !is_idle(state, now));
+        live.retain(|&(_, state, tag)| {
+            let keep = !is_idle(state, now);
+            if !keep {
+                uncount(w, tag);
+            }
+            keep
+        });
         let idle = before - live.len();
         if idle > 0 {
             self.idle_evicted.fetch_add(idle as u64, Ordering::Relaxed);
         }
-        if room > 0 && live.len() + room > self.shard_cap && !live.is_empty() {
+        if room > 0 && live.len() + room + self.reserve > self.shard_cap && !live.is_empty() {
             let nth = live.len() / 8;
-            live.select_nth_unstable_by_key(nth, |&(_, state)| tat_of(state));
+            live.select_nth_unstable_by_key(nth, |&(_, state, _)| tat_of(state));
             // Past this TAT, at least an eighth of the keys held now are idle (TATs of
             // held keys only grow, so it may take longer).
             w.next_idle_sweep = tat_of(live[nth].1);
         }
         let table = Table::with_capacity(capacity_for(live.len() + room));
-        for &(key, state) in &live {
-            table.insert(key, state);
+        for &(key, state, tag) in &live {
+            table.insert(key, state, tag);
         }
         w.table = Arc::new(table);
         w.len = live.len();

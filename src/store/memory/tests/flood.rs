@@ -39,21 +39,33 @@ fn a_flood_of_new_keys_never_frees_an_exhausted_key() {
         }
         assert!(s.len() <= 1024);
     }
-    // 1,023 flood keys got their own bucket; the 1,977 others were decided on the
-    // hourly rule's overflow bucket, which admitted its quota (25) and refused the rest.
-    assert_eq!(flood_admitted, 1023 + 25);
-    assert_eq!(s.len(), 1024);
+    // 895 flood keys got their own bucket, filling 896 slots: the last eighth (128) is
+    // reserved for rules below their fair share (1,024 / 2 rules), which the hourly rule
+    // is not. The 2,105 others were decided on the hourly rule's overflow bucket, which
+    // admitted its quota (25) and refused the rest.
+    assert_eq!(flood_admitted, 895 + 25);
+    assert_eq!(s.len(), 896);
     assert_eq!(
         s.evictions(),
         EvictionStats {
             idle: 0,
-            overflowed: 1977
+            overflowed: 2105
         }
     );
     // The exhausted key refills at its own rate, exactly: one request per 2 s.
     clock.advance(Duration::from_secs(2));
     let admitted = (0..5).filter(|_| s.check_now(&[sign_in]).admitted).count();
     assert_eq!(admitted, 1);
+    // The flood took no room from the other rules: new keys of the sign-in rule, and of
+    // a rule never seen before, each get their own bucket in the reserve.
+    for key in [spread(50_001), spread(50_002)] {
+        let c = ruled(key, params(5, Duration::from_secs(10)), 1);
+        assert_eq!((0..9).filter(|_| s.check_now(&[c]).admitted).count(), 5);
+    }
+    let other = ruled(spread(50_003), params(3, Duration::from_secs(10)), 9);
+    assert_eq!((0..9).filter(|_| s.check_now(&[other]).admitted).count(), 3);
+    assert_eq!(s.len(), 899);
+    assert_eq!(s.evictions().overflowed, 2105);
 }
 
 #[test]
@@ -87,15 +99,16 @@ fn a_flood_of_two_limit_requests_never_frees_exhausted_keys() {
         }
         assert!(s.len() <= 1024);
     }
-    // 3 exhausted keys + 2 × 510 flood keys fill the shard (1,023); request 511 finds
-    // room for one of its two keys: the lower key is stored and the other decided on its
-    // rule's overflow bucket; after that, both keys of every request overflow. The hourly
-    // overflow bucket admits its 25 (one of them to request 511 if its hourly key was
-    // the one that overflowed); the instance bucket (100 per 10 s) has room for all.
-    let hourly_overflowed_first = spread(2 * 510 + 101) > spread(2 * 510 + 100);
-    assert_eq!(s.len(), 1024);
-    assert_eq!(admitted, 511 + 25 - usize::from(hourly_overflowed_first));
-    assert_eq!(s.evictions().overflowed, 1 + 2 * (3000 - 511));
+    // 3 exhausted keys + 2 × 446 flood keys leave 129 slots; request 447 gets the
+    // 896th slot for its lower key, and the other (its rule above its fair share, 1,024
+    // / 4 rules) is decided on its rule's overflow bucket; after that, both keys of every
+    // request overflow. The hourly overflow bucket admits its 25 (one of them to request
+    // 447 if its hourly key was the one that overflowed); the instance bucket (100 per
+    // 10 s) has room for all.
+    let hourly_overflowed_first = spread(2 * 446 + 101) > spread(2 * 446 + 100);
+    assert_eq!(s.len(), 896);
+    assert_eq!(admitted, 447 + 25 - usize::from(hourly_overflowed_first));
+    assert_eq!(s.evictions().overflowed, 1 + 2 * (3000 - 447));
     // Refill stays exact: one sign-in per 2 s, one user update per second.
     clock.advance(Duration::from_secs(2));
     let got = [sign_in, user].map(|c| (0..5).filter(|_| s.check_now(&[c]).admitted).count());
@@ -144,7 +157,8 @@ fn rules_beyond_the_overflow_table_are_refused_while_full() {
     let (s, _) = one_shard(1);
     let p = params(10, Duration::from_secs(3600));
     assert!(s.check_now(&[ruled(spread(1), p, 0)]).admitted);
-    let rules = MAX_OVERFLOW_BUCKETS as u64;
+    // Rule 0 is tracked (it holds the key); the others overflow into their buckets.
+    let rules = MAX_OVERFLOW_BUCKETS as u64 - 1;
     for rule in 1..=rules {
         assert!(s.check_now(&[ruled(spread(1000 + rule), p, rule)]).admitted);
     }
@@ -165,47 +179,67 @@ fn rules_beyond_the_overflow_table_are_refused_while_full() {
 }
 
 /// The store's documented behaviour when full, on plain maps: keys held (never dropped
-/// here: nothing goes idle), one bucket per rule, new keys start from their rule's bucket
-/// and, beyond the room left, are decided on it (the lowest keys of a request get the
-/// room first). Returns the decision and how many checks overflowed.
+/// here: nothing goes idle), one bucket per rule, new keys start from their rule's bucket;
+/// a new key gets a slot while more than an eighth of the store is free, or, in that last
+/// eighth, if its rule holds less than its fair share (the lowest keys of a request are
+/// granted first); otherwise it is decided on its rule's bucket. Returns the decision and
+/// how many checks overflowed.
 struct FullModel {
     cap: usize,
-    held: HashMap<u64, u64>,
+    held: HashMap<u64, (u64, u64)>,
     buckets: HashMap<u64, u64>,
 }
 
 impl FullModel {
+    fn grants(&self, rule: u64, pending: &[u64]) -> bool {
+        let len = self.held.len() + pending.len();
+        if len >= self.cap {
+            return false;
+        }
+        if self.cap - len > self.cap / 8 {
+            return true;
+        }
+        let count = self.held.values().filter(|h| h.1 == rule).count();
+        let mut rules: Vec<u64> = self.held.values().map(|h| h.1).collect();
+        rules.sort_unstable();
+        rules.dedup();
+        let rules = rules.len() + usize::from(count == 0);
+        let same = pending.iter().filter(|&&r| r == rule).count();
+        (count + same) * rules < self.cap
+    }
+
     fn decide(&mut self, now: u64, checks: &[Check]) -> (crate::gcra::Decision, u64) {
-        let mut missing: Vec<u64> = checks
+        let mut missing: Vec<(u64, u64)> = checks
             .iter()
-            .map(|c| c.key)
-            .filter(|k| !self.held.contains_key(k))
+            .filter(|c| !self.held.contains_key(&c.key))
+            .map(|c| (c.key, c.rule))
             .collect();
         missing.sort_unstable();
-        let room = self.cap - self.held.len();
-        let overflows = |key: &u64| {
-            missing
-                .iter()
-                .position(|k| k == key)
-                .is_some_and(|i| i >= room)
-        };
+        let mut granted = Vec::new();
+        let mut pending = Vec::new();
+        for &(key, rule) in &missing {
+            if self.grants(rule, &pending) {
+                granted.push(key);
+                pending.push(rule);
+            }
+        }
         let mut tats: Vec<u64> = checks
             .iter()
             .map(|c| match self.held.get(&c.key) {
-                Some(&t) => t,
+                Some(&(t, _)) => t,
                 None => self.buckets.get(&c.rule).copied().unwrap_or(0),
             })
             .collect();
         let (decision, changed) = decide(now, checks, &mut tats);
         let mut overflowed = 0;
         for (i, c) in checks.iter().enumerate() {
-            let over = !self.held.contains_key(&c.key) && overflows(&c.key);
+            let over = !self.held.contains_key(&c.key) && !granted.contains(&c.key);
             overflowed += u64::from(over);
             if changed & (1 << i) != 0 {
                 if over {
                     self.buckets.insert(c.rule, tats[i]);
                 } else {
-                    self.held.insert(c.key, tats[i]);
+                    self.held.insert(c.key, (tats[i], c.rule));
                 }
             }
         }
@@ -216,8 +250,9 @@ impl FullModel {
 #[test]
 fn a_full_store_decides_exactly_like_the_model() {
     // 20,000 random requests of 1-3 limits (distinct rules, as the layer makes them) over
-    // 3 rules × 40 keys, against a store of 48 keys: the model says which checks
-    // overflow, and every decision and overflow count must equal it.
+    // 3 rules (one of them with 4 times the keys of each other) against a store of 48
+    // keys: the model says which checks overflow, and every decision and overflow count
+    // must equal it.
     let (s, clock) = one_shard(48);
     let quotas = [
         params(5, Duration::from_secs(3600)),
@@ -242,7 +277,7 @@ fn a_full_store_decides_exactly_like_the_model() {
         let mut checks = Vec::new();
         for _ in 0..n {
             let rule = rules.remove(rng.below(rules.len() as u64) as usize);
-            let key = spread(rule * 1000 + rng.below(40));
+            let key = spread(rule * 1000 + rng.below(if rule == 2 { 160 } else { 40 }));
             let mut c = ruled(key, quotas[rule as usize], rule + 10);
             c.shadow = rng.below(10) == 0;
             checks.push(c);
@@ -253,7 +288,8 @@ fn a_full_store_decides_exactly_like_the_model() {
         assert_eq!(got, expected, "operation {op}: {checks:?}");
         assert_eq!(s.evictions().overflowed, overflowed, "operation {op}");
     }
-    assert_eq!(s.len(), 48);
+    assert_eq!(s.len(), model.held.len());
+    assert!(s.len() > 42, "the reserve was used: {}", s.len());
     assert!(
         overflowed > 1000,
         "the store was full most of the run: {overflowed}"
