@@ -88,6 +88,9 @@ struct Inner<C> {
     reserve: usize,
     idle_evicted: AtomicU64,
     overflowed: AtomicU64,
+    /// Shard rebuilds so far (tests check they stay amortized).
+    #[cfg(test)]
+    rebuilds: AtomicU64,
     overflow: room::Overflow,
     usage: UsageTable,
 }
@@ -281,6 +284,8 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                 reserve: shard_cap / 8,
                 idle_evicted: AtomicU64::new(0),
                 overflowed: AtomicU64::new(0),
+                #[cfg(test)]
+                rebuilds: AtomicU64::new(0),
                 overflow: room::Overflow::new(),
                 usage: UsageTable::new(self.max_usage_keys),
             }),

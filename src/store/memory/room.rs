@@ -127,7 +127,7 @@ impl<C: Clock> Inner<C> {
     /// in or near its reserve and an eighth of its keys may be idle by now.
     pub(super) fn make_room(&self, w: &mut Writer, now: u64, wanted: usize) {
         if w.len + wanted + self.reserve > self.shard_cap && now >= w.next_idle_sweep {
-            self.rebuild(w, now, wanted);
+            self.rebuild(w, now, wanted, true);
         }
     }
 
@@ -163,7 +163,7 @@ impl<C: Clock> Inner<C> {
         if !w.table.has_room(w.len)
             || (sweep_due && w.table.peek().any(|(_, state)| is_idle(state, now)))
         {
-            self.rebuild(w, now, 1);
+            self.rebuild(w, now, 1, false);
         }
         if w.table.insert(key, state, tag).is_some() {
             w.len += 1;
@@ -177,9 +177,13 @@ impl<C: Clock> Inner<C> {
     }
 
     /// Writer only: moves the shard into a new table with room for `room` more keys,
-    /// dropping idle keys (and only those). If the shard is still in its reserve, notes
-    /// when an eighth of its keys will be idle ([`Writer::next_idle_sweep`]).
-    pub(super) fn rebuild(&self, w: &mut Writer, now: u64, room: usize) {
+    /// dropping idle keys (and only those). A rebuild made to find room (`gate`) that
+    /// leaves the shard in its reserve, or frees less than an eighth of it, notes when an
+    /// eighth of its keys will be idle ([`Writer::next_idle_sweep`]): no new key
+    /// triggers another one before, so rebuilds stay amortized (each frees an eighth).
+    pub(super) fn rebuild(&self, w: &mut Writer, now: u64, room: usize, gate: bool) {
+        #[cfg(test)]
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
         let mut live = Vec::with_capacity(w.len);
         w.table
             .freeze(|key, state, tag| live.push((key, state, tag)));
@@ -195,7 +199,8 @@ impl<C: Clock> Inner<C> {
         if idle > 0 {
             self.idle_evicted.fetch_add(idle as u64, Ordering::Relaxed);
         }
-        if room > 0 && live.len() + room + self.reserve > self.shard_cap && !live.is_empty() {
+        let still_short = live.len() + room + self.reserve > self.shard_cap;
+        if gate && !live.is_empty() && (still_short || idle * 8 < before) {
             let nth = live.len() / 8;
             live.select_nth_unstable_by_key(nth, |&(_, state, _)| tat_of(state));
             // Past this TAT, at least an eighth of the keys held now are idle (TATs of
@@ -216,7 +221,7 @@ impl<C: Clock> Inner<C> {
         let oversized = w.table.capacity() > capacity_for(w.len).max(64);
         w.inserts_since_sweep = 0;
         if oversized || w.table.peek().any(|(_, state)| is_idle(state, now)) {
-            self.rebuild(w, now, 0);
+            self.rebuild(w, now, 0, false);
         }
     }
 
