@@ -335,7 +335,14 @@ impl<C: Clock> Inner<C> {
         if let Some(Some((step, stored))) = fast {
             return step.decision(now, check, stored);
         }
-        // The slow path decides at the same reading (the request's arrival).
+        self.check_one_locked(check, key, shard, now)
+    }
+
+    /// The single-limit slow path, under the shard mutex; out of line, so that the fast
+    /// path stays small where it is inlined. Decides at the same clock reading as the
+    /// fast path would have (the request's arrival).
+    #[inline(never)]
+    fn check_one_locked(&self, check: &Check, key: u64, shard: usize, now: u64) -> Decision {
         let mut w = lock(&self.shards[shard]);
         // Under the mutex the table cannot be replaced, so a slot found is never moved.
         let known = w

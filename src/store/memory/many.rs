@@ -196,6 +196,8 @@ impl<C: Clock> Inner<C> {
 
     /// The slow path: decide under the mutexes of the shards, inserting new keys where
     /// their shard has room and deciding the others on their rules' overflow buckets.
+    /// Out of line, so that the known-keys path stays small.
+    #[inline(never)]
     fn check_locked<const N: usize>(
         &self,
         checks: &[Check],
