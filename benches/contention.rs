@@ -75,6 +75,7 @@ fn case(name: &'static str, burst: u32, key: fn(u32, u32) -> IpAddr, exact: u64)
             key: hasher.hash_one(key(t, i)),
             params,
             shadow: false,
+            rule: 0,
         };
         store.check_now(&[check]).admitted
     });

@@ -2,13 +2,17 @@
 //! both with their default clocks and both with a manual/fake clock, on one hot key and
 //! over 1,000,000 keys. Ours is also measured from a task of a multi_thread runtime, where
 //! the default clock's source check runs its task cache. Run: `cargo bench --bench engine`.
+//!
+//! With `HOT_KEY_CHECKS=N` set, the binary instead runs N hot-key checks on a manual clock
+//! (two-limit checks with `HOT_KEY_PAIRS=1`) and exits: a loop for callgrind, whose
+//! instruction counts stay exact on a shared machine (see BENCHMARKS.md).
 
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, BatchSize, Criterion};
 use governor::clock::FakeRelativeClock;
 use governor::{Quota as GQuota, RateLimiter};
 use tower_throttle::clock::ManualClock;
@@ -33,6 +37,7 @@ fn ours<C: tower_throttle::clock::Clock>(
         key: hasher.hash_one(key),
         params,
         shadow: false,
+        rule: 0,
     };
     store.check_now(&[check]).admitted
 }
@@ -100,11 +105,13 @@ fn bench(c: &mut Criterion) {
                 key: hasher.hash_one(hot),
                 params,
                 shadow: false,
+                rule: 0,
             };
             let global = Check {
                 key: global_key,
                 params,
                 shadow: false,
+                rule: 0,
             };
             store.check_now(&[per_ip, global]).admitted
         })
@@ -153,4 +160,43 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = bench
 }
-criterion_main!(engine);
+/// `HOT_KEY_CHECKS` mode: N checks of one hot key (or of a hot pair) and nothing else.
+fn hot_key_loop(n: u64, pairs: bool) {
+    let store = MemoryStore::builder()
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1)).unwrap();
+    let params = GcraParams::new(&quota, Duration::ZERO);
+    // A fixed-key hasher: the same work in every run.
+    let hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let check = |key: u64| Check {
+        key,
+        params,
+        shadow: false,
+        rule: 0,
+    };
+    let mut admitted = 0u64;
+    for _ in 0..n {
+        let hot = check(hasher.hash_one(std::hint::black_box(7u32)));
+        let d = if pairs {
+            store.check_now(std::hint::black_box(&[hot, check(99)]))
+        } else {
+            store.check_now(std::hint::black_box(&[hot]))
+        };
+        admitted += u64::from(d.admitted);
+    }
+    println!("{admitted} of {n} admitted");
+}
+
+fn main() {
+    if let Some(n) = std::env::var("HOT_KEY_CHECKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return hot_key_loop(n, std::env::var_os("HOT_KEY_PAIRS").is_some());
+    }
+    engine();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -83,6 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         key: 42,
         params: GcraParams::new(&quota, Duration::ZERO),
         shadow: false,
+        rule: 0,
     };
     store.check(&[check]).await?; // loads the script
 

@@ -46,6 +46,13 @@ pub struct Check {
     pub params: GcraParams,
     /// A shadow limit is decided and counted but never refuses the request.
     pub shadow: bool,
+    /// The id of the rule the check comes from: a keyed 64-bit hash, the same for every
+    /// check of one rule and unrelated to its keys (the layer computes it once per rule).
+    /// Stores use it for per-rule bookkeeping: the in-memory store keeps a share of its
+    /// capacity per rule and, when full, decides a new key on its rule's *overflow bucket*
+    /// (see [`MemoryStore`](crate::store::MemoryStore)). `0` groups checks made outside
+    /// any rule.
+    pub rule: u64,
 }
 
 /// Remaining capacity and timing of one limit after a decision.

@@ -25,6 +25,7 @@ fn check(key: u64, count: u32, period: Duration) -> Check {
         key,
         params: GcraParams::new(&Quota::new(count, period).unwrap(), Duration::ZERO),
         shadow: false,
+        rule: 0,
     }
 }
 

@@ -217,3 +217,14 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::R
     )
     .await
 }
+
+/// The stub API with the table on `store` (for example a `MemoryStore` with a small
+/// `max_keys`, to flood it in tests).
+pub fn app_on_store<S: tower_throttle::Store + Clone>(
+    instance: Instance,
+    store: S,
+) -> Result<(Router, RateLimitHandle), Box<dyn std::error::Error>> {
+    let layer = builder(instance)?.store(store).build()?;
+    let handle = layer.handle();
+    Ok((api().layer(layer), handle))
+}

@@ -11,6 +11,7 @@ fn check(key: u64, count: u32, secs: u64, burst: u32, block_secs: u64) -> Check 
         key,
         params: GcraParams::new(&q, Duration::from_secs(block_secs)),
         shadow: false,
+        rule: 0,
     }
 }
 
@@ -106,6 +107,7 @@ fn extreme_parameters_do_not_overflow() {
         key: 1,
         params: GcraParams::new(&q, Duration::MAX),
         shadow: false,
+        rule: 0,
     }];
     assert_eq!(
         c[0].params.block_ns,
@@ -144,6 +146,7 @@ fn single_check_step_matches_decide() {
             key: 1,
             params,
             shadow: case % 5 == 0,
+            rule: 0,
         };
         let now = next() % 10_000;
         let tat = next() % 20_000;
@@ -200,6 +203,7 @@ fn headline_matches_the_reference_rule() {
                         block_ns: 0,
                     },
                     shadow: next(4) == 0,
+                    rule: 0,
                 }
             })
             .collect();

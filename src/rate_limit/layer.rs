@@ -107,6 +107,8 @@ pub(crate) struct CompiledRule {
     pub(crate) keyless: u64,
     /// `seed.finish()`: the key of an extractor that wrote nothing ([`Global`](crate::key::Global)).
     pub(crate) empty_key: u64,
+    /// The rule's id for the store ([`Check::rule`](crate::gcra::Check::rule)).
+    pub(crate) id: u64,
     /// The rule's rate-limit header values, prepared once.
     pub(crate) headers: LimitHeaders,
 }
@@ -450,7 +452,12 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
     let mut keyless = SipHasher13::new_with_keys(k0, k1);
     keyless.write(rule.name.as_bytes());
     keyless.write_u8(0xfe);
+    // The rule's id for the store, in a third domain (0xfd).
+    let mut id = SipHasher13::new_with_keys(k0, k1);
+    id.write(rule.name.as_bytes());
+    id.write_u8(0xfd);
     Ok(CompiledRule {
+        id: id.finish(),
         params: GcraParams::new(&rule.quota, rule.block),
         keyless: keyless.finish(),
         empty_key: seed.finish(),

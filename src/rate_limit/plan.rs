@@ -44,6 +44,7 @@ const NO_CHECK: Check = Check {
         block_ns: 0,
     },
     shadow: false,
+    rule: 0,
 };
 
 impl Checks {
@@ -149,6 +150,7 @@ impl Shared {
                 key,
                 params: rule.params,
                 shadow: rule.shadow,
+                rule: rule.id,
             });
         }
         if matched == 0 {

@@ -1,7 +1,8 @@
 //! The embedded in-memory store: sharded, exact, bounded.
 //!
 //! State is one `u64` (the GCRA theoretical arrival time) per key, in shards whose tables
-//! are open-addressing arrays of atomic words (16 bytes per slot, see `table`). A
+//! are open-addressing arrays of atomic words (16 bytes per slot, plus a 1-byte rule tag
+//! the decision path never reads, see `table`). A
 //! request with one limit on a known key is decided **without any lock or shared
 //! counter**: the thread reads the shard's table from its own cache (see `view`) and
 //! updates the key's state with one compare-and-swap. Only inserting a key, rebuilding a
@@ -11,14 +12,31 @@
 //! under contention: a rebuild freezes each old slot with a compare-and-swap before
 //! copying it, so an update made through a stale table is never lost.
 //!
-//! **Bounded.** A key whose TAT has passed holds no information (see [`crate::gcra`]), so
-//! it can be dropped without changing any decision. Shards drop such idle keys as they
-//! grow (amortized, on the insert path: no background thread is needed), and shrink their
-//! tables when most keys are gone, returning the memory. The total number of keys never
-//! exceeds [`MemoryStoreBuilder::max_keys`]: each shard holds at most its share, and when a
-//! full shard has no idle key left, it evicts the eighth of its keys that are closest to
-//! becoming idle. Such a forced eviction forgets recent usage of those keys (the store
-//! errs towards admitting), and is counted in [`EvictionStats::forced`].
+//! **Bounded, and floods never weaken a limit.** A key whose TAT has passed holds no
+//! information (see [`crate::gcra`]), so it can be dropped without changing any decision.
+//! Shards drop such idle keys as they grow (amortized, on the insert path: no background
+//! thread is needed), and shrink their tables when most keys are gone, returning the
+//! memory. Only idle keys are ever dropped. The number of keys never exceeds
+//! [`MemoryStoreBuilder::max_keys`] (each shard holds at most its share), plus one
+//! *overflow bucket* per rule ([`Check::rule`]; at most 96, in a fixed 2 KiB table).
+//!
+//! **Per-rule shares.** Each shard counts its keys per rule, and keeps its last eighth
+//! for rules holding less than their fair share of it (the shard's share of `max_keys`
+//! divided by the number of rules holding keys there). A flooded rule is soon above its
+//! fair share, so it fills at most seven eighths of the store, and the other rules keep
+//! finding room for their new keys. A store used by one rule can fill every slot.
+//!
+//! **When a new key finds no room** (its shard is full, or in its last eighth and the
+//! key's rule above its fair share, and no key is idle), it is not stored: it is decided
+//! on its rule's overflow bucket, with its own quota, shared by every new key of that
+//! rule until room comes back (counted in [`EvictionStats::overflowed`]). So a flood of
+//! new keys, at any rate and in any number, changes no decision for the keys already
+//! held, and costs new keys of the flooded rules one shared quota per rule: conservative,
+//! never unlimited. A new key starts from its rule's overflow-bucket state, so a key that
+//! overflowed and later finds room is never admitted more than its own limit allows;
+//! after a flood, new keys of the flooded rule therefore wait until that bucket is idle
+//! again (at most the rule's window or block period). A rule beyond the 96th has no
+//! bucket: its new keys are refused while they find no room.
 //!
 //! [`MemoryStore::spawn_sweeper`] optionally sweeps idle keys on a timer, for services
 //! whose traffic can stop entirely.
@@ -35,10 +53,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::clock::{Clock, TokioClock};
-use crate::gcra::{is_idle, tat_of, Check, Decision, Step};
+use crate::gcra::{Check, Decision, Step};
 use crate::store::usage::UsageTable;
 use crate::store::{Store, StoreError, Usage, UsageLimits};
-use table::{capacity_for, slot_key, Table};
+use table::{slot_key, Table};
 
 /// What the shard mutex guards: the current table and its bookkeeping.
 struct Writer {
@@ -46,6 +64,12 @@ struct Writer {
     /// Keys in `table`.
     len: usize,
     inserts_since_sweep: usize,
+    /// While the shard is full: not before this time can a rebuild drop an eighth of its
+    /// keys as idle (see `room`), so new keys overflow without scanning the shard.
+    next_idle_sweep: u64,
+    /// Keys per rule tag (see `room`), and how many tags have keys.
+    counts: Box<[u32]>,
+    rules: u32,
 }
 
 /// One shard on its own cache line, so neighbouring shards' mutexes do not false-share.
@@ -60,8 +84,14 @@ struct Inner<C> {
     shards: Box<[Shard]>,
     shard_mask: usize,
     shard_cap: usize,
+    /// The last eighth of a shard, kept for rules below their fair share (see `room`).
+    reserve: usize,
     idle_evicted: AtomicU64,
-    forced_evicted: AtomicU64,
+    overflowed: AtomicU64,
+    /// Shard rebuilds so far (tests check they stay amortized).
+    #[cfg(test)]
+    rebuilds: AtomicU64,
+    overflow: room::Overflow,
     usage: UsageTable,
 }
 
@@ -76,7 +106,7 @@ struct Inner<C> {
 /// # tokio_test_block_on(async {
 /// let store = MemoryStore::new();
 /// let quota = Quota::new(2, Duration::from_secs(1))?;
-/// let check = Check { key: 42, params: GcraParams::new(&quota, Duration::ZERO), shadow: false };
+/// let check = Check { key: 42, params: GcraParams::new(&quota, Duration::ZERO), shadow: false, rule: 0 };
 /// assert!(store.check(&[check]).await?.admitted);
 /// assert!(store.check(&[check]).await?.admitted);
 /// assert!(!store.check(&[check]).await?.admitted);
@@ -110,13 +140,14 @@ impl<C> std::fmt::Debug for MemoryStore<C> {
     }
 }
 
-/// How many keys a [`MemoryStore`] has dropped.
+/// How many keys a [`MemoryStore`] has dropped, and how many new keys found it full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EvictionStats {
-    /// Idle keys dropped (no information lost).
+    /// Idle keys dropped (no information lost). No other key is ever dropped.
     pub idle: u64,
-    /// Keys dropped while still holding usage, because the store was full.
-    pub forced: u64,
+    /// Checks of new keys decided on their rule's overflow bucket because the store was
+    /// full (see [`MemoryStore`]).
+    pub overflowed: u64,
 }
 
 /// Why a [`MemoryStore`] could not be built.
@@ -234,6 +265,9 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                     table: Arc::new(Table::with_capacity(0)),
                     len: 0,
                     inserts_since_sweep: 0,
+                    next_idle_sweep: 0,
+                    counts: vec![0; room::OVERFLOW_SLOTS].into_boxed_slice(),
+                    rules: 0,
                 }))
             })
             .collect();
@@ -247,8 +281,12 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                 shards,
                 shard_mask: shard_count - 1,
                 shard_cap,
+                reserve: shard_cap / 8,
                 idle_evicted: AtomicU64::new(0),
-                forced_evicted: AtomicU64::new(0),
+                overflowed: AtomicU64::new(0),
+                #[cfg(test)]
+                rebuilds: AtomicU64::new(0),
+                overflow: room::Overflow::new(),
                 usage: UsageTable::new(self.max_usage_keys),
             }),
         })
@@ -283,64 +321,6 @@ impl<C: Clock> Inner<C> {
         view::refresh(&self.owner, self.shards.len(), shard, table);
     }
 
-    /// Writer only: inserts `key`, which the caller found missing under the same lock,
-    /// with `state`, making room first (sweep, growth, forced eviction) when needed.
-    fn insert_new(&self, w: &mut Writer, key: u64, state: u64, now: u64) {
-        w.inserts_since_sweep += 1;
-        let sweep_due = w.inserts_since_sweep > w.len / 2 + 64;
-        if sweep_due {
-            w.inserts_since_sweep = 0;
-        }
-        if w.len >= self.shard_cap
-            || !w.table.has_room(w.len)
-            || (sweep_due && w.table.peek().any(|(_, state)| is_idle(state, now)))
-        {
-            self.rebuild(w, now, 1);
-        }
-        if w.table.insert(key, state).is_some() {
-            w.len += 1;
-        }
-    }
-
-    /// Writer only: moves the shard into a new table, dropping idle keys and, if the
-    /// shard would still hold more than its share with `room` more keys, the eighth of its
-    /// keys closest to becoming idle (lowest TATs).
-    fn rebuild(&self, w: &mut Writer, now: u64, room: usize) {
-        let mut live = Vec::with_capacity(w.len);
-        w.table.freeze(|key, state| live.push((key, state)));
-        let before = live.len();
-        live.retain(|&(_, state)| !is_idle(state, now));
-        let idle = before - live.len();
-        if idle > 0 {
-            self.idle_evicted.fetch_add(idle as u64, Ordering::Relaxed);
-        }
-        if room > 0 && live.len() + room > self.shard_cap {
-            let evict = (live.len() / 8).max(1).min(live.len());
-            if evict > 0 {
-                live.select_nth_unstable_by_key(evict - 1, |&(_, state)| tat_of(state));
-                live.drain(..evict);
-                self.forced_evicted
-                    .fetch_add(evict as u64, Ordering::Relaxed);
-            }
-        }
-        let table = Table::with_capacity(capacity_for(live.len() + room));
-        for &(key, state) in &live {
-            table.insert(key, state);
-        }
-        w.table = Arc::new(table);
-        w.len = live.len();
-        w.inserts_since_sweep = 0;
-    }
-
-    /// Writer only: drops idle keys and returns memory (rebuilding only if either applies).
-    fn sweep_shard(&self, w: &mut Writer, now: u64) {
-        let oversized = w.table.capacity() > capacity_for(w.len).max(64);
-        w.inserts_since_sweep = 0;
-        if oversized || w.table.peek().any(|(_, state)| is_idle(state, now)) {
-            self.rebuild(w, now, 0);
-        }
-    }
-
     fn check_one(&self, check: &Check) -> Decision {
         let key = slot_key(check.key);
         let shard = self.shard_of(key);
@@ -355,7 +335,14 @@ impl<C: Clock> Inner<C> {
         if let Some(Some((step, stored))) = fast {
             return step.decision(now, check, stored);
         }
-        // The slow path decides at the same reading (the request's arrival).
+        self.check_one_locked(check, key, shard, now)
+    }
+
+    /// The single-limit slow path, under the shard mutex; out of line, so that the fast
+    /// path stays small where it is inlined. Decides at the same clock reading as the
+    /// fast path would have (the request's arrival).
+    #[inline(never)]
+    fn check_one_locked(&self, check: &Check, key: u64, shard: usize, now: u64) -> Decision {
         let mut w = lock(&self.shards[shard]);
         // Under the mutex the table cannot be replaced, so a slot found is never moved.
         let known = w
@@ -365,11 +352,20 @@ impl<C: Clock> Inner<C> {
         let decision = if let Some((step, stored)) = known {
             step.decision(now, check, stored)
         } else {
-            let step = Step::of(now, check, 0);
-            if let Some(new) = step.new_state {
-                self.insert_new(&mut w, key, new, now);
+            // A new key: stored if the shard has room, else decided on its rule's
+            // overflow bucket.
+            let tag = self.overflow.tag(check.rule);
+            self.make_room(&mut w, now, 1);
+            if self.grants(&w, tag, 0, 0) {
+                let start = self.overflow.start_state(check.rule);
+                let step = Step::of(now, check, start);
+                if let Some(new) = step.new_state {
+                    self.insert_new(&mut w, key, new, tag, now);
+                }
+                step.decision(now, check, step.new_state.unwrap_or(start))
+            } else {
+                self.overflow_one(now, check)
             }
-            step.decision(now, check, step.new_state.unwrap_or(0))
         };
         let table = Arc::clone(&w.table);
         drop(w);
@@ -410,7 +406,7 @@ impl<C: Clock> MemoryStore<C> {
     pub fn evictions(&self) -> EvictionStats {
         EvictionStats {
             idle: self.inner.idle_evicted.load(Ordering::Relaxed),
-            forced: self.inner.forced_evicted.load(Ordering::Relaxed),
+            overflowed: self.inner.overflowed.load(Ordering::Relaxed),
         }
     }
 
@@ -459,6 +455,7 @@ impl<C: Clock> Store for MemoryStore<C> {
 }
 
 mod many;
+mod room;
 mod table;
 mod view;
 use many::MAX_NOW;

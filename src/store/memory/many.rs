@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 use super::table::{slot_key, Table, MOVED};
-use super::{lock, view, Inner, Writer};
+use super::{lock, room, view, Inner, Writer};
 use crate::clock::Clock;
 use crate::gcra::{decide_states, fill_headline, Check, Decision, Step, MAX_CHECKS};
 
@@ -194,7 +194,10 @@ impl<C: Clock> Inner<C> {
         .flatten()
     }
 
-    /// The slow path: decide under the mutexes of the shards, inserting new keys.
+    /// The slow path: decide under the mutexes of the shards, inserting new keys where
+    /// their shard has room and deciding the others on their rules' overflow buckets.
+    /// Out of line, so that the known-keys path stays small.
+    #[inline(never)]
     fn check_locked<const N: usize>(
         &self,
         checks: &[Check],
@@ -211,19 +214,110 @@ impl<C: Clock> Inner<C> {
             std::array::from_fn(|i| shards.get(i).map(|&s| lock(&self.shards[s])));
         let now = self.now();
         let guard_of = |shard: usize| shards.binary_search(&shard).unwrap_or(0);
-        // The keys the tables hold, locked in order (no table changes under the mutexes,
-        // so none is moved); the others start from no state.
+        let missing_in = |g: &Writer, shard: usize| -> u64 {
+            let mut mask = 0u64;
+            for (k, &(s, key)) in keys.iter().enumerate() {
+                if s == shard && g.table.find(key).is_none() {
+                    mask |= 1 << k;
+                }
+            }
+            mask
+        };
+        // Slots for the missing keys, shard by shard, lowest key first (making room may
+        // drop idle keys, ours included, so they are counted again after it); the keys
+        // refused a slot overflow.
+        let rule_of = |k: usize| checks[key_of.iter().position(|&o| o == k).unwrap_or(0)].rule;
+        let mut tags = [0u8; N];
+        let mut overflowing = 0u64;
+        for (g, &shard) in guards.iter_mut().zip(shards) {
+            let Some(g) = g.as_mut() else { continue };
+            let wanted = missing_in(g, shard).count_ones() as usize;
+            if wanted == 0 {
+                continue;
+            }
+            self.make_room(g, now, wanted);
+            let (mut missing, mut granted) = (missing_in(g, shard), 0u64);
+            while missing != 0 {
+                let k = missing.trailing_zeros() as usize;
+                missing &= missing - 1;
+                tags[k] = self.overflow.tag(rule_of(k));
+                let same = (0..k)
+                    .filter(|&j| granted & (1 << j) != 0 && tags[j] == tags[k])
+                    .count();
+                if self.grants(g, tags[k], granted.count_ones() as usize, same) {
+                    granted |= 1 << k;
+                } else {
+                    overflowing |= 1 << k;
+                }
+            }
+        }
+        // Which state each distinct key is decided on: its own, or (overflowing) the
+        // overflow bucket of its rule, shared by the overflowing keys of that rule.
+        let mut state_of: [usize; N] = std::array::from_fn(|k| k);
+        let mut buckets: [(u64, usize); N] = [(0, 0); N];
+        let mut n_buckets = 0;
+        for k in (0..keys.len()).filter(|&k| overflowing & (1 << k) != 0) {
+            let rule = rule_of(k);
+            match buckets[..n_buckets].iter().find(|b| b.0 == rule) {
+                Some(&(_, first)) => state_of[k] = first,
+                None => {
+                    buckets[n_buckets] = (rule, k);
+                    n_buckets += 1;
+                }
+            }
+        }
+        // Bucket slots are locked after every key slot, in rule order (a global order).
+        let buckets = &mut buckets[..n_buckets];
+        buckets.sort_unstable();
+        // New keys that get a slot start from their rule's overflow-bucket state (read
+        // before any bucket is locked below).
         let mut held: [Option<&AtomicU64>; N] = [None; N];
         let mut states = [0u64; N];
-        for ((slot, state), &(shard, key)) in held.iter_mut().zip(&mut states).zip(keys) {
+        for (k, (slot, state)) in held
+            .iter_mut()
+            .zip(&mut states)
+            .enumerate()
+            .take(keys.len())
+        {
+            let (shard, key) = keys[k];
             *slot = guards[guard_of(shard)]
                 .as_ref()
                 .and_then(|g| g.table.find(key));
-            if let Some(s) = slot {
-                *state = lock_key(s).unwrap_or(0);
+            match slot {
+                Some(s) => *state = lock_key(s).unwrap_or(0),
+                None if overflowing & (1 << k) == 0 => {
+                    *state = self.overflow.start_state(rule_of(k));
+                }
+                None => {}
             }
         }
-        let (decision, changed) = decide_keys::<N>(now, checks, key_of, &mut states);
+        for &(rule, k) in buckets.iter() {
+            held[k] = self.overflow.slot(rule);
+            states[k] = match held[k] {
+                Some(s) => lock_key(s).unwrap_or(0),
+                None => checks
+                    .iter()
+                    .zip(key_of)
+                    .filter(|(_, &o)| state_of[o] == k)
+                    .map(|(c, _)| room::exhausted(now, c))
+                    .max()
+                    .unwrap_or(now),
+            };
+        }
+        let mut decided_on = [0usize; N];
+        for (d, &k) in decided_on.iter_mut().zip(key_of) {
+            *d = state_of[k];
+        }
+        let decided_on = &decided_on[..checks.len()];
+        let (decision, changed) = decide_keys::<N>(now, checks, decided_on, &mut states);
+        let overflowed = decided_on
+            .iter()
+            .filter(|&&k| overflowing & (1 << k) != 0)
+            .count();
+        if overflowed > 0 {
+            self.overflowed
+                .fetch_add(overflowed as u64, Ordering::Relaxed);
+        }
         let mut missing = 0u64;
         for (k, (slot, &state)) in held.iter().zip(&states).enumerate() {
             match slot {
@@ -233,9 +327,9 @@ impl<C: Clock> Inner<C> {
         }
         // Key locks released: inserting may rebuild a shard (which waits for them).
         for (k, &(shard, key)) in keys.iter().enumerate() {
-            if missing & changed & (1 << k) != 0 {
+            if missing & !overflowing & changed & (1 << k) != 0 {
                 if let Some(g) = guards[guard_of(shard)].as_mut() {
-                    self.insert_new(g, key, states[k], now);
+                    self.insert_new(g, key, states[k], tags[k], now);
                 }
             }
         }

@@ -10,7 +10,7 @@
 //! current table. No update is lost and no slot is ever reused for another key, so a
 //! compare-and-swap can never land on the wrong key (no ABA).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use super::many::{wait, LOCKED};
 
@@ -41,6 +41,9 @@ pub(super) fn capacity_for(keys: usize) -> usize {
 
 pub(super) struct Table {
     words: Box<[AtomicU64]>,
+    /// Each slot's rule tag (see `room`): read and written by the writer only, never on
+    /// the decision path.
+    tags: Box<[AtomicU8]>,
     mask: usize,
 }
 
@@ -49,6 +52,7 @@ impl Table {
     pub(super) fn with_capacity(capacity: usize) -> Table {
         Table {
             words: (0..capacity * 2).map(|_| AtomicU64::new(EMPTY)).collect(),
+            tags: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
             mask: capacity.saturating_sub(1),
         }
     }
@@ -65,11 +69,17 @@ impl Table {
     /// The state word of `key` (a [`slot_key`]), if the table holds it.
     #[inline(always)]
     pub(super) fn find(&self, key: u64) -> Option<&AtomicU64> {
+        self.position(key).map(|i| &self.words[2 * i + 1])
+    }
+
+    /// The slot index of `key`, if the table holds it.
+    #[inline(always)]
+    pub(super) fn position(&self, key: u64) -> Option<usize> {
         let mut i = key as usize & self.mask;
         for _ in 0..self.capacity() {
             let k = self.words[2 * i].load(Ordering::Acquire);
             if k == key {
-                return Some(&self.words[2 * i + 1]);
+                return Some(i);
             }
             if k == EMPTY {
                 return None;
@@ -79,16 +89,23 @@ impl Table {
         None
     }
 
-    /// Writer only: adds `key` (absent from the table) with `state`, returning its state
-    /// word. The caller keeps the table under three quarters full ([`Table::has_room`]).
-    pub(super) fn insert(&self, key: u64, state: u64) -> Option<&AtomicU64> {
+    /// The state word of slot `index` (below [`Table::capacity`]).
+    pub(super) fn state_at(&self, index: usize) -> &AtomicU64 {
+        &self.words[2 * index + 1]
+    }
+
+    /// Writer only: adds `key` (absent from the table) with `state` and `tag`, returning
+    /// its slot index. The caller keeps the table under three quarters full
+    /// ([`Table::has_room`]).
+    pub(super) fn insert(&self, key: u64, state: u64, tag: u8) -> Option<usize> {
         let mut i = key as usize & self.mask;
         for _ in 0..self.capacity() {
             if self.words[2 * i].load(Ordering::Relaxed) == EMPTY {
+                self.tags[i].store(tag, Ordering::Relaxed);
                 // The state first: a reader that sees the key (Acquire) sees its state.
                 self.words[2 * i + 1].store(state, Ordering::Relaxed);
                 self.words[2 * i].store(key, Ordering::Release);
-                return Some(&self.words[2 * i + 1]);
+                return Some(i);
             }
             i = (i + 1) & self.mask;
         }
@@ -103,10 +120,10 @@ impl Table {
             .filter(|&(k, _)| k != EMPTY)
     }
 
-    /// Writer only: freezes every slot ([`MOVED`]) and hands each `(key, state)` to `f`,
-    /// waiting out multi-limit decisions that hold a key.
-    pub(super) fn freeze(&self, mut f: impl FnMut(u64, u64)) {
-        for slot in self.words.chunks_exact(2) {
+    /// Writer only: freezes every slot ([`MOVED`]) and hands each `(key, state, tag)` to
+    /// `f`, waiting out multi-limit decisions that hold a key.
+    pub(super) fn freeze(&self, mut f: impl FnMut(u64, u64, u8)) {
+        for (slot, tag) in self.words.chunks_exact(2).zip(self.tags.iter()) {
             let key = slot[0].load(Ordering::Acquire);
             if key == EMPTY {
                 continue;
@@ -125,7 +142,7 @@ impl Table {
                     .compare_exchange_weak(state, MOVED, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    f(key, state);
+                    f(key, state, tag.load(Ordering::Relaxed));
                     break;
                 }
             }
@@ -145,14 +162,14 @@ mod tests {
         for (k, s) in [(8u64, 80u64), (16, 160), (3, 30)] {
             assert!(t.has_room(t.peek().count()));
             assert!(t.find(k).is_none());
-            t.insert(k, s).unwrap();
+            t.insert(k, s, k as u8).unwrap();
         }
         assert_eq!(t.find(16).unwrap().load(Ordering::Relaxed), 160);
         assert!(t.find(24).is_none());
         let mut seen = Vec::new();
-        t.freeze(|k, s| seen.push((k, s)));
+        t.freeze(|k, s, tag| seen.push((k, s, tag)));
         seen.sort_unstable();
-        assert_eq!(seen, [(3, 30), (8, 80), (16, 160)]);
+        assert_eq!(seen, [(3, 30, 3), (8, 80, 8), (16, 160, 16)]);
         assert_eq!(t.find(8).unwrap().load(Ordering::Relaxed), MOVED);
     }
 
@@ -161,7 +178,7 @@ mod tests {
         let t = Table::with_capacity(capacity_for(0));
         assert_eq!(t.capacity(), 0);
         assert!(t.find(1).is_none());
-        assert!(t.insert(1, 1).is_none());
+        assert!(t.insert(1, 1, 0).is_none());
         assert!(!t.has_room(0));
         let t = Table::with_capacity(8);
         assert!(t.has_room(5));

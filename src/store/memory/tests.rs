@@ -3,7 +3,7 @@ use crate::clock::ManualClock;
 use crate::gcra::{decide, GcraParams};
 use crate::quota::Quota;
 
-fn params(count: u32, period: Duration) -> GcraParams {
+pub(super) fn params(count: u32, period: Duration) -> GcraParams {
     GcraParams::new(&Quota::new(count, period).unwrap(), Duration::ZERO)
 }
 
@@ -12,6 +12,7 @@ fn check(key: u64, p: GcraParams) -> Check {
         key,
         params: p,
         shadow: false,
+        rule: 0,
     }
 }
 
@@ -59,18 +60,23 @@ fn several_limits_all_or_nothing() {
 #[test]
 fn never_exceeds_max_keys() {
     let (s, _) = store(1000);
-    let p = params(1, Duration::from_secs(3600));
+    let p = params(1000, Duration::from_secs(3600));
+    let mut admitted = 0u64;
     for i in 0..100_000u64 {
         // Spread keys over all shards.
         let key = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        assert!(s.check_now(&[check(key, p)]).admitted);
+        admitted += u64::from(s.check_now(&[check(key, p)]).admitted);
         if i % 97 == 0 {
             assert!(s.len() <= 1000, "after {i} keys: {}", s.len());
         }
     }
     assert!(s.len() <= s.max_keys());
     assert!(s.max_keys() <= 1000);
-    assert!(s.evictions().forced > 0);
+    // Nothing is idle within the hour: the keys beyond the bound overflowed, and their
+    // rule's overflow bucket admitted one quota; new keys then start from that bucket.
+    assert_eq!(s.evictions().idle, 0);
+    assert_eq!(admitted, s.len() as u64 + 1000);
+    assert!(s.evictions().overflowed >= 1000);
 }
 
 #[test]
@@ -88,7 +94,7 @@ fn idle_keys_are_dropped_without_losing_decisions() {
         s.evictions(),
         EvictionStats {
             idle: 10_000,
-            forced: 0
+            overflowed: 0
         }
     );
     // A swept key behaves exactly as before: its quota is full again.
@@ -109,7 +115,7 @@ fn insert_path_sweeps_idle_keys_on_its_own() {
     }
     // 100,000 distinct keys went through; only about the recent ones stay.
     assert!(s.len() < 20_000, "len {}", s.len());
-    assert_eq!(s.evictions().forced, 0);
+    assert_eq!(s.evictions().overflowed, 0);
 }
 
 #[test]
@@ -167,7 +173,7 @@ async fn sweeper_task_runs_on_tokio_time() {
 }
 
 /// No state word keeps the transient key-lock bit once decisions are done.
-fn assert_no_key_locks<C: Clock>(s: &MemoryStore<C>) {
+pub(super) fn assert_no_key_locks<C: Clock>(s: &MemoryStore<C>) {
     for shard in s.inner.shards.iter() {
         for (_, state) in lock(shard).table.peek() {
             assert_eq!(state & many::LOCKED, 0);
@@ -267,21 +273,27 @@ fn clock_beyond_the_cap_neither_hangs_nor_sets_the_lock_bit() {
 #[test]
 fn exact_while_shards_are_rebuilt_under_readers() {
     // Readers decide on their cached tables while another thread forces rebuilds (growth,
-    // sweeps and forced evictions in a tiny store): every update to a moved slot must land
+    // sweeps and idle-key drops in a tiny store): every update to a moved slot must land
     // in the new table, so the hot key still admits exactly its quota.
     for _ in 0..20 {
-        let (s, _) = store(256);
-        let hot = check(1, params(2000, Duration::from_secs(3600)));
-        let own = |t: u64| check(100 + t, params(10_000, Duration::from_secs(3600)));
+        let (s, clock) = store(256);
+        // Each its own rule: if the tiny store is full when one of them arrives, its
+        // overflow bucket is its own.
+        let hot = ruled(1, params(2000, Duration::from_secs(3600)), 1);
+        let own = |t: u64| ruled(100 + t, params(10_000, Duration::from_secs(3600)), 100 + t);
         let churn_params = params(1_000_000_000, Duration::from_secs(1));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let churned = Arc::new(AtomicU64::new(0));
         let churn = {
             let (s, stop, churned) = (s.clone(), Arc::clone(&stop), Arc::clone(&churned));
+            let clock = clock.clone();
             std::thread::spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
+                    // Each churn key is idle 100 ns later (the full store drops it); the
+                    // hourly keys would need 18 million churns to refill one request.
+                    clock.advance(Duration::from_nanos(100));
                     churned.store(i, Ordering::Relaxed);
                     let key = (1000 + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                     assert!(s.check_now(&[check(key, churn_params)]).admitted);
@@ -325,7 +337,7 @@ fn exact_while_shards_are_rebuilt_under_readers() {
                 .count();
             assert_eq!(left, 10_000 - pairs, "thread {t}");
         }
-        assert!(s.evictions().forced > 0);
+        assert!(s.evictions().idle > 0);
         assert!(s.len() <= s.max_keys());
         assert_no_key_locks(&s);
     }
@@ -368,10 +380,10 @@ fn a_stale_view_is_refreshed_not_wrong() {
 }
 
 /// A deterministic xorshift generator for the model test.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -416,6 +428,7 @@ fn decisions_match_a_model_through_rebuilds_sweeps_and_thread_hops() {
                     key,
                     params: quotas[rng.below(3) as usize],
                     shadow: rng.below(10) == 0,
+                    rule: 0,
                 });
             }
         }
@@ -441,6 +454,22 @@ fn decisions_match_a_model_through_rebuilds_sweeps_and_thread_hops() {
         assert_eq!(got, expected, "operation {op}: {checks:?}");
     }
     assert!(s.evictions().idle > 0, "sweeps dropped idle keys");
-    assert_eq!(s.evictions().forced, 0);
+    assert_eq!(s.evictions().overflowed, 0);
     assert_no_key_locks(&s);
 }
+
+/// Keys spread over shards (top bits) and home slots (low bits).
+pub(super) fn spread(i: u64) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+pub(super) fn ruled(key: u64, params: GcraParams, rule: u64) -> Check {
+    Check {
+        key,
+        params,
+        shadow: false,
+        rule,
+    }
+}
+
+mod flood;
