@@ -155,6 +155,7 @@ fn check_of(key: u64, quota: &Quota) -> Check {
         key,
         params: GcraParams::new(quota, Duration::ZERO),
         shadow: false,
+        rule: 0,
     }
 }
 

@@ -249,6 +249,7 @@ impl RoundTrip {
                 key: i as u64,
                 params: GcraParams::new(&l.quota, l.block),
                 shadow: l.shadow,
+                rule: i as u64,
             })
             .collect();
         RoundTrip {
