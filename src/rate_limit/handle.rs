@@ -77,6 +77,10 @@ pub(crate) struct Stats {
     pub(crate) rules: Box<[RuleCounters]>,
     pub(crate) exempted: Counter,
     pub(crate) store_errors: Counter,
+    pub(crate) bad_paths: Counter,
+    /// Whether the last store call failed: store failures are logged once per
+    /// transition (failing, then recovered), not once per request.
+    pub(crate) store_failing: std::sync::atomic::AtomicBool,
 }
 
 #[inline]
@@ -133,6 +137,12 @@ impl RateLimitHandle {
     /// Store failures (always 0 for the in-memory store).
     pub fn store_errors(&self) -> u64 {
         self.stats.store_errors.load()
+    }
+
+    /// Requests refused with `400 Bad Request` before any rule because their path has no
+    /// canonical form (dot segments: see [`crate::path`]).
+    pub fn bad_paths(&self) -> u64 {
+        self.stats.bad_paths.load()
     }
 
     fn at(&self, i: usize) -> RuleStats {

@@ -392,6 +392,8 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
             names: names.into_boxed_slice(),
             exempted: Counter::default(),
             store_errors: Counter::default(),
+            bad_paths: Counter::default(),
+            store_failing: Default::default(),
         });
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {

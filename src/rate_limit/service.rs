@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -59,10 +60,33 @@ impl Shared {
     /// Counts a decision and turns it into what to do with the request.
     pub(crate) fn settle(&self, matched: u64, result: Result<Decision, StoreError>) -> Settled {
         let decision = match result {
-            Ok(d) => d,
+            Ok(d) => {
+                // One relaxed load per request while the store works; the swap (a write
+                // to a shared line) happens only on the request that sees it recover.
+                if self.stats.store_failing.load(Ordering::Relaxed)
+                    && self.stats.store_failing.swap(false, Ordering::Relaxed)
+                {
+                    tracing::info!(
+                        transition = "recovered",
+                        store_errors = self.stats.store_errors.load(),
+                        "rate-limit store answers again"
+                    );
+                }
+                d
+            }
             Err(error) => {
                 bump(&self.stats.store_errors);
-                tracing::warn!(%error, "rate-limit store failed");
+                if self.stats.store_failing.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(%error, "rate-limit store failed");
+                } else {
+                    tracing::warn!(
+                        transition = "failing",
+                        %error,
+                        policy = ?self.store_failure,
+                        "rate-limit store failing: requests follow the layer's StoreFailure \
+                         policy until it answers again"
+                    );
+                }
                 return match self.store_failure {
                     StoreFailure::Admit => Settled::Admit(None),
                     StoreFailure::Reject(status) => Settled::Reject(self.reject(
@@ -172,13 +196,14 @@ where
         let matched = match self.shared.plan(&req, &mut checks) {
             Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),
             Plan::BadPath(e) => {
+                bump(&self.shared.stats.bad_paths);
                 return ResponseFuture::respond(self.shared.reject(
                     StatusCode::BAD_REQUEST,
                     RejectionReason::BadPath(e.what()),
                     None,
                     None,
                     None,
-                ))
+                ));
             }
             Plan::MissingKey { rule, status, what } => {
                 return ResponseFuture::respond(self.shared.reject(

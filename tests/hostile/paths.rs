@@ -80,6 +80,9 @@ async fn every_spelling_of_sign_in_is_counted_or_not_found() {
             .await;
         assert_eq!(answer.status, *expected, "{target}");
     }
+    // Every 400 is counted, so an operator sees probing with dot segments.
+    let refused_400 = cases.iter().filter(|(_, s)| *s == 400).count() as u64;
+    assert_eq!(server.handle.bad_paths(), refused_400);
 }
 
 /// A spelling sent first spends the real route's bucket.
