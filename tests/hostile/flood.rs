@@ -28,8 +28,11 @@ async fn call(app: &axum::Router, ip: [u8; 4], method: &str, path: &str, key: &s
         req = req.header("authorization", bearer(key));
     }
     let mut req = req.body(Body::empty()).unwrap();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
+    // Both peer-address sources, as `clerk::serve` inserts them: the crate reads
+    // `ConnectInfo` with its `axum` feature and the plain `SocketAddr` without it.
+    let peer = SocketAddr::from((ip, 40_000));
+    req.extensions_mut().insert(ConnectInfo(peer));
+    req.extensions_mut().insert(peer);
     app.clone().oneshot(req).await.unwrap().status().as_u16()
 }
 
