@@ -9,8 +9,10 @@
 //! [`RateLimitLayerBuilder::exempt`](crate::RateLimitLayerBuilder::exempt)).
 //!
 //! Templates: segments are literals, `{name}` (one segment, captured), or a final
-//! `{*name}` (the rest of the path, possibly empty). A single trailing slash on the request
-//! path is ignored, so `/v1/sign_ins/` matches `/v1/sign_ins`.
+//! `{*name}` (the rest of the path, possibly empty). For a rule's routes a single trailing
+//! slash on the request path is ignored, so `/v1/sign_ins/` matches `/v1/sign_ins`, and a
+//! `GET` route also covers `HEAD` (routers serve `HEAD` with the `GET` handler).
+//! Carve-outs are exact: see below.
 //!
 //! # Which path is matched
 //!
@@ -26,7 +28,10 @@
 //! that matches a template as sent also matches it canonically), so a request is never
 //! limited less than its spelling as sent would be; a spelling of an exempt route is not
 //! exempt (`GET //v1/jwks` pays the backend limit), because a router that does not
-//! canonicalize may serve it under some other route.
+//! canonicalize may serve it under some other route. For the same reason a carve-out
+//! matches a trailing slash only if its template has one (`GET /v1/jwks/` is not the
+//! exempt `GET /v1/jwks`; a final `{*rest}` takes any), and a `GET` carve-out does not
+//! cover `HEAD`.
 //!
 //! [`PathParam`](crate::key::PathParam) keys are percent-decoded the way axum's `Path`
 //! extractor decodes them (every valid escape, `%2F` included; an invalid escape is kept

@@ -261,3 +261,58 @@ fn a_missing_peer_address_is_shared_and_logged_once() {
     });
     assert_eq!(warnings.load(Ordering::SeqCst), 2);
 }
+
+/// A template literal that is not canonical (`%2f`, `%7E`, `%41`) is still the
+/// router's route: under `AxumMatchedPath` it is compared as written, not canonicalized
+/// (the rule silently never applied).
+#[cfg(feature = "axum")]
+#[tokio::test(start_paused = true)]
+async fn matched_path_rules_with_non_canonical_literals_apply() {
+    for template in ["/files/a%2fb", "/v1/a%7Eb", "/v1/%41bc"] {
+        let layer = RateLimitLayer::builder()
+            .path_matching(PathMatching::AxumMatchedPath)
+            .rule(Rule::new("r", quota(2)).route(Route::post(template)))
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route(template, axum::routing::post(|| async { "ok" }))
+            .route_layer(layer);
+        let sent = [template; 5];
+        assert_eq!(
+            statuses(&app, Method::POST, &sent).await,
+            [200, 200, 429, 429, 429],
+            "{template}"
+        );
+    }
+}
+
+/// `HEAD` is served by a `GET` handler (axum), so a `GET` rule covers it: ten `HEAD`s got
+/// 200 and ran the handler ten times past a limit of two.
+#[tokio::test(start_paused = true)]
+async fn head_requests_count_against_get_rules() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("report", quota(2)).route(Route::get("/report")))
+        .exempt(Route::get("/health"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/report",
+            axum::routing::get(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { "report" }
+            }),
+        )
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .layer(layer);
+    let heads = ["/report"; 10];
+    let mut expected = vec![200, 200];
+    expected.extend([429; 8]);
+    assert_eq!(statuses(&app, Method::HEAD, &heads).await, expected);
+    assert_eq!(statuses(&app, Method::GET, &["/report"]).await, [429]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A carve-out on GET stays exact: HEAD /health is not exempt, but nothing limits it.
+    assert_eq!(statuses(&app, Method::HEAD, &["/health"]).await, [200]);
+}

@@ -33,7 +33,10 @@ impl Route {
         }
     }
 
-    /// `GET` requests matching `template`.
+    /// `GET` requests matching `template`. As a rule's route it also covers `HEAD`, which
+    /// routers (axum, hyper services built on `http`'s conventions) serve with the `GET`
+    /// handler, so `HEAD` cannot be used to walk around a `GET` limit; as a carve-out
+    /// (`except`, exempt) it covers `GET` only.
     pub fn get(template: impl Into<String>) -> Self {
         Self::new(Method::GET, template)
     }
@@ -59,9 +62,16 @@ impl Route {
     }
 
     pub(crate) fn compile(&self) -> Result<CompiledRoute, String> {
+        let segments = parse_template(&self.template)?;
+        // A trailing slash that is not the root's, after a segment that is not `{*rest}`
+        // (which captures whatever follows, slashes included).
+        let trailing_slash = self.template.len() > 1
+            && self.template.ends_with('/')
+            && !matches!(segments.last(), Some(Segment::Rest(_)));
         Ok(CompiledRoute {
             method: self.method.clone(),
-            segments: parse_template(&self.template)?,
+            segments,
+            trailing_slash,
         })
     }
 }
@@ -105,7 +115,9 @@ pub enum PathMatching {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
-    Literal(String),
+    /// A literal segment: canonical (compared with canonical request paths) and as
+    /// written (compared with axum's `MatchedPath`, which is the template as registered).
+    Literal(String, String),
     Param(String),
     Rest(String),
 }
@@ -154,7 +166,7 @@ fn parse_template(t: &str) -> Result<Vec<Segment>, String> {
             None if part.is_empty() => return Err("empty segment ('//')".to_owned()),
             // Literals are kept canonical, as the request paths they are compared with.
             None => match canonicalize(&format!("/{part}")) {
-                Ok(c) => Segment::Literal(c[1..].to_owned()),
+                Ok(c) => Segment::Literal(c[1..].to_owned(), (*part).to_owned()),
                 Err(e) => return Err(format!("segment {part:?}: {e}")),
             },
         };
@@ -166,7 +178,7 @@ fn parse_template(t: &str) -> Result<Vec<Segment>, String> {
 fn seg_param(seg: &Segment) -> Option<&str> {
     match seg {
         Segment::Param(n) | Segment::Rest(n) => Some(n),
-        Segment::Literal(_) => None,
+        Segment::Literal(..) => None,
     }
 }
 
@@ -235,6 +247,9 @@ pub(crate) fn warn_once(flag: &AtomicBool, message: &str) {
 pub(crate) struct CompiledRoute {
     method: Option<Method>,
     segments: Vec<Segment>,
+    /// Whether the template ends with a slash (carve-outs match the path as sent
+    /// exactly, so `/v1/jwks/` is not the exempt `/v1/jwks`).
+    trailing_slash: bool,
 }
 
 impl CompiledRoute {
@@ -246,7 +261,8 @@ impl CompiledRoute {
         target: &'a Target<'_>,
         params: &mut PathParams<'a>,
     ) -> bool {
-        if !self.method_is(method) {
+        let head_of_get = *method == Method::HEAD && self.method == Some(Method::GET);
+        if !self.method_is(method) && !head_of_get {
             return false;
         }
         match target {
@@ -284,7 +300,13 @@ impl CompiledRoute {
             return false;
         }
         match target {
-            Target::Path { raw, fold_case, .. } => self.matches_path(raw, *fold_case, params),
+            Target::Path { raw, fold_case, .. } => {
+                // Exactly as sent: no trailing slash allowance (routers such as axum
+                // serve `/x/` under another route, or the fallback, than `/x`).
+                let slash = raw.len() > 1 && raw.ends_with('/');
+                let rest = matches!(self.segments.last(), Some(Segment::Rest(_)));
+                (rest || slash == self.trailing_slash) && self.matches_path(raw, *fold_case, params)
+            }
             #[cfg(feature = "axum")]
             Target::Matched { template, .. } => self.is_template(template),
         }
@@ -318,8 +340,8 @@ impl CompiledRoute {
                 },
             };
             let ok = match seg {
-                Segment::Literal(l) if fold_case => l.eq_ignore_ascii_case(part),
-                Segment::Literal(l) => l == part,
+                Segment::Literal(l, _) if fold_case => l.eq_ignore_ascii_case(part),
+                Segment::Literal(l, _) => l == part,
                 _ => !part.is_empty() && seg_param(seg).is_some_and(|n| params.push(n, part)),
             };
             // `slash` with an empty tail means a doubled trailing slash: no match.
@@ -346,7 +368,7 @@ impl CompiledRoute {
             };
             let param = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
             match (seg, param) {
-                (Segment::Literal(l), None) => l == part,
+                (Segment::Literal(_, written), None) => written == part,
                 (Segment::Param(_), Some(p)) => !p.starts_with('*'),
                 (Segment::Rest(_), Some(p)) => p.starts_with('*'),
                 _ => false,

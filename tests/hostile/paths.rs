@@ -257,3 +257,23 @@ async fn random_spellings_never_split_a_bucket() {
     let users = handle.rule("user_update").unwrap();
     assert_eq!((users.admitted, users.limited), (10 * n as u64, n as u64));
 }
+
+/// The exempt `GET /v1/jwks` matched `/v1/jwks/` too (one trailing slash allowed), which
+/// the router serves elsewhere (here its 404 fallback): a carve-out is the path exactly as
+/// sent, so `/v1/jwks/` is under the backend rule and needs a key.
+#[tokio::test]
+async fn an_exempt_route_does_not_cover_its_trailing_slash() {
+    let server = Server::clerk().await;
+    assert_eq!(
+        server
+            .send("127.0.0.4", &Raw::new("GET", "/v1/jwks"))
+            .await
+            .status,
+        200
+    );
+    for target in ["/v1/jwks/", "//v1/jwks", "/v1/%6Awks"] {
+        let answer = server.send("127.0.0.4", &Raw::new("GET", target)).await;
+        assert_eq!(answer.status, 401, "{target}");
+    }
+    assert_eq!(server.handle.exempted(), 1);
+}

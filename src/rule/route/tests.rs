@@ -75,9 +75,10 @@ fn spellings_are_included_and_captured_canonically() {
 #[test]
 fn carve_outs_match_the_path_as_sent() {
     let jwks = Route::get("/v1/jwks").compile().unwrap();
+    // Exactly as sent: a trailing slash too (axum serves `/v1/jwks/` elsewhere).
     for (path, excluded) in [
         ("/v1/jwks", true),
-        ("/v1/jwks/", true),
+        ("/v1/jwks/", false),
         ("//v1/jwks", false),
         ("/v1/%6Awks", false),
     ] {
@@ -85,6 +86,21 @@ fn carve_outs_match_the_path_as_sent() {
         let mut p = PathParams::default();
         assert_eq!(jwks.excludes(&Method::GET, &t, &mut p), excluded, "{path}");
         assert!(jwks.includes(&Method::GET, &t, &mut p), "{path}");
+        // HEAD is under a GET rule, not under a GET carve-out.
+        assert!(!jwks.excludes(&Method::HEAD, &t, &mut p), "{path}");
+        assert!(jwks.includes(&Method::HEAD, &t, &mut p), "{path}");
+    }
+    let slashed = Route::get("/v1/dir/").compile().unwrap();
+    let rest = Route::get("/static/{*file}").compile().unwrap();
+    for (route, path, excluded) in [
+        (&slashed, "/v1/dir/", true),
+        (&slashed, "/v1/dir", false),
+        (&rest, "/static/a/", true),
+        (&rest, "/static/a", true),
+    ] {
+        let t = target(path, false);
+        let mut p = PathParams::default();
+        assert_eq!(route.excludes(&Method::GET, &t, &mut p), excluded, "{path}");
     }
 }
 
