@@ -37,6 +37,8 @@ struct RuleSpec {
 struct Step {
     advance_ns: u64,
     post: bool,
+    /// Not `post`: `HEAD` instead of `GET` (a `GET` rule covers both).
+    head: bool,
     item: u8,
     key: Option<u8>,
     other_path: bool,
@@ -79,20 +81,23 @@ fn step() -> impl Strategy<Value = Step> {
             2 => (1u64..20).prop_map(|ms| ms * 1_000_000 - 1),
             1 => Just(3_600_000_000_000u64),
         ],
-        any::<bool>(),
+        (any::<bool>(), prop::bool::weighted(0.2)),
         0u8..3,
         prop::option::weighted(0.9, 0u8..3),
         prop::bool::weighted(0.1),
         prop_oneof![4 => Just(0u8), 4 => 1u8..4, 1 => Just(4u8)],
     )
-        .prop_map(|(advance_ns, post, item, key, other_path, spelling)| Step {
-            advance_ns,
-            post,
-            item,
-            key,
-            other_path,
-            spelling,
-        })
+        .prop_map(
+            |(advance_ns, (post, head), item, key, other_path, spelling)| Step {
+                advance_ns,
+                post,
+                head,
+                item,
+                key,
+                other_path,
+                spelling,
+            },
+        )
 }
 
 /// The reference model: per (rule, bucket) a TAT and a blocked flag, in nanoseconds.
@@ -220,7 +225,11 @@ fn path(s: &Step) -> String {
 
 fn request(s: &Step) -> Request<Full<Bytes>> {
     let path = path(s);
-    let method = if s.post { Method::POST } else { Method::GET };
+    let method = match (s.post, s.head) {
+        (true, _) => Method::POST,
+        (false, true) => Method::HEAD,
+        (false, false) => Method::GET,
+    };
     let mut req = Request::builder().method(method).uri(path);
     if let Some(k) = s.key {
         req = req.header("x-key", format!("k{k}"));
