@@ -52,13 +52,16 @@ use crate::gcra::{checks_key, decide, Check, Decision, GcraParams, BLOCKED};
 mod blocked;
 mod builder;
 mod health;
+mod memory_policy;
 
 pub use blocked::BlockedCacheStats;
 pub use builder::RedisStoreBuilder;
 pub use health::RedisHealth;
+pub use memory_policy::RedisMemoryPolicy;
 
 use blocked::BlockedCache;
 use health::{Health, Route};
+use memory_policy::PolicyWatch;
 
 /// What a [`RedisStore`] does while Redis fails or times out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +95,7 @@ struct Inner {
     blocked: Option<BlockedCache>,
     round_trips: AtomicU64,
     health: Health,
+    memory_policy: PolicyWatch,
 }
 
 /// A store in Redis, shared by every instance configured with the same URL, prefix and
@@ -155,6 +159,40 @@ impl RedisStore {
         self.inner.health.snapshot()
     }
 
+    /// Redis' eviction settings as last read (at the first call that reached Redis, and
+    /// again whenever Redis answers after an outage or a reconnection), in the
+    /// background: [`NotChecked`](RedisMemoryPolicy::NotChecked) until that read ends.
+    pub fn memory_policy(&self) -> RedisMemoryPolicy {
+        self.inner.memory_policy.found()
+    }
+
+    /// Reads Redis' eviction settings now (`CONFIG GET maxmemory`, `CONFIG GET
+    /// maxmemory-policy`; [`Unknown`](RedisMemoryPolicy::Unknown) if Redis refuses them or
+    /// does not answer within a second), records them for
+    /// [`memory_policy`](Self::memory_policy) and logs them if they changed: a `warn` when
+    /// Redis [may evict rate-limit keys](RedisMemoryPolicy::may_evict_keys), an `info`
+    /// when they could not be checked.
+    pub async fn check_memory_policy(&self) -> RedisMemoryPolicy {
+        let timeout = self.inner.timeout.max(Duration::from_secs(1));
+        let inner = &self.inner;
+        inner
+            .memory_policy
+            .read(&inner.conn, timeout, &inner.prefix)
+            .await
+    }
+
+    /// Records a successful call that started at `started`, and reads the eviction
+    /// settings in the background when due.
+    fn succeeded(&self, started: u64) {
+        if self.inner.health.succeeded(started) {
+            self.inner.memory_policy.mark_due();
+        }
+        if self.inner.memory_policy.take_due() {
+            let store = self.clone();
+            tokio::spawn(async move { store.check_memory_policy().await });
+        }
+    }
+
     /// The blocked-key cache's counters (`None` when the cache is off).
     pub fn blocked_cache_stats(&self) -> Option<BlockedCacheStats> {
         self.inner.blocked.as_ref().map(BlockedCache::stats)
@@ -182,6 +220,7 @@ impl RedisStore {
             Err(e) if e.is_unrecoverable_error() || e.is_connection_dropped() => {
                 tracing::debug!(error = %e, "stale Redis connection: retrying on a fresh one");
                 self.inner.health.reconnected();
+                self.inner.memory_policy.mark_due();
                 self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
                 tokio::time::timeout_at(deadline, invocation.invoke_async(&mut conn))
                     .await
@@ -265,7 +304,7 @@ impl RedisStore {
         }
         match self.check_remote(&checks).await {
             Ok(decision) => {
-                health.succeeded(started);
+                self.succeeded(started);
                 if let Some(cache) = &self.inner.blocked {
                     // From the arrival, before Redis decided: the entry never outlives
                     // the refusal.
@@ -334,7 +373,7 @@ impl Store for RedisStore {
                     return Err(error);
                 }
             };
-            store.inner.health.succeeded(started);
+            store.succeeded(started);
             let [ok, l, w, s, now] = reply[..] else {
                 return Err(StoreError::new(
                     "unexpected reply from the Redis usage script",
