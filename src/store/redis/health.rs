@@ -272,3 +272,89 @@ impl Health {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROBE: Duration = Duration::from_millis(250);
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    fn error() -> StoreError {
+        StoreError::new("OOM command not allowed when used memory > 'maxmemory'")
+    }
+
+    /// One call at the current (paused) time: routed, then succeeding or failing.
+    fn call(h: &Health, ok: bool) -> Route {
+        let started = h.at(Instant::now());
+        let route = h.route(started);
+        if route == Route::Redis {
+            if ok {
+                h.succeeded(started);
+            } else {
+                h.failed(&error(), "test");
+            }
+        } else {
+            h.decided_locally();
+        }
+        route
+    }
+
+    fn counts(h: &Health) -> (bool, u64, u64, u64) {
+        let s = h.snapshot();
+        (s.available, s.outages, s.recoveries, s.flaps)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redis_flapping_at_its_memory_cap_is_one_outage_until_a_clean_window() {
+        let h = Health::new("flap".into(), PROBE, WINDOW);
+        assert_eq!(call(&h, true), Route::Redis);
+        assert_eq!(call(&h, false), Route::Redis);
+        assert_eq!(counts(&h), (false, 1, 0, 0));
+        // 7 s of answers alternating OOM and success, one probe per 250 ms (the issue's
+        // report: 11 lost/back transitions in ~7 s): one outage, no recovery.
+        for _ in 0..14 {
+            tokio::time::advance(PROBE).await;
+            assert_eq!(call(&h, true), Route::Redis, "the probe");
+            assert!(h.snapshot().available, "recovering: requests go to Redis");
+            assert_eq!(call(&h, false), Route::Redis);
+            assert_eq!(call(&h, true), Route::Local, "the outage resumed");
+        }
+        assert_eq!(counts(&h), (false, 1, 0, 14));
+        assert_eq!(h.snapshot().errors, 15);
+        assert_eq!(h.snapshot().decided_without_redis, 14);
+        // Redis answers again, without failing: back only once a whole window has passed.
+        tokio::time::advance(PROBE).await;
+        assert_eq!(call(&h, true), Route::Redis);
+        tokio::time::advance(WINDOW - Duration::from_nanos(1)).await;
+        assert_eq!(call(&h, true), Route::Redis);
+        assert_eq!(counts(&h), (true, 1, 0, 14));
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        assert_eq!(call(&h, true), Route::Redis);
+        assert_eq!(counts(&h), (true, 1, 1, 14));
+        // A failure after that is a new outage.
+        assert_eq!(call(&h, false), Route::Redis);
+        assert_eq!(counts(&h), (false, 2, 1, 14));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_window_declares_redis_back_at_the_first_success() {
+        let h = Health::new("zero".into(), PROBE, Duration::ZERO);
+        call(&h, false);
+        tokio::time::advance(PROBE).await;
+        assert_eq!(call(&h, true), Route::Redis);
+        assert_eq!(counts(&h), (true, 1, 1, 0));
+        call(&h, false);
+        assert_eq!(counts(&h), (false, 2, 1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_started_before_the_outage_does_not_start_the_recovery() {
+        let h = Health::new("slow".into(), PROBE, Duration::ZERO);
+        let early = h.at(Instant::now());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        h.failed(&error(), "test");
+        h.succeeded(early);
+        assert_eq!(counts(&h), (false, 1, 0, 0));
+    }
+}
