@@ -93,7 +93,11 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    pub(crate) fn new(prefix: String, probe_interval: Duration, recovery_window: Duration) -> Health {
+    pub(crate) fn new(
+        prefix: String,
+        probe_interval: Duration,
+        recovery_window: Duration,
+    ) -> Health {
         Health {
             prefix,
             epoch: Instant::now(),

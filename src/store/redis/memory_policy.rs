@@ -137,7 +137,8 @@ fn log(found: &RedisMemoryPolicy, error: Option<&str>, prefix: &str) {
     match found {
         RedisMemoryPolicy::Read { maxmemory, policy } if found.may_evict_keys() => {
             tracing::warn!(
-                prefix,
+                policy_check = "may_evict",
+                prefix = %prefix,
                 maxmemory,
                 policy = %policy,
                 "Redis may evict rate-limit keys (maxmemory is set and maxmemory-policy is not \
@@ -148,11 +149,18 @@ fn log(found: &RedisMemoryPolicy, error: Option<&str>, prefix: &str) {
             );
         }
         RedisMemoryPolicy::Read { maxmemory, policy } => {
-            tracing::debug!(prefix, maxmemory, policy = %policy, "Redis eviction policy checked: rate-limit keys are not evicted");
+            tracing::debug!(
+                policy_check = "safe",
+                prefix = %prefix,
+                maxmemory,
+                policy = %policy,
+                "Redis eviction policy checked: rate-limit keys are not evicted"
+            );
         }
         _ => {
             tracing::info!(
-                prefix,
+                policy_check = "unknown",
+                prefix = %prefix,
                 error = error.unwrap_or(""),
                 "Redis eviction policy could not be checked (CONFIG GET refused): make sure \
                  maxmemory-policy is noeviction, or evicted rate-limit keys reset their limits"
