@@ -99,15 +99,19 @@ impl PolicyWatch {
         let read = async {
             let maxmemory = config_get(&mut conn, "maxmemory").await?;
             let policy = config_get(&mut conn, "maxmemory-policy").await?;
-            let maxmemory = maxmemory
-                .parse::<u64>()
-                .map_err(|_| format!("maxmemory {maxmemory:?} is not a byte count"))?;
-            Ok::<_, String>(RedisMemoryPolicy::Read { maxmemory, policy })
+            let maxmemory = maxmemory.parse::<u64>().map_err(|_| {
+                Failure::Refused(format!("maxmemory {maxmemory:?} is not a byte count"))
+            })?;
+            Ok(RedisMemoryPolicy::Read { maxmemory, policy })
         };
         let (found, error) = match tokio::time::timeout(timeout, read).await {
             Ok(Ok(found)) => (found, None),
-            Ok(Err(e)) => (RedisMemoryPolicy::Unknown, Some(e)),
-            Err(_) => (RedisMemoryPolicy::Unknown, Some("timed out".to_owned())),
+            Ok(Err(Failure::Refused(e))) => (RedisMemoryPolicy::Unknown, Some(e)),
+            Ok(Err(Failure::Connection)) | Err(_) => {
+                // Not an answer about the policy: read again at the next success.
+                self.mark_due();
+                return self.found();
+            }
         };
         *self.found.lock().unwrap_or_else(PoisonError::into_inner) = found.clone();
         let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
@@ -119,17 +123,34 @@ impl PolicyWatch {
     }
 }
 
+/// Why the policy was not read.
+enum Failure {
+    /// Redis answered, but not with the setting (CONFIG disabled, renamed or denied).
+    Refused(String),
+    /// The connection failed: no answer at all.
+    Connection,
+}
+
 /// The value of one `CONFIG GET name`.
-async fn config_get(conn: &mut ConnectionManager, name: &str) -> Result<String, String> {
+async fn config_get(conn: &mut ConnectionManager, name: &str) -> Result<String, Failure> {
     let reply: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(name)
         .query_async(conn)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            if e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() {
+                Failure::Connection
+            } else {
+                Failure::Refused(e.to_string())
+            }
+        })?;
     match &reply[..] {
         [key, value] if key.eq_ignore_ascii_case(name) => Ok(value.clone()),
-        _ => Err(format!("CONFIG GET {name} returned {} values", reply.len())),
+        _ => Err(Failure::Refused(format!(
+            "CONFIG GET {name} returned {} values",
+            reply.len()
+        ))),
     }
 }
 
