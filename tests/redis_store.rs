@@ -33,6 +33,8 @@ fn store(server: &RedisServer, prefix: &str) -> RedisStore {
     RedisStore::builder(server.url())
         .prefix(prefix)
         .timeout(Duration::from_millis(200))
+        // Back at the first success (the recovery window is tested in tests/redis_ops.rs).
+        .recovery_window(Duration::ZERO)
         .build()
         .unwrap()
 }
@@ -286,6 +288,19 @@ async fn admitted(s: &RedisStore, c: &[Check], n: usize) -> usize {
     admitted
 }
 
+/// Waits until `s` has read Redis' eviction settings (in the background, after its first
+/// success), so that read cannot be the call that meets a connection a test kills.
+async fn policy_read(s: &RedisStore) {
+    let started = std::time::Instant::now();
+    while s.memory_policy() == tower_throttle::store::RedisMemoryPolicy::NotChecked {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "not read in 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_killed_pooled_connection_is_retried_on_a_fresh_one() {
     let server = RedisServer::start();
@@ -293,6 +308,8 @@ async fn a_killed_pooled_connection_is_retried_on_a_fresh_one() {
     let c = [check(11, 5, HOUR)];
     assert!(a.check(&c).await.unwrap().admitted);
     assert!(b.check(&c).await.unwrap().admitted);
+    policy_read(&a).await;
+    policy_read(&b).await;
     // Both pooled connections die while idle.
     let killed = server.command(&["CLIENT", "KILL", "TYPE", "normal"]);
     assert_eq!(killed, ":2\r\n");
@@ -310,6 +327,8 @@ async fn a_restarted_redis_is_retried_on_a_fresh_connection() {
     let c = [check(12, 5, HOUR)];
     assert!(a.check(&c).await.unwrap().admitted);
     assert!(b.check(&c).await.unwrap().admitted);
+    policy_read(&a).await;
+    policy_read(&b).await;
     // Redis restarts (empty) on the same port while both are idle: the first call of each
     // must reach the new server (and reload the script), not fail fast.
     server.restart();

@@ -19,7 +19,7 @@ pub mod usage;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    BlockedCacheStats, RedisFallback, RedisHealth, RedisStore, RedisStoreBuilder,
+    BlockedCacheStats, RedisFallback, RedisHealth, RedisMemoryPolicy, RedisStore, RedisStoreBuilder,
 };
 pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
 pub use usage::{Usage, UsageLimits};

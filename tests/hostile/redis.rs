@@ -17,8 +17,23 @@ fn store(redis: &RedisServer, prefix: &str, timeout: Duration) -> RedisStore {
     RedisStore::builder(redis.url())
         .prefix(prefix)
         .timeout(timeout)
+        // Back at the first success (the recovery window is tested in tests/redis_ops.rs).
+        .recovery_window(Duration::ZERO)
         .build()
         .unwrap()
+}
+
+/// Waits until `s` has read Redis' eviction settings (in the background, after its first
+/// success), so that read cannot be the call that meets a connection a test kills.
+async fn policy_read(s: &RedisStore) {
+    let started = std::time::Instant::now();
+    while s.memory_policy() == tower_throttle::store::RedisMemoryPolicy::NotChecked {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "not read in 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A Clerk development instance on `store`, and the store (to read its counters).
@@ -64,6 +79,8 @@ async fn sign_ins_across_a_client_kill_are_all_counted() {
     );
     let (a, b) = (clerk_on(&sa).await, clerk_on(&sb).await);
     assert_eq!(sign_ins(&[&a, &b], "127.0.7.1", 2).await, 2);
+    policy_read(&sa).await;
+    policy_read(&sb).await;
     // Both instances' pooled connections die while idle.
     assert_eq!(
         redis.command(&["CLIENT", "KILL", "TYPE", "normal"]),
@@ -84,6 +101,8 @@ async fn sign_ins_across_a_redis_restart_are_all_counted() {
     );
     let (a, b) = (clerk_on(&sa).await, clerk_on(&sb).await);
     assert_eq!(sign_ins(&[&a, &b], "127.0.7.2", 2).await, 2);
+    policy_read(&sa).await;
+    policy_read(&sb).await;
     // Redis restarts empty on the same port: the 2 sign-ins it had are gone, and both
     // instances must reach the new server (not fail fast and admit uncounted).
     redis.restart();

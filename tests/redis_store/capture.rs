@@ -1,5 +1,6 @@
-//! A tracing capture for the Redis tests: the transitions (`"lost"`, `"back"`) each store
-//! logged, by key prefix.
+//! A tracing capture for the Redis tests: the transitions (`"lost"`, `"back"`) and
+//! eviction-policy findings (`"may_evict"`, `"safe"`, `"unknown"`) each store logged, by key
+//! prefix.
 
 /// Every `(prefix, transition)` the stores of this test binary logged (`"lost"`, `"back"`).
 /// One global subscriber for the whole binary: a scoped one (`set_default`) can miss events
@@ -21,7 +22,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
         }
         impl tracing::field::Visit for Fields {
             fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                if field.name() == "transition" {
+                // Transitions ("lost", "back") and eviction-policy findings ("may_evict",
+                // "safe", "unknown").
+                if field.name() == "transition" || field.name() == "policy_check" {
                     self.transition = Some(value.to_owned());
                 }
             }

@@ -9,6 +9,7 @@ use redis::Script;
 
 use super::blocked::BlockedCache;
 use super::health::Health;
+use super::memory_policy::PolicyWatch;
 use super::{Inner, RedisFallback, RedisStore};
 use crate::store::{MemoryStore, StoreError};
 
@@ -21,6 +22,7 @@ pub struct RedisStoreBuilder {
     fallback: RedisFallback,
     blocked_cache: Option<usize>,
     probe_interval: Duration,
+    recovery_window: Duration,
 }
 
 /// Default capacity of the blocked-key cache.
@@ -36,6 +38,7 @@ impl RedisStore {
             fallback: RedisFallback::default(),
             blocked_cache: Some(BLOCKED_CAPACITY),
             probe_interval: Duration::from_millis(250),
+            recovery_window: Duration::from_secs(10),
         }
     }
 }
@@ -82,6 +85,17 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// After an outage, how long Redis must answer without a failure before it is
+    /// declared back (default 10 s). Requests go to Redis again from its first success;
+    /// a failure within the window resumes the outage without logging a new one (counted
+    /// in [`RedisHealth::flaps`](super::RedisHealth::flaps)). So a flapping Redis (at its
+    /// memory cap, refusing some writes with `OOM`) logs at most one "lost" and one "back"
+    /// line per window. `Duration::ZERO`: back at the first success.
+    pub fn recovery_window(mut self, window: Duration) -> Self {
+        self.recovery_window = window;
+        self
+    }
+
     /// Validates the URL, prefix and timeouts and builds the store. The connection is
     /// made lazily (and remade automatically after failures), so Redis need not be up
     /// yet; the store must be built inside a Tokio runtime (it spawns its connection's
@@ -122,7 +136,12 @@ impl RedisStoreBuilder {
                 fallback: (self.fallback == RedisFallback::Memory).then(MemoryStore::new),
                 blocked: self.blocked_cache.map(BlockedCache::new),
                 round_trips: AtomicU64::new(0),
-                health: Health::new(self.prefix.clone(), self.probe_interval),
+                health: Health::new(
+                    self.prefix.clone(),
+                    self.probe_interval,
+                    self.recovery_window,
+                ),
+                memory_policy: PolicyWatch::new(),
             }),
         })
     }

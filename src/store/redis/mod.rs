@@ -29,12 +29,40 @@
 //!   the layer's [`StoreFailure`](crate::StoreFailure) policy admits (fail open) or
 //!   rejects (fail closed). During an outage requests do not wait on Redis: one per
 //!   [probe interval](RedisStoreBuilder::probe_interval) tries it. Each transition (lost,
-//!   back) is logged once, with counts; [`RedisStore::health`] reads the counters.
+//!   back) is logged once, with counts; Redis is declared back only after answering
+//!   without failure for the [recovery window](RedisStoreBuilder::recovery_window)
+//!   (default 10 s), so a flapping Redis logs one outage, not one per probe
+//!   ([`RedisHealth::flaps`] counts the failures meanwhile). [`RedisStore::health`] reads
+//!   the counters.
 //! - **Blocked-key cache** (on by default): a refused key set is remembered until its
 //!   retry time, and requests for it meanwhile are refused locally, without a round trip.
 //!   This loses nothing: capacity only returns with time, so a refusal stays valid until
 //!   then whatever other instances do. The cache is bounded, sharded and O(1) per
 //!   operation at any fill level ([`RedisStore::blocked_cache_stats`]).
+//!
+//! # Operating Redis for rate limits
+//!
+//! - **`maxmemory-policy noeviction`.** An evicted rate-limit key is a reset limit: the
+//!   client starts over with a full quota. Every key has a TTL, so the `volatile-*`
+//!   policies evict them as readily as the `allkeys-*` ones, and a flood of new keys (one
+//!   per random credential, below) evicts other clients' exhausted keys. With
+//!   `noeviction`, Redis at its cap refuses writes (`OOM`): the store treats that as an
+//!   outage and falls back ([`RedisFallback`]), so limits still hold, per instance. The
+//!   store reads `maxmemory` and `maxmemory-policy` at its first success and whenever
+//!   Redis answers again ([`RedisStore::memory_policy`]) and logs one warning when Redis
+//!   [may evict its keys](RedisMemoryPolicy::may_evict_keys); where `CONFIG` is refused
+//!   (managed Redis often does), it logs once, at `info`, that it could not check.
+//! - **Sizing.** One rate-limit key (`{prefix}:rl:<16 hex digits>`, an integer value,
+//!   a TTL) is 88 bytes by `MEMORY USAGE` and about 150 bytes of `used_memory` (key and
+//!   expiry tables included; measured on Redis 7.0 with 100,000 keys). A key lives at most
+//!   its limit's window (plus any block period): size `maxmemory` for the distinct keys
+//!   one window can create, e.g. 1 million keys ≈ 150 MB, with headroom.
+//! - **A per-IP rule before rules keyed on unauthenticated credentials.** A rule keyed
+//!   on a bearer token or API key creates one Redis key per distinct value, and an
+//!   attacker can send a new random token with every request. Cover such routes with a
+//!   rule keyed on the client IP, listed first: all limits of a request are decided together and a refused request writes no key, so one IP
+//!   creates at most its IP quota of token keys per window instead of one per request.
+//!
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,13 +80,16 @@ use crate::gcra::{checks_key, decide, Check, Decision, GcraParams, BLOCKED};
 mod blocked;
 mod builder;
 mod health;
+mod memory_policy;
 
 pub use blocked::BlockedCacheStats;
 pub use builder::RedisStoreBuilder;
 pub use health::RedisHealth;
+pub use memory_policy::RedisMemoryPolicy;
 
 use blocked::BlockedCache;
 use health::{Health, Route};
+use memory_policy::PolicyWatch;
 
 /// What a [`RedisStore`] does while Redis fails or times out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +123,7 @@ struct Inner {
     blocked: Option<BlockedCache>,
     round_trips: AtomicU64,
     health: Health,
+    memory_policy: PolicyWatch,
 }
 
 /// A store in Redis, shared by every instance configured with the same URL, prefix and
@@ -155,6 +187,40 @@ impl RedisStore {
         self.inner.health.snapshot()
     }
 
+    /// Redis' eviction settings as last read (at the first call that reached Redis, and
+    /// again whenever Redis answers after an outage or a reconnection), in the
+    /// background: [`NotChecked`](RedisMemoryPolicy::NotChecked) until that read ends.
+    pub fn memory_policy(&self) -> RedisMemoryPolicy {
+        self.inner.memory_policy.found()
+    }
+
+    /// Reads Redis' eviction settings now (`CONFIG GET maxmemory`, `CONFIG GET
+    /// maxmemory-policy`; [`Unknown`](RedisMemoryPolicy::Unknown) if Redis refuses them or
+    /// does not answer within a second), records them for
+    /// [`memory_policy`](Self::memory_policy) and logs them if they changed: a `warn` when
+    /// Redis [may evict rate-limit keys](RedisMemoryPolicy::may_evict_keys), an `info`
+    /// when they could not be checked.
+    pub async fn check_memory_policy(&self) -> RedisMemoryPolicy {
+        let timeout = self.inner.timeout.max(Duration::from_secs(1));
+        let inner = &self.inner;
+        inner
+            .memory_policy
+            .read(&inner.conn, timeout, &inner.prefix)
+            .await
+    }
+
+    /// Records a successful call that started at `started`, and reads the eviction
+    /// settings in the background when due.
+    fn succeeded(&self, started: u64) {
+        if self.inner.health.succeeded(started) {
+            self.inner.memory_policy.mark_due();
+        }
+        if self.inner.memory_policy.take_due() {
+            let store = self.clone();
+            tokio::spawn(async move { store.check_memory_policy().await });
+        }
+    }
+
     /// The blocked-key cache's counters (`None` when the cache is off).
     pub fn blocked_cache_stats(&self) -> Option<BlockedCacheStats> {
         self.inner.blocked.as_ref().map(BlockedCache::stats)
@@ -182,6 +248,7 @@ impl RedisStore {
             Err(e) if e.is_unrecoverable_error() || e.is_connection_dropped() => {
                 tracing::debug!(error = %e, "stale Redis connection: retrying on a fresh one");
                 self.inner.health.reconnected();
+                self.inner.memory_policy.mark_due();
                 self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
                 tokio::time::timeout_at(deadline, invocation.invoke_async(&mut conn))
                     .await
@@ -265,7 +332,7 @@ impl RedisStore {
         }
         match self.check_remote(&checks).await {
             Ok(decision) => {
-                health.succeeded(started);
+                self.succeeded(started);
                 if let Some(cache) = &self.inner.blocked {
                     // From the arrival, before Redis decided: the entry never outlives
                     // the refusal.
@@ -334,7 +401,7 @@ impl Store for RedisStore {
                     return Err(error);
                 }
             };
-            store.inner.health.succeeded(started);
+            store.succeeded(started);
             let [ok, l, w, s, now] = reply[..] else {
                 return Err(StoreError::new(
                     "unexpected reply from the Redis usage script",
