@@ -355,7 +355,7 @@ impl<C: Clock> Inner<C> {
             match self.check_one_in_shard(check, key, shard, now, may_reclaim) {
                 Some(decision) => return decision,
                 None => {
-                    self.reclaim(now, true);
+                    self.reclaim(true);
                     may_reclaim = false;
                 }
             }
@@ -450,7 +450,7 @@ impl<C: Clock> MemoryStore<C> {
         for shard in self.inner.shards.iter() {
             self.inner.sweep_shard(&mut lock(shard), now);
         }
-        self.inner.reclaim(now, false);
+        self.inner.reclaim(false);
         // This thread's view may hold the replaced tables: let their memory go now.
         view::forget(self.inner.owner.id);
     }

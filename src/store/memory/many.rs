@@ -211,7 +211,7 @@ impl<C: Clock> Inner<C> {
             match self.check_in_shards::<N>(checks, keys, key_of, may_reclaim) {
                 Some(decision) => return decision,
                 None => {
-                    self.reclaim(self.now(), true);
+                    self.reclaim(true);
                     may_reclaim = false;
                 }
             }

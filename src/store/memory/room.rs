@@ -44,6 +44,11 @@ pub(super) const MAX_OVERFLOW_BUCKETS: usize = OVERFLOW_SLOTS * 3 / 4;
 /// The tag of a rule without an overflow bucket.
 pub(super) const NO_TAG: u8 = u8::MAX;
 
+/// The least time between two reclaim passes that only time made due (a busy bucket of a
+/// rule with a short window could otherwise make one due every few milliseconds; each
+/// locks every shard). Delaying one only refuses a new rule a little longer.
+const RECLAIM_GAP_NS: u64 = 100_000_000;
+
 /// The key word of a reclaimed overflow entry: skipped by lookups, reused by new entries.
 /// Never a [`bucket_key`].
 const REMOVED: u64 = u64::MAX;
@@ -67,10 +72,14 @@ pub(super) struct Overflow {
     /// freed nothing is worth repeating only after one of these, or at [`Overflow::next`].
     events: AtomicU64,
     /// `events` as the last reclaim pass saw them, and the earliest time a bucket it kept
-    /// (held by no key) goes idle. Written under `pass`; read as hints.
+    /// (held by no key) goes idle, at least [`RECLAIM_GAP_NS`] after that pass. Written
+    /// under `pass`; read as hints.
     seen: AtomicU64,
     next: AtomicU64,
     pass: Mutex<()>,
+    /// Reclaim passes run (tests check they stay rare).
+    #[cfg(test)]
+    pub(super) passes: AtomicU64,
 }
 
 impl Overflow {
@@ -82,6 +91,8 @@ impl Overflow {
             seen: AtomicU64::new(0),
             next: AtomicU64::new(0),
             pass: Mutex::new(()),
+            #[cfg(test)]
+            passes: AtomicU64::new(0),
         }
     }
 
@@ -169,7 +180,10 @@ impl Overflow {
                 next = next.min(tat_of(state));
             }
         }
-        self.next.store(next, Ordering::Release);
+        self.next.store(
+            next.max(now.saturating_add(RECLAIM_GAP_NS)),
+            Ordering::Release,
+        );
         freed
     }
 }
@@ -306,25 +320,30 @@ impl<C: Clock> Inner<C> {
     }
 
     /// Frees the overflow entries of rules that hold no key in any shard and whose bucket
-    /// is idle at `now` (see [`Overflow`]); returns how many. With `gated`, only if an
-    /// entry may have become free since the last pass ([`Overflow::reclaim_due`]), so a
+    /// is idle (see [`Overflow`]) at a clock reading taken once every shard is locked, so
+    /// no reading made before can find one of them live; returns how many. With `gated`, only if an
+    /// entry may have become free since the last pass ([`Overflow::reclaim_due`]; by time
+    /// alone, at most every [`RECLAIM_GAP_NS`]), so a
     /// table full of live entries is not scanned again on every new rule's request. Locks
     /// every shard (in order): the caller holds none.
-    pub(super) fn reclaim(&self, now: u64, gated: bool) -> usize {
+    pub(super) fn reclaim(&self, gated: bool) -> usize {
         let o = &self.overflow;
         let _pass = o.pass.lock().unwrap_or_else(PoisonError::into_inner);
-        if gated && !o.reclaim_due(now) {
+        if gated && !o.reclaim_due(self.now()) {
             return 0;
         }
         // Events after this reading are seen by the pass or make the next one due.
         let events = o.events.load(Ordering::Acquire);
         let guards: Vec<_> = self.shards.iter().map(super::lock).collect();
+        let now = self.now();
         let mut held = [false; OVERFLOW_SLOTS];
         for g in &guards {
             for (h, &count) in held.iter_mut().zip(g.counts.iter()) {
                 *h |= count > 0;
             }
         }
+        #[cfg(test)]
+        o.passes.fetch_add(1, Ordering::Relaxed);
         let freed = o.remove_idle(now, &held);
         drop(guards);
         o.seen.store(events, Ordering::Release);

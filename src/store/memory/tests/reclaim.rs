@@ -243,3 +243,46 @@ fn reclaiming_under_contention_loses_no_live_bucket() {
     }
     assert_no_key_locks(&s);
 }
+
+#[test]
+fn a_busy_bucket_does_not_make_every_request_of_a_new_rule_scan() {
+    // A full shard, 95 rules with a live bucket for the year, and one more whose bucket
+    // (two requests per 2 ms, no key) is kept busy: the table is full and stays so. A
+    // new rule asking every millisecond for a second finds no entry; a pass is retried
+    // when the busy bucket could be idle (2 ms on), but at most every 100 ms.
+    let (s, clock) = one_shard(1);
+    let year = Duration::from_secs(366 * 86_400);
+    assert!(
+        s.check_now(&[ruled(spread(0), params(5, year), 0)])
+            .admitted
+    );
+    for rule in 1..=94 {
+        assert!(
+            s.check_now(&[ruled(spread(rule), params(1, year), rule)])
+                .admitted
+        );
+    }
+    let busy = ruled(spread(95), params(2, Duration::from_millis(2)), 95);
+    let late = ruled(spread(96), params(1, year), 96);
+    let before = s
+        .inner
+        .overflow
+        .passes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for ms in 0..1000 {
+        let admitted = (0..3).filter(|_| s.check_now(&[busy]).admitted).count();
+        assert_eq!(admitted, if ms == 0 { 2 } else { 1 }, "{ms}");
+        clock.advance(Duration::from_millis(1));
+        assert!(!s.check_now(&[late]).admitted);
+    }
+    let passes = s
+        .inner
+        .overflow
+        .passes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(passes <= 11, "{passes} passes");
+    // Once the busy rule stops, its entry goes to the new rule within 100 ms.
+    clock.advance(Duration::from_millis(100));
+    assert!(s.check_now(&[late]).admitted);
+}
