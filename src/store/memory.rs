@@ -18,7 +18,8 @@
 //! thread is needed), and shrink their tables when most keys are gone, returning the
 //! memory. Only idle keys are ever dropped. The number of keys never exceeds
 //! [`MemoryStoreBuilder::max_keys`] (each shard holds at most its share), plus one
-//! *overflow bucket* per rule ([`Check::rule`]; at most 96, in a fixed 2 KiB table).
+//! *overflow bucket* per rule ([`Check::rule`]; at most 96 at a time, in a fixed 2 KiB
+//! table).
 //!
 //! **Per-rule shares.** Each shard counts its keys per rule, and keeps its last eighth
 //! for rules holding less than their fair share of it (the shard's share of `max_keys`
@@ -35,8 +36,12 @@
 //! never unlimited. A new key starts from its rule's overflow-bucket state, so a key that
 //! overflowed and later finds room is never admitted more than its own limit allows;
 //! after a flood, new keys of the flooded rule therefore wait until that bucket is idle
-//! again (at most the rule's window or block period). A rule beyond the 96th has no
-//! bucket: its new keys are refused while they find no room.
+//! again (at most the rule's window or block period). A rule's entry in the overflow
+//! table is freed once the rule holds no key and its bucket is idle (no information
+//! lost; on demand, when a new rule finds the table full, and by [`MemoryStore::sweep`]),
+//! so rules that come and go (layers rebuilt with new rule ids) never use it up. While 96
+//! other rules hold live state, a new rule has no bucket: its new keys are refused while
+//! they find no room.
 //!
 //! [`MemoryStore::spawn_sweeper`] optionally sweeps idle keys on a timer, for services
 //! whose traffic can stop entirely.
@@ -340,9 +345,33 @@ impl<C: Clock> Inner<C> {
 
     /// The single-limit slow path, under the shard mutex; out of line, so that the fast
     /// path stays small where it is inlined. Decides at the same clock reading as the
-    /// fast path would have (the request's arrival).
+    /// fast path would have (the request's arrival). A new key of a rule the full
+    /// overflow table has no entry for first frees the entries of rules gone idle (see
+    /// [`Inner::reclaim`]), then looks again.
     #[inline(never)]
     fn check_one_locked(&self, check: &Check, key: u64, shard: usize, now: u64) -> Decision {
+        let mut may_reclaim = true;
+        loop {
+            match self.check_one_in_shard(check, key, shard, now, may_reclaim) {
+                Some(decision) => return decision,
+                None => {
+                    self.reclaim(true);
+                    may_reclaim = false;
+                }
+            }
+        }
+    }
+
+    /// [`Inner::check_one_locked`] once; `None` (nothing written) when `may_reclaim` and
+    /// a reclaim pass is due for a new key's rule without an overflow entry.
+    fn check_one_in_shard(
+        &self,
+        check: &Check,
+        key: u64,
+        shard: usize,
+        now: u64,
+        may_reclaim: bool,
+    ) -> Option<Decision> {
         let mut w = lock(&self.shards[shard]);
         // Under the mutex the table cannot be replaced, so a slot found is never moved.
         let known = w
@@ -355,6 +384,9 @@ impl<C: Clock> Inner<C> {
             // A new key: stored if the shard has room, else decided on its rule's
             // overflow bucket.
             let tag = self.overflow.tag(check.rule);
+            if tag == room::NO_TAG && may_reclaim && self.overflow.reclaim_due(now) {
+                return None;
+            }
             self.make_room(&mut w, now, 1);
             if self.grants(&w, tag, 0, 0) {
                 let start = self.overflow.start_state(check.rule);
@@ -370,7 +402,7 @@ impl<C: Clock> Inner<C> {
         let table = Arc::clone(&w.table);
         drop(w);
         self.refresh_view(shard, table);
-        decision
+        Some(decision)
     }
 }
 
@@ -410,12 +442,15 @@ impl<C: Clock> MemoryStore<C> {
         }
     }
 
-    /// Drops every idle key now and returns table memory; one shard locked at a time.
+    /// Drops every idle key now and returns table memory, one shard locked at a time;
+    /// then frees the overflow entries of rules that hold no key and whose overflow
+    /// bucket is idle (every shard locked at once, briefly).
     pub fn sweep(&self) {
         let now = self.inner.now();
         for shard in self.inner.shards.iter() {
             self.inner.sweep_shard(&mut lock(shard), now);
         }
+        self.inner.reclaim(false);
         // This thread's view may hold the replaced tables: let their memory go now.
         view::forget(self.inner.owner.id);
     }

@@ -196,7 +196,9 @@ impl<C: Clock> Inner<C> {
 
     /// The slow path: decide under the mutexes of the shards, inserting new keys where
     /// their shard has room and deciding the others on their rules' overflow buckets.
-    /// Out of line, so that the known-keys path stays small.
+    /// Out of line, so that the known-keys path stays small. A new key of a rule the
+    /// full overflow table has no entry for first frees the entries of rules gone idle
+    /// (see [`Inner::reclaim`]), then the request starts again.
     #[inline(never)]
     fn check_locked<const N: usize>(
         &self,
@@ -204,6 +206,27 @@ impl<C: Clock> Inner<C> {
         keys: &[(usize, u64)],
         key_of: &[usize],
     ) -> Decision {
+        let mut may_reclaim = true;
+        loop {
+            match self.check_in_shards::<N>(checks, keys, key_of, may_reclaim) {
+                Some(decision) => return decision,
+                None => {
+                    self.reclaim(true);
+                    may_reclaim = false;
+                }
+            }
+        }
+    }
+
+    /// [`Inner::check_locked`] once; `None` (no state written) when `may_reclaim` and a
+    /// reclaim pass is due for a new key's rule without an overflow entry.
+    fn check_in_shards<const N: usize>(
+        &self,
+        checks: &[Check],
+        keys: &[(usize, u64)],
+        key_of: &[usize],
+        may_reclaim: bool,
+    ) -> Option<Decision> {
         let mut shards = [0usize; N];
         for (s, k) in shards.iter_mut().zip(keys) {
             *s = k.0;
@@ -241,6 +264,9 @@ impl<C: Clock> Inner<C> {
                 let k = missing.trailing_zeros() as usize;
                 missing &= missing - 1;
                 tags[k] = self.overflow.tag(rule_of(k));
+                if tags[k] == room::NO_TAG && may_reclaim && self.overflow.reclaim_due(now) {
+                    return None;
+                }
                 let same = (0..k)
                     .filter(|&j| granted & (1 << j) != 0 && tags[j] == tags[k])
                     .count();
@@ -341,7 +367,7 @@ impl<C: Clock> Inner<C> {
                 self.refresh_view(shard, table);
             }
         }
-        decision.finish(checks)
+        Some(decision.finish(checks))
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::many::load_unlocked;
-use super::table::{capacity_for, slot_key, Table};
+use super::table::{capacity_for, slot_key, Table, EMPTY};
 use super::{Inner, Writer};
 use crate::clock::Clock;
 use crate::gcra::{is_idle, tat_of, Check, Decision, Step};
@@ -35,20 +35,51 @@ use crate::gcra::{is_idle, tat_of, Check, Decision, Step};
 /// Slots of the overflow table (a power of two, at most 255: slot indices are rule tags).
 pub(super) const OVERFLOW_SLOTS: usize = 128;
 
-/// The most rules a store tracks ([`OVERFLOW_SLOTS`] at three quarters full). Their
-/// buckets are never dropped; a rule beyond them has no share (it fills at most seven
-/// eighths of a shard) and finds its new keys refused while the store is full.
+/// The most rules a store tracks at a time ([`OVERFLOW_SLOTS`] at three quarters full).
+/// A rule beyond them has no share (it fills at most seven eighths of a shard) and finds
+/// its new keys refused while the store is full, until an entry is reclaimed (see
+/// [`Overflow`]).
 pub(super) const MAX_OVERFLOW_BUCKETS: usize = OVERFLOW_SLOTS * 3 / 4;
 
 /// The tag of a rule without an overflow bucket.
 pub(super) const NO_TAG: u8 = u8::MAX;
 
+/// The least time between two reclaim passes that only time made due (a busy bucket of a
+/// rule with a short window could otherwise make one due every few milliseconds; each
+/// locks every shard). Delaying one only refuses a new rule a little longer.
+const RECLAIM_GAP_NS: u64 = 100_000_000;
+
+/// The key word of a reclaimed overflow entry: skipped by lookups, reused by new entries.
+/// Never a [`bucket_key`].
+const REMOVED: u64 = u64::MAX;
+
 /// One overflow bucket per rule, in a fixed table (2 KiB) that is never rebuilt, so its
 /// slots never move: read and updated like shard slots, inserted under its own mutex.
 /// A bucket's slot index is its rule's *tag*, which shards count their keys by.
+///
+/// **Reclaiming entries.** An entry whose rule holds no key in any shard and whose bucket
+/// is idle carries no information: it is removed (its slot marked [`REMOVED`], reused by
+/// the next new entry), so rules that come and go (layers rebuilt with new rule ids) never
+/// use the table up. Every use of the table (looking a rule up, deciding on a bucket,
+/// counting a tag) happens under some shard's mutex, so [`Inner::reclaim`], holding every
+/// shard's mutex, has it to itself: no bucket is removed while a decision is on it, and no
+/// tag is reused while a shard counts a key under it. A rule that comes back starts from a
+/// fresh bucket, which decides exactly like the idle one it had.
 pub(super) struct Overflow {
     table: Table,
     len: Mutex<usize>,
+    /// Entries created, and tags whose count fell to zero in a shard: a reclaim pass that
+    /// freed nothing is worth repeating only after one of these, or at [`Overflow::next`].
+    events: AtomicU64,
+    /// `events` as the last reclaim pass saw them, and the earliest time a bucket it kept
+    /// (held by no key) goes idle, at least [`RECLAIM_GAP_NS`] after that pass. Written
+    /// under `pass`; read as hints.
+    seen: AtomicU64,
+    next: AtomicU64,
+    pass: Mutex<()>,
+    /// Reclaim passes run (tests check they stay rare).
+    #[cfg(test)]
+    pub(super) passes: AtomicU64,
 }
 
 impl Overflow {
@@ -56,11 +87,18 @@ impl Overflow {
         Overflow {
             table: Table::with_capacity(OVERFLOW_SLOTS),
             len: Mutex::new(0),
+            events: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            pass: Mutex::new(()),
+            #[cfg(test)]
+            passes: AtomicU64::new(0),
         }
     }
 
-    /// The slot index of `rule`'s overflow bucket, created on first use; `None` when
-    /// [`MAX_OVERFLOW_BUCKETS`] other rules hold one.
+    /// The slot index of `rule`'s overflow bucket, created on first use (in the first free
+    /// or removed slot of its probe sequence); `None` when [`MAX_OVERFLOW_BUCKETS`] other
+    /// rules hold one. The caller holds a shard's mutex.
     fn entry(&self, rule: u64) -> Option<usize> {
         let key = bucket_key(rule);
         if let Some(i) = self.table.position(key) {
@@ -73,8 +111,19 @@ impl Overflow {
         if *len >= MAX_OVERFLOW_BUCKETS {
             return None;
         }
-        *len += 1;
-        self.table.insert(key, 0, NO_TAG)
+        // Fewer than OVERFLOW_SLOTS entries are live, so a free or removed slot exists.
+        let mut i = key as usize & (OVERFLOW_SLOTS - 1);
+        for _ in 0..OVERFLOW_SLOTS {
+            let k = self.table.key_at(i);
+            if k == EMPTY || k == REMOVED {
+                *len += 1;
+                self.table.set_at(i, key, 0);
+                self.note_event();
+                return Some(i);
+            }
+            i = (i + 1) & (OVERFLOW_SLOTS - 1);
+        }
+        None
     }
 
     /// The state word of `rule`'s overflow bucket (see [`Overflow::entry`]).
@@ -98,12 +147,51 @@ impl Overflow {
             .and_then(load_unlocked)
             .unwrap_or(0)
     }
+
+    /// An entry was created or a tag's count fell to zero in a shard.
+    pub(super) fn note_event(&self) {
+        self.events.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether a reclaim pass at `now` may free an entry the last one kept.
+    pub(super) fn reclaim_due(&self, now: u64) -> bool {
+        self.events.load(Ordering::Acquire) != self.seen.load(Ordering::Acquire)
+            || now >= self.next.load(Ordering::Acquire)
+    }
+
+    /// Removes every entry whose tag `held` does not mark and whose bucket is idle at
+    /// `now`; returns how many. The caller holds every shard's mutex.
+    fn remove_idle(&self, now: u64, held: &[bool; OVERFLOW_SLOTS]) -> usize {
+        let mut len = self.len.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = u64::MAX;
+        let mut freed = 0;
+        for (i, _) in held.iter().enumerate().filter(|(_, &held)| !held) {
+            let key = self.table.key_at(i);
+            if key == EMPTY || key == REMOVED {
+                continue;
+            }
+            // No bucket is locked: bucket locks are held only under a shard mutex.
+            let state = self.table.state_at(i).load(Ordering::Acquire);
+            if is_idle(state, now) {
+                self.table.set_at(i, REMOVED, 0);
+                *len -= 1;
+                freed += 1;
+            } else {
+                next = next.min(tat_of(state));
+            }
+        }
+        self.next.store(
+            next.max(now.saturating_add(RECLAIM_GAP_NS)),
+            Ordering::Release,
+        );
+        freed
+    }
 }
 
 /// The overflow table's key for `rule` (rule ids 0 and 1 must not share a slot, as
-/// [`slot_key`] would make them).
+/// [`slot_key`] would make them; never [`REMOVED`]).
 fn bucket_key(rule: u64) -> u64 {
-    slot_key(rule ^ 0x9E37_79B9_7F4A_7C15)
+    slot_key(rule ^ 0x9E37_79B9_7F4A_7C15).min(REMOVED - 1)
 }
 
 /// The state a check is decided on when its rule has no overflow bucket: exhausted at
@@ -112,14 +200,16 @@ pub(super) fn exhausted(now: u64, check: &Check) -> u64 {
     now.saturating_add(check.params.limit_ns)
 }
 
-/// Writer only: one key tagged `tag` fewer in the shard.
-fn uncount(w: &mut Writer, tag: u8) {
+/// Writer only: one key tagged `tag` fewer in the shard; whether it was the tag's last.
+fn uncount(w: &mut Writer, tag: u8) -> bool {
     if let Some(count) = w.counts.get_mut(usize::from(tag)) {
         *count -= 1;
         if *count == 0 {
             w.rules -= 1;
+            return true;
         }
     }
+    false
 }
 
 impl<C: Clock> Inner<C> {
@@ -188,13 +278,17 @@ impl<C: Clock> Inner<C> {
         w.table
             .freeze(|key, state, tag| live.push((key, state, tag)));
         let before = live.len();
+        let mut emptied = false;
         live.retain(|&(_, state, tag)| {
             let keep = !is_idle(state, now);
             if !keep {
-                uncount(w, tag);
+                emptied |= uncount(w, tag);
             }
             keep
         });
+        if emptied {
+            self.overflow.note_event();
+        }
         let idle = before - live.len();
         if idle > 0 {
             self.idle_evicted.fetch_add(idle as u64, Ordering::Relaxed);
@@ -223,6 +317,37 @@ impl<C: Clock> Inner<C> {
         if oversized || w.table.peek().any(|(_, state)| is_idle(state, now)) {
             self.rebuild(w, now, 0, false);
         }
+    }
+
+    /// Frees the overflow entries of rules that hold no key in any shard and whose bucket
+    /// is idle (see [`Overflow`]) at a clock reading taken once every shard is locked, so
+    /// no reading made before can find one of them live; returns how many. With `gated`, only if an
+    /// entry may have become free since the last pass ([`Overflow::reclaim_due`]; by time
+    /// alone, at most every [`RECLAIM_GAP_NS`]), so a
+    /// table full of live entries is not scanned again on every new rule's request. Locks
+    /// every shard (in order): the caller holds none.
+    pub(super) fn reclaim(&self, gated: bool) -> usize {
+        let o = &self.overflow;
+        let _pass = o.pass.lock().unwrap_or_else(PoisonError::into_inner);
+        if gated && !o.reclaim_due(self.now()) {
+            return 0;
+        }
+        // Events after this reading are seen by the pass or make the next one due.
+        let events = o.events.load(Ordering::Acquire);
+        let guards: Vec<_> = self.shards.iter().map(super::lock).collect();
+        let now = self.now();
+        let mut held = [false; OVERFLOW_SLOTS];
+        for g in &guards {
+            for (h, &count) in held.iter_mut().zip(g.counts.iter()) {
+                *h |= count > 0;
+            }
+        }
+        #[cfg(test)]
+        o.passes.fetch_add(1, Ordering::Relaxed);
+        let freed = o.remove_idle(now, &held);
+        drop(guards);
+        o.seen.store(events, Ordering::Release);
+        freed
     }
 
     /// Decides a new key that found no room on its rule's overflow bucket.

@@ -94,6 +94,19 @@ impl Table {
         &self.words[2 * index + 1]
     }
 
+    /// The key word of slot `index` (below [`Table::capacity`]).
+    pub(super) fn key_at(&self, index: usize) -> u64 {
+        self.words[2 * index].load(Ordering::Acquire)
+    }
+
+    /// Writer of the overflow table only: sets slot `index` to `key` with `state` (a new
+    /// entry in a free or removed slot, or a removal). Used only while no reader can be on
+    /// that slot's old key (see `room::Overflow`).
+    pub(super) fn set_at(&self, index: usize, key: u64, state: u64) {
+        self.words[2 * index + 1].store(state, Ordering::Relaxed);
+        self.words[2 * index].store(key, Ordering::Release);
+    }
+
     /// Writer only: adds `key` (absent from the table) with `state` and `tag`, returning
     /// its slot index. The caller keeps the table under three quarters full
     /// ([`Table::has_room`]).

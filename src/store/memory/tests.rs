@@ -473,3 +473,4 @@ pub(super) fn ruled(key: u64, params: GcraParams, rule: u64) -> Check {
 }
 
 mod flood;
+mod reclaim;

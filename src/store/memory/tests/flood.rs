@@ -11,7 +11,7 @@ use crate::quota::Quota;
 use crate::store::memory::room::MAX_OVERFLOW_BUCKETS;
 use crate::store::{EvictionStats, MemoryStore};
 
-fn one_shard(max_keys: usize) -> (MemoryStore<ManualClock>, ManualClock) {
+pub(super) fn one_shard(max_keys: usize) -> (MemoryStore<ManualClock>, ManualClock) {
     let clock = ManualClock::new();
     let s = MemoryStore::builder()
         .clock(clock.clone())
@@ -184,10 +184,10 @@ fn rules_beyond_the_overflow_table_are_refused_while_full() {
 /// eighth, if its rule holds less than its fair share (the lowest keys of a request are
 /// granted first); otherwise it is decided on its rule's bucket. Returns the decision and
 /// how many checks overflowed.
-struct FullModel {
-    cap: usize,
-    held: HashMap<u64, (u64, u64)>,
-    buckets: HashMap<u64, u64>,
+pub(super) struct FullModel {
+    pub(super) cap: usize,
+    pub(super) held: HashMap<u64, (u64, u64)>,
+    pub(super) buckets: HashMap<u64, u64>,
 }
 
 impl FullModel {
@@ -208,7 +208,7 @@ impl FullModel {
         (count + same) * rules < self.cap
     }
 
-    fn decide(&mut self, now: u64, checks: &[Check]) -> (crate::gcra::Decision, u64) {
+    pub(super) fn decide(&mut self, now: u64, checks: &[Check]) -> (crate::gcra::Decision, u64) {
         let mut missing: Vec<(u64, u64)> = checks
             .iter()
             .filter(|c| !self.held.contains_key(&c.key))
