@@ -187,14 +187,20 @@ async fn over_http_a_bulk_invitation_flood_leaves_every_exhausted_key_exhausted(
     let stats = store.evictions();
     assert!(stats.overflowed > 0, "{stats:?}");
     assert!(store.len() <= MAX_KEYS);
-    // It took no room from the other rules: two fresh sign-in IPs get 5 each (were they
-    // sharing the sign-in rule's overflow bucket, 5 in all).
+    // New sign-in IPs: never more than their own limit, and never nothing. Whether each
+    // gets a slot of its own (5 + 5) or both are decided on the sign-in rule's overflow
+    // bucket (5 in all) depends, in real time, on how many of the flood's instance keys
+    // (100 per 10 s: idle 100 ms after their one request) went idle and let the instance
+    // rule below its fair share into the shards' reserve; the exact outcome of the
+    // reserve is asserted under paused time above.
     let sign_in = Raw::new("POST", "/v1/sign_ins");
     let mut fresh = 0;
     for ip in ["127.0.0.5", "127.0.0.6"] {
-        fresh += server.count(5, ip, &sign_in, 200).await;
+        let got = server.count(6, ip, &sign_in, 200).await;
+        assert!(got <= 5, "{ip}: {got} of 6 sign-ins admitted");
+        fresh += got;
     }
-    assert_eq!(fresh, 10);
+    assert!((5..=10).contains(&fresh), "{fresh}");
     // Past capacity, the hourly rule's new keys shared one bucket of 25.
     assert!(flood_admitted <= MAX_KEYS + 25, "{flood_admitted}");
 }
