@@ -151,6 +151,11 @@ impl Out<'_> {
 /// The canonical form of `path` (see the [module docs](self)), borrowed when `path` is
 /// already canonical. A path that does not start with `/` (`*`, or the empty path of a
 /// CONNECT request) is returned as is: no route template matches it.
+///
+/// # Errors
+///
+/// [`PathError::DotSegment`] when a segment is a dot segment (`.` or `..`, percent-encoded or not):
+/// such a path has no canonical form the limiter and every router would agree on.
 pub fn canonicalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') || plainly_canonical(bytes) {

@@ -223,7 +223,7 @@ pub(crate) fn parse_rate_limit_at<'m>(
     let (states, mut draft07) = cx
         .sf_field(names::RATELIMIT, ratelimit_slot, Ctx::ratelimit_field)
         .unwrap_or_default();
-    let draft11 = cx.draft11(named, states);
+    let draft11 = Ctx::draft11(named, states);
     let mut separate = cx.separate();
     let owner = if draft07.is_empty() && !separate.is_empty() {
         &mut separate

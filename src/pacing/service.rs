@@ -144,8 +144,14 @@ where
 
             // Usage quotas: counted once the limits admit the request, just before sending.
             let mut statuses = Vec::new();
+            // Worked out again only when there are quotas to match (`plan` above refused
+            // any path without a canonical form, so the fallback is never taken).
             let raw = req.uri().path();
-            let path = crate::path::canonicalize(raw).unwrap_or(std::borrow::Cow::Borrowed(raw));
+            let path = if shared.quotas.is_empty() {
+                std::borrow::Cow::Borrowed(raw)
+            } else {
+                crate::path::canonicalize(raw).unwrap_or(std::borrow::Cow::Borrowed(raw))
+            };
             for q in shared.quotas.iter() {
                 let key = match q.key_of(&req, &path) {
                     None => continue,

@@ -447,17 +447,15 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
             param,
         });
     }
-    let mut seed = SipHasher13::new_with_keys(k0, k1);
-    seed.write(rule.name.as_bytes());
-    seed.write_u8(0xff);
-    // Keyless requests hash in their own domain (0xfe instead of 0xff after the name).
-    let mut keyless = SipHasher13::new_with_keys(k0, k1);
-    keyless.write(rule.name.as_bytes());
-    keyless.write_u8(0xfe);
-    // The rule's id for the store, in a third domain (0xfd).
-    let mut id = SipHasher13::new_with_keys(k0, k1);
-    id.write(rule.name.as_bytes());
-    id.write_u8(0xfd);
+    // The rule's name in one of three domains: the seed of its keys (0xff), the key of
+    // keyless requests (0xfe), and the rule's id for the store (0xfd).
+    let hasher = |domain: u8| {
+        let mut h = SipHasher13::new_with_keys(k0, k1);
+        h.write(rule.name.as_bytes());
+        h.write_u8(domain);
+        h
+    };
+    let (seed, keyless, id) = (hasher(0xff), hasher(0xfe), hasher(0xfd));
     Ok(CompiledRule {
         id: id.finish(),
         params: GcraParams::new(&rule.quota, rule.block),

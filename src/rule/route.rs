@@ -117,7 +117,10 @@ pub enum PathMatching {
 enum Segment {
     /// A literal segment: canonical (compared with canonical request paths) and as
     /// written (compared with axum's `MatchedPath`, which is the template as registered).
-    Literal(String, String),
+    Literal {
+        canonical: String,
+        written: String,
+    },
     Param(String),
     Rest(String),
 }
@@ -166,7 +169,10 @@ fn parse_template(t: &str) -> Result<Vec<Segment>, String> {
             None if part.is_empty() => return Err("empty segment ('//')".to_owned()),
             // Literals are kept canonical, as the request paths they are compared with.
             None => match canonicalize(&format!("/{part}")) {
-                Ok(c) => Segment::Literal(c[1..].to_owned(), (*part).to_owned()),
+                Ok(c) => Segment::Literal {
+                    canonical: c[1..].to_owned(),
+                    written: (*part).to_owned(),
+                },
                 Err(e) => return Err(format!("segment {part:?}: {e}")),
             },
         };
@@ -178,7 +184,7 @@ fn parse_template(t: &str) -> Result<Vec<Segment>, String> {
 fn seg_param(seg: &Segment) -> Option<&str> {
     match seg {
         Segment::Param(n) | Segment::Rest(n) => Some(n),
-        Segment::Literal(..) => None,
+        Segment::Literal { .. } => None,
     }
 }
 
@@ -203,6 +209,7 @@ impl<'a> Target<'a> {
     /// The target of a request to `uri` with `extensions`, or why it has none.
     pub(crate) fn of(
         uri: &'a http::Uri,
+        #[cfg_attr(not(feature = "axum"), allow(unused_variables))]
         extensions: &'a http::Extensions,
         matching: PathMatching,
     ) -> Result<Self, PathError> {
@@ -226,7 +233,6 @@ impl<'a> Target<'a> {
                 false
             }
         };
-        let _ = extensions;
         Ok(Target::Path {
             raw,
             canonical: canonicalize(raw)?,
@@ -340,8 +346,10 @@ impl CompiledRoute {
                 },
             };
             let ok = match seg {
-                Segment::Literal(l, _) if fold_case => l.eq_ignore_ascii_case(part),
-                Segment::Literal(l, _) => l == part,
+                Segment::Literal { canonical, .. } if fold_case => {
+                    canonical.eq_ignore_ascii_case(part)
+                }
+                Segment::Literal { canonical, .. } => canonical == part,
                 _ => !part.is_empty() && seg_param(seg).is_some_and(|n| params.push(n, part)),
             };
             // `slash` with an empty tail means a doubled trailing slash: no match.
@@ -368,7 +376,7 @@ impl CompiledRoute {
             };
             let param = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
             match (seg, param) {
-                (Segment::Literal(_, written), None) => written == part,
+                (Segment::Literal { written, .. }, None) => written == part,
                 (Segment::Param(_), Some(p)) => !p.starts_with('*'),
                 (Segment::Rest(_), Some(p)) => p.starts_with('*'),
                 _ => false,

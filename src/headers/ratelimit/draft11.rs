@@ -200,11 +200,7 @@ impl Ctx<'_> {
     /// with the quota of its policy. A remaining above the quota is read as sent (a burst
     /// larger than the quota: our own server writes `q=20` and `r=39` for 20 per 10 s with
     /// a burst of 40).
-    pub(super) fn draft11(
-        &mut self,
-        policies: Vec<QuotaPolicy>,
-        states: Vec<QuotaState>,
-    ) -> RateLimitInfo {
+    pub(super) fn draft11(policies: Vec<QuotaPolicy>, states: Vec<QuotaState>) -> RateLimitInfo {
         let mut info = RateLimitInfo::default();
         let head = states
             .iter()
