@@ -2,20 +2,20 @@
 #![warn(missing_docs)]
 #![doc = include_str!("../README.md")]
 
+mod engine;
+mod rules;
+
 pub mod backoff;
-pub mod clock;
-pub mod gcra;
 pub mod headers;
-pub mod key;
 pub mod monitor;
-pub mod pacing;
-pub mod path;
-pub mod quota;
 pub mod rate_limit;
 pub mod retry;
 pub mod retry_after;
-pub mod rule;
-pub mod store;
+
+pub use engine::{clock, gcra, quota, store};
+pub use rate_limit::pacing;
+pub use rules::{key, path};
+pub use rules::{MissingKey, PathMatching, Route, Rule};
 
 pub use backoff::BackoffLayer;
 pub use monitor::{HeaderMonitorLayer, MonitorHandle};
@@ -26,5 +26,4 @@ pub use rate_limit::{
 };
 pub use retry::{Error, RetryError};
 pub use retry_after::RetryAfterLayer;
-pub use rule::{MissingKey, Route, Rule};
 pub use store::{MemoryStore, Store};

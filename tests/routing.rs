@@ -12,7 +12,7 @@ use axum::http::{Method, Request, Response};
 use axum::Router;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_throttle::key::{PathParam, PeerIp};
-use tower_throttle::rule::PathMatching;
+use tower_throttle::PathMatching;
 use tower_throttle::{Quota, RateLimitLayer, RateLimitLayerBuilder, RejectionReason, Route, Rule};
 
 fn quota(count: u32) -> Quota {

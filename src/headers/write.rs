@@ -9,7 +9,7 @@ use sfv::{Integer, ItemSerializer, KeyRef, ListSerializer, StringRef};
 use super::{
     RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
 };
-use crate::quota::Quota;
+use crate::engine::quota::Quota;
 
 /// Which header dialects a layer writes. `Retry-After` is always written on 429.
 ///

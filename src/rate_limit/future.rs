@@ -14,8 +14,8 @@ use tower_service::Service;
 use super::body::{BodyMode, Wrapped};
 use super::layer::Shared;
 use super::service::Settled;
-use crate::gcra::{Decision, LimitState};
-use crate::store::StoreError;
+use crate::engine::gcra::{Decision, LimitState};
+use crate::engine::store::StoreError;
 
 /// Which rule's state to write into an admitted response's headers.
 #[derive(Debug, Clone, Copy)]

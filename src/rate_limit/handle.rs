@@ -140,7 +140,7 @@ impl RateLimitHandle {
     }
 
     /// Requests refused with `400 Bad Request` before any rule because their path has no
-    /// canonical form (dot segments: see [`crate::path`]).
+    /// canonical form (dot segments: see [`crate::rules::path`]).
     pub fn bad_paths(&self) -> u64 {
         self.stats.bad_paths.load()
     }

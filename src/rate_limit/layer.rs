@@ -12,13 +12,13 @@ use super::body::{Unwrapped, Wrapped};
 use super::handle::{Counter, RateLimitHandle, RuleCounters, Stats};
 use super::response::{RejectionFn, StoreFailure};
 use super::RateLimit;
-use crate::gcra::{GcraParams, MAX_CHECKS};
+use crate::engine::gcra::{GcraParams, MAX_CHECKS};
+use crate::engine::quota::Quota;
+use crate::engine::store::{MemoryStore, Store};
 use crate::headers::write::LimitHeaders;
 use crate::headers::HeaderDialects;
-use crate::key::KeyExtractor;
-use crate::quota::Quota;
-use crate::rule::{CompiledRoute, MissingKey, PathMatching, Route, Rule};
-use crate::store::{MemoryStore, Store};
+use crate::rules::key::KeyExtractor;
+use crate::rules::{CompiledRoute, MissingKey, PathMatching, Route, Rule};
 
 /// Why a [`RateLimitLayer`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +105,9 @@ pub(crate) struct CompiledRule {
     pub(crate) seed: SipHasher13,
     /// The key of the shared bucket for requests without a key.
     pub(crate) keyless: u64,
-    /// `seed.finish()`: the key of an extractor that wrote nothing ([`Global`](crate::key::Global)).
+    /// `seed.finish()`: the key of an extractor that wrote nothing ([`Global`](crate::rules::key::Global)).
     pub(crate) empty_key: u64,
-    /// The rule's id for the store ([`Check::rule`](crate::gcra::Check::rule)).
+    /// The rule's id for the store ([`Check::rule`](crate::engine::gcra::Check::rule)).
     pub(crate) id: u64,
     /// The rule's rate-limit header values, prepared once.
     pub(crate) headers: LimitHeaders,
@@ -288,7 +288,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
 
     /// How requests are matched to routes (default [`PathMatching::Canonical`]: the
     /// canonical form of the path); see [what the router must
-    /// agree with](crate::rule#what-the-router-must-agree-with).
+    /// agree with](crate::rules#what-the-router-must-agree-with).
     pub fn path_matching(mut self, matching: PathMatching) -> Self {
         self.path_matching = matching;
         self

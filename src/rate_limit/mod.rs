@@ -6,6 +6,7 @@ mod body;
 mod future;
 pub(crate) mod handle;
 pub(crate) mod layer;
+pub mod pacing;
 pub(crate) mod plan;
 mod response;
 mod service;

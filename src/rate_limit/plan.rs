@@ -5,10 +5,10 @@ use http::{Request, StatusCode};
 
 use super::handle::bump;
 use super::layer::Shared;
-use crate::gcra::Check;
-use crate::key::{KeyBuilder, PathParams, RequestParts};
-use crate::path::PathError;
-use crate::rule::{MissingKey, Target};
+use crate::engine::gcra::Check;
+use crate::rules::key::{KeyBuilder, PathParams, RequestParts};
+use crate::rules::path::PathError;
+use crate::rules::{MissingKey, Target};
 
 /// What a request needs, decided before the store is asked. The checks themselves go into
 /// a [`Checks`] the caller keeps on its stack: returned by value, their inline array
@@ -38,7 +38,7 @@ pub(crate) struct Checks {
 
 const NO_CHECK: Check = Check {
     key: 0,
-    params: crate::gcra::GcraParams {
+    params: crate::engine::gcra::GcraParams {
         interval_ns: 1,
         limit_ns: 1,
         block_ns: 0,

@@ -8,9 +8,9 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::layer::Shared;
-use crate::gcra::LimitState;
+use crate::engine::gcra::LimitState;
+use crate::engine::quota::Quota;
 use crate::headers::{ceil_secs, retry_after_value};
-use crate::quota::Quota;
 
 pub(crate) type RejectionFn =
     Arc<dyn Fn(&Rejection<'_>) -> Response<Bytes> + Send + Sync + 'static>;
@@ -25,7 +25,7 @@ pub enum RejectionReason {
     MissingKey(&'static str),
     /// The store failed and the policy is [`StoreFailure::Reject`].
     StoreUnavailable,
-    /// The request path has no canonical form (a dot segment, see [`crate::path`]): 400,
+    /// The request path has no canonical form (a dot segment, see [`crate::rules::path`]): 400,
     /// before any rule.
     BadPath(&'static str),
 }

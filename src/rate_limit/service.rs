@@ -16,9 +16,9 @@ use super::handle::{bump, bump_at, my_stripe};
 use super::layer::Shared;
 use super::plan::{Checks, Plan};
 use super::response::{RejectionReason, StoreFailure};
-use crate::gcra::Decision;
+use crate::engine::gcra::Decision;
+use crate::engine::store::{MemoryStore, Store, StoreError};
 use crate::headers::HeaderDialects;
-use crate::store::{MemoryStore, Store, StoreError};
 
 /// Enforces a [`RateLimitLayer`](super::RateLimitLayer)'s rules in front of `S`.
 ///

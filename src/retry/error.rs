@@ -16,7 +16,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// `Box<dyn Error>` makes their futures fail rustc's `Send` check inside `async` blocks
 /// ("implementation of `From` is not general enough"); with this type, stacks of these
 /// layers can be spawned and used in axum handlers. The crate's own failures inside are
-/// [`RetryError`] and [`PacingError`](crate::pacing::PacingError): find them with
+/// [`RetryError`] and [`PacingError`](crate::rate_limit::pacing::PacingError): find them with
 /// [`downcast_ref`](Self::downcast_ref).
 #[derive(Debug)]
 pub struct Error {

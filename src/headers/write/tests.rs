@@ -144,7 +144,7 @@ fn prepared_values_match_the_sfv_serialization() {
 /// years of burst) is written as `LEGACY_RESET_MAX` in the legacy dialect, as is in `t`.
 #[test]
 fn legacy_reset_stays_a_delta() {
-    let quota = Quota::new(1, crate::quota::MAX_PERIOD)
+    let quota = Quota::new(1, crate::engine::quota::MAX_PERIOD)
         .unwrap()
         .with_burst(36)
         .unwrap();

@@ -10,9 +10,9 @@ use super::adaptive::{AdaptiveRates, Aimd};
 use super::queue::KeyedSemaphores;
 use super::quota::{CompiledQuota, UsageQuota};
 use super::service::Pacing;
+use crate::engine::store::MemoryStore;
 use crate::rate_limit::layer::Shared;
 use crate::rate_limit::{BuildError, RateLimitHandle, RateLimitLayer};
-use crate::store::MemoryStore;
 
 /// State of a pacing layer shared by every clone and service.
 pub(crate) struct PacingShared {

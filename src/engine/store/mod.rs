@@ -1,7 +1,7 @@
 //! Where limit state lives: the [`Store`] trait and the embedded [`MemoryStore`].
 //!
 //! A store decides **all limits of one request atomically**: every limit admits the request
-//! and all are consumed, or none is (see [`crate::gcra::decide`]). A network store (such as
+//! and all are consumed, or none is (see [`crate::engine::gcra::decide`]). A network store (such as
 //! a Redis store running one script per request) implements the same trait with an
 //! asynchronous future; the in-memory store answers with a ready future.
 
@@ -10,7 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::gcra::{Check, Decision};
+use crate::engine::gcra::{Check, Decision};
 
 pub mod memory;
 #[cfg(feature = "redis")]
@@ -29,7 +29,7 @@ pub trait Store: Send + Sync + 'static {
     /// The future returned by [`Store::check`].
     type CheckFuture: Future<Output = Result<Decision, StoreError>> + Send + Unpin + 'static;
 
-    /// Decides `checks` (at most [`crate::gcra::MAX_CHECKS`]) atomically and consumes them
+    /// Decides `checks` (at most [`crate::engine::gcra::MAX_CHECKS`]) atomically and consumes them
     /// if, and only if, the request is admitted.
     ///
     /// The future owns everything it needs: implementations copy `checks` if they do not

@@ -3,7 +3,7 @@
 //! - **One round trip per request**: every limit of a request is decided by one Lua script
 //!   (EVALSHA, reloaded on NOSCRIPT), atomically — all consumed or none — on Redis' own
 //!   clock (`TIME`), so instances with skewed clocks agree. The script returns the old
-//!   states and the store recomputes the decision with [`crate::gcra::decide`], the same code the
+//!   states and the store recomputes the decision with [`crate::engine::gcra::decide`], the same code the
 //!   in-memory store runs, so both stores answer identically (to the microsecond: Redis
 //!   states are kept in µs, which Lua's doubles hold exactly).
 //! - **Keys**: `{prefix}:rl:<64-bit keyed hash>` (no raw key material ever reaches Redis),
@@ -75,7 +75,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use tokio::time::Instant;
 
 use super::{MemoryStore, Store, StoreError, Usage, UsageLimits};
-use crate::gcra::{checks_key, decide, Check, Decision, GcraParams, BLOCKED};
+use crate::engine::gcra::{checks_key, decide, Check, Decision, GcraParams, BLOCKED};
 
 mod blocked;
 mod builder;

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::gcra::{Decision, LimitState};
+use crate::engine::gcra::{Decision, LimitState};
 
 /// Slots per bucket: the most any lookup or insert examines.
 pub(crate) const BUCKET_SLOTS: usize = 8;

@@ -11,7 +11,7 @@ use super::blocked::BlockedCache;
 use super::health::Health;
 use super::memory_policy::PolicyWatch;
 use super::{Inner, RedisFallback, RedisStore};
-use crate::store::{MemoryStore, StoreError};
+use crate::engine::store::{MemoryStore, StoreError};
 
 /// Configures a [`RedisStore`]; [`build`](Self::build) validates it.
 #[derive(Debug, Clone)]

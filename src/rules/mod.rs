@@ -17,7 +17,7 @@
 //! # Which path is matched
 //!
 //! By default ([`PathMatching::Canonical`]) a rule's routes match the [canonical
-//! form](crate::path) of the request path, worked out once per request: `//v1//sign_ins`,
+//! form](crate::rules::path) of the request path, worked out once per request: `//v1//sign_ins`,
 //! `/v1/sign_%69ns` and `/v1/sign_ins/` are all the sign-in route, and spend its bucket.
 //! Template literals are put in the same form. A path with a dot segment (`.`, `..`,
 //! `%2e%2e`) has no canonical form: the layer answers it `400 Bad Request` before any rule
@@ -33,7 +33,7 @@
 //! exempt `GET /v1/jwks`; a final `{*rest}` takes any), and a `GET` carve-out does not
 //! cover `HEAD`.
 //!
-//! [`PathParam`](crate::key::PathParam) keys are percent-decoded the way axum's `Path`
+//! [`PathParam`](crate::rules::key::PathParam) keys are percent-decoded the way axum's `Path`
 //! extractor decodes them (every valid escape, `%2F` included; an invalid escape is kept
 //! as is), so `user_1`, `user%5F1` and `%75ser_1` are one bucket.
 //!
@@ -60,7 +60,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{routing::post, Router};
 //! use tower_throttle::key::PeerIp;
-//! use tower_throttle::rule::PathMatching;
+//! use tower_throttle::PathMatching;
 //! use tower_throttle::{Quota, RateLimitLayer, Route, Rule};
 //!
 //! let layer = RateLimitLayer::builder()
@@ -80,6 +80,8 @@
 //! # fn main() {}
 //! ```
 
+pub mod key;
+pub mod path;
 mod route;
 
 pub(crate) use route::{warn_once, CompiledRoute, Target};
@@ -91,8 +93,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::key::{Global, KeyExtractor};
-use crate::quota::Quota;
+use crate::engine::quota::Quota;
+use crate::rules::key::{Global, KeyExtractor};
 
 /// What a rule does with a request from which its key cannot be extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -204,7 +206,7 @@ impl Rule {
         self
     }
 
-    /// Client mode ([`PacingLayer`](crate::pacing::PacingLayer)): at most `limit` requests
+    /// Client mode ([`PacingLayer`](crate::rate_limit::pacing::PacingLayer)): at most `limit` requests
     /// of one key in flight at once (Clay: concurrency 1). Ignored by the server mode.
     /// Zero is a build error.
     pub fn concurrency(mut self, limit: u32) -> Self {

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{assert_no_key_locks, params, ruled, spread, Rng};
-use crate::clock::{Clock, ManualClock};
-use crate::gcra::{decide, Check, GcraParams, Step};
-use crate::quota::Quota;
-use crate::store::memory::room::MAX_OVERFLOW_BUCKETS;
-use crate::store::{EvictionStats, MemoryStore};
+use crate::engine::clock::{Clock, ManualClock};
+use crate::engine::gcra::{decide, Check, GcraParams, Step};
+use crate::engine::quota::Quota;
+use crate::engine::store::memory::room::MAX_OVERFLOW_BUCKETS;
+use crate::engine::store::{EvictionStats, MemoryStore};
 
 pub(super) fn one_shard(max_keys: usize) -> (MemoryStore<ManualClock>, ManualClock) {
     let clock = ManualClock::new();
@@ -208,7 +208,11 @@ impl FullModel {
         (count + same) * rules < self.cap
     }
 
-    pub(super) fn decide(&mut self, now: u64, checks: &[Check]) -> (crate::gcra::Decision, u64) {
+    pub(super) fn decide(
+        &mut self,
+        now: u64,
+        checks: &[Check],
+    ) -> (crate::engine::gcra::Decision, u64) {
         let mut missing: Vec<(u64, u64)> = checks
             .iter()
             .filter(|c| !self.held.contains_key(&c.key))

@@ -2,7 +2,7 @@
 //! store is full.
 //!
 //! **Only idle keys are ever dropped** (a key whose TAT has passed carries no information,
-//! see [`crate::gcra`]), so no decision changes because of the store's bound: a key that
+//! see [`crate::engine::gcra`]), so no decision changes because of the store's bound: a key that
 //! is limited, blocked or has used some quota keeps its state however many new keys
 //! arrive. A new key that finds no room is decided on its rule's **overflow bucket**
 //! (one per [`Check::rule`], with the rule's own quota), shared by every new key of that
@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::many::load_unlocked;
 use super::table::{capacity_for, slot_key, Table, EMPTY};
 use super::{Inner, Writer};
-use crate::clock::Clock;
-use crate::gcra::{is_idle, tat_of, Check, Decision, Step};
+use crate::engine::clock::Clock;
+use crate::engine::gcra::{is_idle, tat_of, Check, Decision, Step};
 
 /// Slots of the overflow table (a power of two, at most 255: slot indices are rule tags).
 pub(super) const OVERFLOW_SLOTS: usize = 128;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use siphasher::sip::SipHasher13;
 
-use crate::key::{Global, KeyBuilder, KeyExtractor, PathParams, RequestParts};
-use crate::rule::{CompiledRoute, Route};
-use crate::store::UsageLimits;
+use crate::engine::store::UsageLimits;
+use crate::rules::key::{Global, KeyBuilder, KeyExtractor, PathParams, RequestParts};
+use crate::rules::{CompiledRoute, Route};
 
 /// A usage quota: units a key may use over its lifetime and/or per window (Clay: 50,000
 /// submissions per webhook, warning at 45,000). One request uses one unit. Usage lives in

@@ -1,7 +1,7 @@
 use super::*;
-use crate::clock::ManualClock;
-use crate::gcra::{decide, GcraParams};
-use crate::quota::Quota;
+use crate::engine::clock::ManualClock;
+use crate::engine::gcra::{decide, GcraParams};
+use crate::engine::quota::Quota;
 
 pub(super) fn params(count: u32, period: Duration) -> GcraParams {
     GcraParams::new(&Quota::new(count, period).unwrap(), Duration::ZERO)

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::flood::{one_shard, FullModel};
 use super::{assert_no_key_locks, params, ruled, spread, Rng};
-use crate::clock::Clock;
-use crate::gcra::{is_idle, GcraParams};
-use crate::quota::Quota;
-use crate::store::EvictionStats;
+use crate::engine::clock::Clock;
+use crate::engine::gcra::{is_idle, GcraParams};
+use crate::engine::quota::Quota;
+use crate::engine::store::EvictionStats;
 
 #[test]
 fn entries_of_rules_gone_idle_go_to_new_rules() {

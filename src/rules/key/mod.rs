@@ -27,7 +27,7 @@ pub use proxy::{group_ip, InvalidCidr, IpNet, ProxyHeader, TrustedProxies};
 pub const MAX_PATH_PARAMS: usize = 8;
 
 /// Path parameters captured by the route template a rule matched, as they appear in the
-/// [canonical path](crate::path) (unreserved escapes decoded, other escapes upper-cased);
+/// [canonical path](crate::rules::path) (unreserved escapes decoded, other escapes upper-cased);
 /// [`PathParam`] decodes the rest.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PathParams<'a> {
@@ -133,8 +133,9 @@ impl KeyBuilder {
             return self.push(part);
         }
         self.written = true;
-        self.hasher.write_usize(crate::path::decoded_len(part));
-        crate::path::for_each_decoded(part, |b| self.hasher.write(b));
+        self.hasher
+            .write_usize(crate::rules::path::decoded_len(part));
+        crate::rules::path::for_each_decoded(part, |b| self.hasher.write(b));
     }
 
     /// Adds an IP address (v4 and v6 never collide).
@@ -303,7 +304,7 @@ impl PeerIp {
 impl KeyExtractor for PeerIp {
     fn extract(&self, req: &RequestParts<'_>, key: &mut KeyBuilder) -> Result<(), KeyMissing> {
         let Some(ip) = self.client_ip(req) else {
-            crate::rule::warn_once(&self.warned, NO_PEER);
+            crate::rules::warn_once(&self.warned, NO_PEER);
             return Err(KeyMissing {
                 what: "peer address (serve with axum's into_make_service_with_connect_info::<SocketAddr>() or insert a SocketAddr extension)",
             });

@@ -13,12 +13,12 @@ use tower_service::Service;
 use super::error::PacingError;
 use super::layer::PacingShared;
 use super::quota::QuotaStatus;
-use crate::gcra::checks_key;
+use crate::engine::gcra::checks_key;
+use crate::engine::store::{MemoryStore, Store};
 use crate::monitor::layer::endpoint_key;
 use crate::rate_limit::handle::bump;
 use crate::rate_limit::plan::{Checks, Plan};
 use crate::retry::{BoxError, Error};
-use crate::store::{MemoryStore, Store};
 
 /// The response future of [`Pacing`]: boxed, since it waits in several stages (turn,
 /// limits, quotas) before the inner call; one allocation per request on the client side.
@@ -150,7 +150,7 @@ where
             let path = if shared.quotas.is_empty() {
                 std::borrow::Cow::Borrowed(raw)
             } else {
-                crate::path::canonicalize(raw).unwrap_or(std::borrow::Cow::Borrowed(raw))
+                crate::rules::path::canonicalize(raw).unwrap_or(std::borrow::Cow::Borrowed(raw))
             };
             for q in shared.quotas.iter() {
                 let key = match q.key_of(&req, &path) {

@@ -21,8 +21,8 @@ use std::sync::{Arc, MutexGuard};
 
 use super::table::{slot_key, Table, MOVED};
 use super::{lock, room, view, Inner, Writer};
-use crate::clock::Clock;
-use crate::gcra::{decide_states, fill_headline, Check, Decision, Step, MAX_CHECKS};
+use crate::engine::clock::Clock;
+use crate::engine::gcra::{decide_states, fill_headline, Check, Decision, Step, MAX_CHECKS};
 
 /// Transient lock bit of a state word (below the block flag; TATs stay below it because
 /// clock readings are capped at [`MAX_NOW`]).

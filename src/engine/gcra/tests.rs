@@ -111,14 +111,14 @@ fn extreme_parameters_do_not_overflow() {
     }];
     assert_eq!(
         c[0].params.block_ns,
-        crate::quota::MAX_PERIOD.as_nanos() as u64
+        crate::engine::quota::MAX_PERIOD.as_nanos() as u64
     );
     let now = 1 << 61;
     let mut tat = [0u64];
     assert!(decide(now, &c, &mut tat).0.admitted);
     let (d, _) = decide(now, &c, &mut tat);
     assert!(!d.admitted);
-    assert_eq!(d.retry_after, crate::quota::MAX_PERIOD);
+    assert_eq!(d.retry_after, crate::engine::quota::MAX_PERIOD);
     assert!(tat_of(tat[0]) < 1 << 62 && tat[0] & BLOCKED != 0);
 }
 

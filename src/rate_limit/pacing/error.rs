@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::store::StoreError;
+use crate::engine::store::StoreError;
 
 /// Why the client-mode rate limiter did not send a request.
 #[derive(Debug)]
@@ -41,8 +41,8 @@ pub enum PacingError {
     },
     /// The store failed.
     Store(StoreError),
-    /// The request path has no canonical form (see [`crate::path`]).
-    BadPath(crate::path::PathError),
+    /// The request path has no canonical form (see [`crate::rules::path`]).
+    BadPath(crate::rules::path::PathError),
 }
 
 impl fmt::Display for PacingError {

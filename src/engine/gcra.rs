@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::quota::Quota;
+use crate::engine::quota::Quota;
 
 /// GCRA parameters of one limit, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,14 +25,14 @@ pub struct GcraParams {
 
 impl GcraParams {
     /// Parameters for `quota`, with an optional block period (clamped to
-    /// [`MAX_PERIOD`](crate::quota::MAX_PERIOD), 366 days).
+    /// [`MAX_PERIOD`](crate::engine::quota::MAX_PERIOD), 366 days).
     pub fn new(quota: &Quota, block: Duration) -> GcraParams {
         let interval_ns = quota.interval_ns();
         GcraParams {
             interval_ns,
             // Validated by `Quota::with_burst` to be at most 2^60.
             limit_ns: interval_ns.saturating_mul(u64::from(quota.burst())),
-            block_ns: block.min(crate::quota::MAX_PERIOD).as_nanos() as u64,
+            block_ns: block.min(crate::engine::quota::MAX_PERIOD).as_nanos() as u64,
         }
     }
 }
@@ -50,7 +50,7 @@ pub struct Check {
     /// check of one rule and unrelated to its keys (the layer computes it once per rule).
     /// Stores use it for per-rule bookkeeping: the in-memory store keeps a share of its
     /// capacity per rule and, when full, decides a new key on its rule's *overflow bucket*
-    /// (see [`MemoryStore`](crate::store::MemoryStore)). `0` groups checks made outside
+    /// (see [`MemoryStore`](crate::engine::store::MemoryStore)). `0` groups checks made outside
     /// any rule.
     pub rule: u64,
 }

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::Method;
 
-use crate::key::{PathParams, MAX_PATH_PARAMS};
-use crate::path::{canonicalize, PathError};
+use crate::rules::key::{PathParams, MAX_PATH_PARAMS};
+use crate::rules::path::{canonicalize, PathError};
 
 /// A method (or any method) and a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,12 +86,12 @@ impl fmt::Display for Route {
 }
 
 /// How a layer finds which of its routes a request is on (see the [module
-/// docs](crate::rule#what-the-router-must-agree-with)); set with
+/// docs](crate::rules#what-the-router-must-agree-with)); set with
 /// [`RateLimitLayerBuilder::path_matching`](crate::RateLimitLayerBuilder::path_matching).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum PathMatching {
-    /// Templates match the [canonical form](crate::path) of the request path,
+    /// Templates match the [canonical form](crate::rules::path) of the request path,
     /// case-sensitively (RFC 3986). The default.
     #[default]
     Canonical,
@@ -107,7 +107,7 @@ pub enum PathMatching {
     /// request without `MatchedPath` (the layer applied with `Router::layer`) is matched
     /// as [`Canonical`](Self::Canonical) and a warning is logged once. Under a nested
     /// router's own `route_layer` axum hands the layer a path stripped of the prefix: the
-    /// rule still applies, and a [`PathParam`](crate::key::PathParam) key it cannot capture
+    /// rule still applies, and a [`PathParam`](crate::rules::key::PathParam) key it cannot capture
     /// counts as missing (the rule's [`MissingKey`](crate::MissingKey) policy).
     #[cfg(feature = "axum")]
     AxumMatchedPath,

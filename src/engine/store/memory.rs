@@ -13,7 +13,7 @@
 //! copying it, so an update made through a stale table is never lost.
 //!
 //! **Bounded, and floods never weaken a limit.** A key whose TAT has passed holds no
-//! information (see [`crate::gcra`]), so it can be dropped without changing any decision.
+//! information (see [`crate::engine::gcra`]), so it can be dropped without changing any decision.
 //! Shards drop such idle keys as they grow (amortized, on the insert path: no background
 //! thread is needed), and shrink their tables when most keys are gone, returning the
 //! memory. Only idle keys are ever dropped. The number of keys never exceeds
@@ -57,10 +57,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use crate::clock::{Clock, TokioClock};
-use crate::gcra::{Check, Decision, Step};
-use crate::store::usage::UsageTable;
-use crate::store::{Store, StoreError, Usage, UsageLimits};
+use crate::engine::clock::{Clock, TokioClock};
+use crate::engine::gcra::{Check, Decision, Step};
+use crate::engine::store::usage::UsageTable;
+use crate::engine::store::{Store, StoreError, Usage, UsageLimits};
 use table::{slot_key, Table};
 
 /// What the shard mutex guards: the current table and its bookkeeping.
@@ -214,7 +214,7 @@ impl Default for MemoryStore {
 }
 
 impl<C: Clock> MemoryStoreBuilder<C> {
-    /// Use another clock (e.g. [`crate::clock::ManualClock`]).
+    /// Use another clock (e.g. [`crate::engine::clock::ManualClock`]).
     pub fn clock<C2: Clock>(self, clock: C2) -> MemoryStoreBuilder<C2> {
         MemoryStoreBuilder {
             clock,

@@ -1,4 +1,4 @@
-//! The canonical form of a request path, which rules match (see [`crate::rule`]).
+//! The canonical form of a request path, which rules match (see [`crate::rules`]).
 //!
 //! [`canonicalize`] applies the normalizations of RFC 3986 (section 6.2.2) that never
 //! change which resource a path names, plus the merging of empty segments:
@@ -24,7 +24,7 @@
 //! a limit.
 //!
 //! Case is kept (RFC 3986 paths are case-sensitive); case-insensitive matching is a rule
-//! option ([`PathMatching`](crate::rule::PathMatching)).
+//! option ([`PathMatching`](crate::rules::PathMatching)).
 //!
 //! Cost: one pass over the path, O(n), no allocation when the path is already canonical
 //! (the path is returned borrowed); otherwise one allocation of about the path's length.

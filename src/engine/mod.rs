@@ -1,0 +1,7 @@
+//! The engine: quotas, the GCRA decision, the clock and the stores. Plain Rust, no tower
+//! and no HTTP: everything above it (rules, headers, the layers) is built on these.
+
+pub mod clock;
+pub mod gcra;
+pub mod quota;
+pub mod store;
