@@ -49,9 +49,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter, ReplayBody};
-use tower_throttle::retry::BoxError;
+use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter};
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::BoxError;
+use tower_throttle::ReplayBody;
 use tower_throttle::RetryError;
 
 fn usage() -> ! {
@@ -104,7 +105,7 @@ async fn main() -> Result<(), BoxError> {
         .statuses([StatusCode::TOO_MANY_REQUESTS])
         .default_delay(Duration::from_secs(5))
         .max_retries(max_retries)
-        .build();
+        .build()?;
     let backoff = BackoffLayer::builder()
         .backoff(
             Backoff::exponential(Duration::from_secs(5), 1.5)?
@@ -120,7 +121,7 @@ async fn main() -> Result<(), BoxError> {
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"pending"))
         })
         .budget(None)
-        .build();
+        .build()?;
     let log = mock::Log::new(&["x-job-status"]);
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let svc = ServiceBuilder::new()

@@ -47,9 +47,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter, ReplayBody};
-use tower_throttle::retry::BoxError;
+use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter};
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::BoxError;
+use tower_throttle::ReplayBody;
 use tower_throttle::RetryError;
 
 fn usage() -> ! {
@@ -95,14 +96,14 @@ async fn main() -> Result<(), BoxError> {
             StatusCode::GATEWAY_TIMEOUT,
         ])
         .generate_idempotency_key(true)
-        .build();
+        .build()?;
     let retry_after = RetryAfterLayer::builder()
         .statuses([StatusCode::TOO_MANY_REQUESTS])
         .max_retries(5)
         .default_delay(Duration::from_secs(60))
         .max_wait(Duration::from_secs(300))
         .gate(false)
-        .build();
+        .build()?;
     let log = mock::Log::new(&["x-received-bytes", "x-received-digest"]);
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let mut svc = ServiceBuilder::new()

@@ -46,9 +46,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, HintMode, Jitter, ReplayBody};
-use tower_throttle::retry::BoxError;
+use tower_throttle::backoff::{Backoff, BackoffLayer, HintMode, Jitter};
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::BoxError;
+use tower_throttle::ReplayBody;
 use tower_throttle::RetryError;
 
 fn usage() -> ! {
@@ -80,14 +81,14 @@ async fn main() -> Result<(), BoxError> {
         .statuses([StatusCode::TOO_MANY_REQUESTS])
         .max_retries(3)
         .gate(true)
-        .build();
+        .build()?;
     let gate = retry_after.gate().cloned();
     let backoff = BackoffLayer::builder()
         .backoff(Backoff::exponential(Duration::from_secs(1), 2.0)?.jitter(Jitter::None))
         .max_retries(3)
         .statuses([StatusCode::TOO_MANY_REQUESTS])
         .hint_mode(HintMode::Exact)
-        .build();
+        .build()?;
     let log = mock::Log::new(&["x-ratelimit-limit", "x-ratelimit-remaining"]);
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let svc = ServiceBuilder::new()

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::event::{MonitorEvent, Threshold};
 use super::handle::Counters;
+use crate::client::Endpoint;
 use crate::headers::ratelimit::{
     parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState, RateLimitInfo, SfMemo,
 };
@@ -34,7 +35,7 @@ impl PendingKey {
     fn to_key(&self) -> String {
         match self {
             PendingKey::Built(key) => key.clone(),
-            PendingKey::Default { uri, host } => super::layer::endpoint_key_of(uri, host.as_ref()),
+            PendingKey::Default { uri, host } => Endpoint::new(uri, host.as_ref()).key(),
         }
     }
 
@@ -44,9 +45,7 @@ impl PendingKey {
         out.clear();
         match self {
             PendingKey::Built(key) => out.push_str(key),
-            PendingKey::Default { uri, host } => {
-                super::layer::push_endpoint_key(uri, host.as_ref(), out);
-            }
+            PendingKey::Default { uri, host } => Endpoint::new(uri, host.as_ref()).write_to(out),
         }
     }
 }

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use pin_project_lite::pin_project;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::BoxError;
 
 /// The inner body, type-erased so that stacked retrying layers and clients name one body
 /// type (`ReplayBody`) however deep the stack.
