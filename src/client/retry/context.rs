@@ -6,6 +6,28 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderValue;
 
 /// The attempt counter shared by stacked retrying layers, carried in request extensions.
+///
+/// The outermost retrying layer adds it to each request; every inner layer and the inner
+/// service see the same one, so the service can tell a retry from a first attempt:
+///
+/// ```
+/// use std::convert::Infallible;
+/// use tower::{Layer, ServiceExt};
+/// use tower_throttle::{BackoffLayer, ReplayBody, RetryContext};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let svc = BackoffLayer::builder().build()?.layer(tower::service_fn(
+///     |req: http::Request<ReplayBody>| async move {
+///         let retries = req.extensions().get::<RetryContext>().map(RetryContext::retries);
+///         assert_eq!(retries, Some(0), "the first attempt");
+///         Ok::<_, Infallible>(http::Response::new(String::new()))
+///     },
+/// ));
+/// svc.oneshot(http::Request::get("http://api.test/").body(String::new())?).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RetryContext {
     inner: Arc<ContextInner>,

@@ -15,7 +15,8 @@ use super::{outcome_of, AttemptInfo, Policy, RetryContext, Verdict};
 use crate::client::{into_box_error, poll_ready_boxed, BoxError, Error, ReplayBody, RetryError};
 
 pin_project! {
-    /// Response future of the retrying layers.
+    /// Response future of [`Retrying`](crate::Retrying): sends the request, waits and
+    /// sends it again as the layer's policy decides.
     pub struct RetryFuture<S, F, P> {
         #[pin]
         state: State<F>,

@@ -10,7 +10,11 @@ use super::future::RetryFuture;
 use super::Policy;
 use crate::client::{BoxError, Error, ReplayBody};
 
-/// Sends requests through `S`, retrying as the policy `P` decides.
+/// Sends requests through `S`, retrying as the policy `P` decides: the service made by
+/// [`BackoffLayer`](crate::BackoffLayer) (named
+/// [`BackoffService<S>`](crate::backoff::BackoffService)) and by
+/// [`RetryAfterLayer`](crate::RetryAfterLayer) (named
+/// [`RetryAfter<S>`](crate::retry_after::RetryAfter)).
 ///
 /// The inner service receives `Request<ReplayBody>`: the body is kept (up to a limit)
 /// so that a retry sends it byte-identical. Errors are this crate's [`Error`] (a boxed error
