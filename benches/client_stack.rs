@@ -245,8 +245,8 @@ fn stack(
 {
     ServiceBuilder::new()
         .layer(HeaderMonitorLayer::new())
-        .layer(RetryAfterLayer::builder().build())
-        .layer(BackoffLayer::builder().build())
+        .layer(RetryAfterLayer::builder().build().unwrap())
+        .layer(BackoffLayer::builder().build().unwrap())
         .service(tower::service_fn(move |req| trivial(req, headers)))
 }
 

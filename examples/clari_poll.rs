@@ -49,9 +49,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter, ReplayBody};
-use tower_throttle::retry::BoxError;
+use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter};
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::BoxError;
+use tower_throttle::ReplayBody;
 use tower_throttle::RetryError;
 
 fn usage() -> ! {
@@ -62,49 +63,69 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
+/// The command line.
+struct Args {
+    url: Option<String>,
+    job: String,
+    max_attempts: u32,
+    mock_429: bool,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut parsed = Args {
+            url: None,
+            job: "42".to_owned(),
+            max_attempts: 60,
+            mock_429: false,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(flag) = args.next() {
+            if flag == "--mock-429" {
+                parsed.mock_429 = true;
+                continue;
+            }
+            match (flag.as_str(), args.next()) {
+                ("--url", Some(v)) => parsed.url = Some(v.trim_end_matches('/').to_owned()),
+                ("--job", Some(v)) => parsed.job = v,
+                ("--max-attempts", Some(v)) => match v.parse() {
+                    Ok(n) if n >= 1 => parsed.max_attempts = n,
+                    _ => usage(),
+                },
+                _ => usage(),
+            }
+        }
+        parsed
+    }
+
+    /// The API to call: `--url`, or a local mock of Clari's.
+    async fn base_url(&self) -> Result<String, BoxError> {
+        if let Some(url) = &self.url {
+            return Ok(url.clone());
+        }
+        let url = mock::spawn(mock::clari(self.mock_429)).await?;
+        let first = if self.mock_429 {
+            "429 (no Retry-After), "
+        } else {
+            ""
+        };
+        println!("mock Clari API on {url}: {first}pending, pending, done");
+        Ok(url)
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     logging::init();
-    let mut url = None;
-    let mut job = "42".to_owned();
-    let mut max_attempts: u32 = 60;
-    let mut mock_429 = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--mock-429" {
-            mock_429 = true;
-            continue;
-        }
-        match (flag.as_str(), args.next()) {
-            ("--url", Some(v)) => url = Some(v.trim_end_matches('/').to_owned()),
-            ("--job", Some(v)) => job = v,
-            ("--max-attempts", Some(v)) => match v.parse() {
-                Ok(n) if n >= 1 => max_attempts = n,
-                _ => usage(),
-            },
-            _ => usage(),
-        }
-    }
-    let base = match url {
-        Some(url) => url,
-        None => {
-            let url = mock::spawn(mock::clari(mock_429)).await?;
-            let first = if mock_429 {
-                "429 (no Retry-After), "
-            } else {
-                ""
-            };
-            println!("mock Clari API on {url}: {first}pending, pending, done");
-            url
-        }
-    };
-    let max_retries = max_attempts - 1;
+    let args = Args::parse();
+    let (base, job) = (args.base_url().await?, &args.job);
+    let max_retries = args.max_attempts - 1;
 
     let retry_after = RetryAfterLayer::builder()
         .statuses([StatusCode::TOO_MANY_REQUESTS])
         .default_delay(Duration::from_secs(5))
         .max_retries(max_retries)
-        .build();
+        .build()?;
     let backoff = BackoffLayer::builder()
         .backoff(
             Backoff::exponential(Duration::from_secs(5), 1.5)?
@@ -120,7 +141,7 @@ async fn main() -> Result<(), BoxError> {
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"pending"))
         })
         .budget(None)
-        .build();
+        .build()?;
     let log = mock::Log::new(&["x-job-status"]);
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let svc = ServiceBuilder::new()
@@ -138,22 +159,45 @@ async fn main() -> Result<(), BoxError> {
     let outcome = svc.oneshot(req).await;
     let attempts = log.take_attempts();
     let took = mock::secs(started.elapsed());
+    if !report(&log, job, outcome, attempts, &took).await? {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Prints the outcome; whether the job finished.
+async fn report<B>(
+    log: &mock::Log,
+    job: &str,
+    outcome: Result<http::Response<B>, tower_throttle::Error>,
+    attempts: usize,
+    took: &str,
+) -> Result<bool, BoxError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
     match outcome {
         Ok(res) if res.status().is_success() => {
             let status = res.status();
-            let body = res.into_body().collect().await?.to_bytes();
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .map_err(Into::into)?
+                .to_bytes();
             log.say(format_args!(
                 "outcome: job {job} finished ({status}) after {attempts} attempt(s) in {took}: {}",
                 String::from_utf8_lossy(&body)
             ));
-            Ok(())
+            Ok(true)
         }
         Ok(res) => {
             log.say(format_args!(
                 "outcome: error {} after {attempts} attempt(s) in {took}",
                 res.status()
             ));
-            std::process::exit(1);
+            Ok(false)
         }
         Err(e) => {
             match e.downcast_ref::<RetryError>() {
@@ -169,7 +213,7 @@ async fn main() -> Result<(), BoxError> {
                 )),
                 None => log.say(format_args!("outcome: request failed after {took}: {e}")),
             }
-            std::process::exit(1);
+            Ok(false)
         }
     }
 }

@@ -47,9 +47,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter, ReplayBody};
-use tower_throttle::retry::BoxError;
+use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter};
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::BoxError;
+use tower_throttle::ReplayBody;
 use tower_throttle::RetryError;
 
 fn usage() -> ! {
@@ -60,49 +61,8 @@ fn usage() -> ! {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     logging::init();
-    let mut url = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--url", Some(v)) => url = Some(v),
-            _ => usage(),
-        }
-    }
-    let webhook = match url {
-        Some(url) => url,
-        None => {
-            let base = mock::spawn(mock::clay()).await?;
-            println!(
-                "mock Clay webhook on {base}/webhook: 503, 500, 200; 400 for a record \
-                 without email; 429 (Retry-After: 1), 200"
-            );
-            format!("{base}/webhook")
-        }
-    };
-
-    let backoff = BackoffLayer::builder()
-        .backoff(
-            Backoff::exponential(Duration::from_secs(1), 2.0)?
-                .max_delay(Duration::from_secs(60))?
-                .jitter(Jitter::Additive(Duration::from_millis(500))),
-        )
-        .max_retries(5)
-        .statuses([
-            StatusCode::TOO_MANY_REQUESTS,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            StatusCode::BAD_GATEWAY,
-            StatusCode::SERVICE_UNAVAILABLE,
-            StatusCode::GATEWAY_TIMEOUT,
-        ])
-        .generate_idempotency_key(true)
-        .build();
-    let retry_after = RetryAfterLayer::builder()
-        .statuses([StatusCode::TOO_MANY_REQUESTS])
-        .max_retries(5)
-        .default_delay(Duration::from_secs(60))
-        .max_wait(Duration::from_secs(300))
-        .gate(false)
-        .build();
+    let webhook = webhook_url().await?;
+    let (backoff, retry_after) = layers()?;
     let log = mock::Log::new(&["x-received-bytes", "x-received-digest"]);
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let mut svc = ServiceBuilder::new()
@@ -118,11 +78,10 @@ async fn main() -> Result<(), BoxError> {
     let started = Instant::now();
     // Rejected records are reported, not fatal: the mock rejects record 2 on purpose.
     let (mut ok, mut failed) = (0, 0);
-    for (n, record) in records.iter().enumerate() {
+    for (n, record) in (1..).zip(&records) {
         let body = serde_json::to_vec(record)?;
         log.say(format_args!(
-            "record {}: {} bytes, digest {}",
-            n + 1,
+            "record {n}: {} bytes, digest {}",
             body.len(),
             mock::digest(&body)
         ));
@@ -133,41 +92,10 @@ async fn main() -> Result<(), BoxError> {
         let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await?;
         let outcome = ready.call(req).await;
         let attempts = log.take_attempts();
-        match outcome {
-            Ok(res) if res.status().is_success() => {
-                ok += 1;
-                let status = res.status();
-                let reply = res.into_body().collect().await?.to_bytes();
-                log.say(format_args!(
-                    "record {}: {status} after {attempts} attempt(s): {}",
-                    n + 1,
-                    String::from_utf8_lossy(&reply)
-                ));
-            }
-            Ok(res) => {
-                failed += 1;
-                let status = res.status();
-                let reply = res.into_body().collect().await?.to_bytes();
-                log.say(format_args!(
-                    "record {}: {status} after {attempts} attempt(s), not retried: {}",
-                    n + 1,
-                    String::from_utf8_lossy(&reply)
-                ));
-            }
-            Err(e) => {
-                failed += 1;
-                let why = match e.downcast_ref::<RetryError>() {
-                    Some(RetryError::Exhausted { last_status, .. }) => {
-                        format!("gave up ({e}; last status {last_status:?})")
-                    }
-                    Some(other) => format!("gave up ({other})"),
-                    None => format!("failed ({e})"),
-                };
-                log.say(format_args!(
-                    "record {}: {why} after {attempts} attempt(s)",
-                    n + 1
-                ));
-            }
+        if report_record(&log, n, outcome, attempts).await? {
+            ok += 1;
+        } else {
+            failed += 1;
         }
     }
     log.say(format_args!(
@@ -176,4 +104,101 @@ async fn main() -> Result<(), BoxError> {
         mock::secs(started.elapsed())
     ));
     Ok(())
+}
+
+/// The webhook to call: `--url`, or a local mock of Clay's.
+async fn webhook_url() -> Result<String, BoxError> {
+    let mut url = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next()) {
+            ("--url", Some(v)) => url = Some(v),
+            _ => usage(),
+        }
+    }
+    if let Some(url) = url {
+        return Ok(url);
+    }
+    let base = mock::spawn(mock::clay()).await?;
+    println!(
+        "mock Clay webhook on {base}/webhook: 503, 500, 200; 400 for a record \
+         without email; 429 (Retry-After: 1), 200"
+    );
+    Ok(format!("{base}/webhook"))
+}
+
+/// Clay's guide as layers: backoff for server errors, Retry-After for 429.
+fn layers() -> Result<(BackoffLayer, RetryAfterLayer), BoxError> {
+    let backoff = BackoffLayer::builder()
+        .backoff(
+            Backoff::exponential(Duration::from_secs(1), 2.0)?
+                .max_delay(Duration::from_secs(60))?
+                .jitter(Jitter::Additive(Duration::from_millis(500))),
+        )
+        .max_retries(5)
+        .statuses([
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
+        ])
+        .generate_idempotency_key(true)
+        .build()?;
+    let retry_after = RetryAfterLayer::builder()
+        .statuses([StatusCode::TOO_MANY_REQUESTS])
+        .max_retries(5)
+        .default_delay(Duration::from_secs(60))
+        .max_wait(Duration::from_secs(300))
+        .gate(false)
+        .build()?;
+    Ok((backoff, retry_after))
+}
+
+/// Prints one record's outcome; whether it was accepted.
+async fn report_record<B>(
+    log: &mock::Log,
+    n: usize,
+    outcome: Result<http::Response<B>, tower_throttle::Error>,
+    attempts: usize,
+) -> Result<bool, BoxError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    match outcome {
+        Ok(res) => {
+            let status = res.status();
+            let reply = res
+                .into_body()
+                .collect()
+                .await
+                .map_err(Into::into)?
+                .to_bytes();
+            let reply = String::from_utf8_lossy(&reply);
+            if status.is_success() {
+                log.say(format_args!(
+                    "record {n}: {status} after {attempts} attempt(s): {reply}"
+                ));
+            } else {
+                log.say(format_args!(
+                    "record {n}: {status} after {attempts} attempt(s), not retried: {reply}"
+                ));
+            }
+            Ok(status.is_success())
+        }
+        Err(e) => {
+            let why = match e.downcast_ref::<RetryError>() {
+                Some(RetryError::Exhausted { last_status, .. }) => {
+                    format!("gave up ({e}; last status {last_status:?})")
+                }
+                Some(other) => format!("gave up ({other})"),
+                None => format!("failed ({e})"),
+            };
+            log.say(format_args!(
+                "record {n}: {why} after {attempts} attempt(s)"
+            ));
+            Ok(false)
+        }
+    }
 }

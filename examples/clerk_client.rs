@@ -46,9 +46,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, HintMode, Jitter, ReplayBody};
-use tower_throttle::retry::BoxError;
+use tower_throttle::backoff::{Backoff, BackoffLayer, HintMode, Jitter};
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::BoxError;
+use tower_throttle::ReplayBody;
 use tower_throttle::RetryError;
 
 fn usage() -> ! {
@@ -59,35 +60,19 @@ fn usage() -> ! {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     logging::init();
-    let mut url = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next()) {
-            ("--url", Some(v)) => url = Some(v.trim_end_matches('/').to_owned()),
-            _ => usage(),
-        }
-    }
-    let base = match url {
-        Some(url) => url,
-        None => {
-            let url = mock::spawn(mock::clerk()).await?;
-            println!("mock Clerk API on {url}: 429 (Retry-After: 2), 429 (no Retry-After), 200");
-            url
-        }
-    };
-
+    let base = base_url().await?;
     let retry_after = RetryAfterLayer::builder()
         .statuses([StatusCode::TOO_MANY_REQUESTS])
         .max_retries(3)
         .gate(true)
-        .build();
+        .build()?;
     let gate = retry_after.gate().cloned();
     let backoff = BackoffLayer::builder()
         .backoff(Backoff::exponential(Duration::from_secs(1), 2.0)?.jitter(Jitter::None))
         .max_retries(3)
         .statuses([StatusCode::TOO_MANY_REQUESTS])
         .hint_mode(HintMode::Exact)
-        .build();
+        .build()?;
     let log = mock::Log::new(&["x-ratelimit-limit", "x-ratelimit-remaining"]);
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let svc = ServiceBuilder::new()
@@ -111,31 +96,44 @@ async fn main() -> Result<(), BoxError> {
             "RetryAfterLayer gate: blocked endpoints {blocked:?}"
         ));
     }
-    match outcome {
-        Ok(res) => {
-            let status = res.status();
-            let header = |name: &str| -> Option<u64> {
-                res.headers().get(name)?.to_str().ok()?.trim().parse().ok()
-            };
-            let (limit, remaining) = (header("x-ratelimit-limit"), header("x-ratelimit-remaining"));
-            let body = res.into_body().collect().await?.to_bytes();
-            // Clerk guide, step 5: warn when under 10 % of the window is left.
-            let monitor = match (limit, remaining) {
-                (Some(limit), Some(0)) => format!("; rate limit hit (0/{limit} left)"),
-                (Some(limit), Some(left)) if left * 10 < limit => {
-                    format!("; WARNING: rate limit low, {left}/{limit} remaining")
-                }
-                (Some(limit), Some(left)) => format!("; {left}/{limit} remaining"),
-                _ => String::new(),
-            };
-            log.say(format_args!(
-                "outcome: {status} after {attempts} attempt(s) in {took}, {} body bytes{monitor}",
-                body.len()
-            ));
-            if !status.is_success() {
-                std::process::exit(1);
-            }
+    let ok = report(&log, outcome, attempts, &took).await?;
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The API to call: `--url`, or a local mock of Clerk's.
+async fn base_url() -> Result<String, BoxError> {
+    let mut url = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next()) {
+            ("--url", Some(v)) => url = Some(v.trim_end_matches('/').to_owned()),
+            _ => usage(),
         }
+    }
+    if let Some(url) = url {
+        return Ok(url);
+    }
+    let url = mock::spawn(mock::clerk()).await?;
+    println!("mock Clerk API on {url}: 429 (Retry-After: 2), 429 (no Retry-After), 200");
+    Ok(url)
+}
+
+/// Prints the outcome; whether it was a success.
+async fn report<B>(
+    log: &mock::Log,
+    outcome: Result<http::Response<B>, tower_throttle::Error>,
+    attempts: usize,
+    took: &str,
+) -> Result<bool, BoxError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let res = match outcome {
+        Ok(res) => res,
         Err(e) => {
             match e.downcast_ref::<RetryError>() {
                 Some(RetryError::Exhausted { last_status, .. }) => log.say(format_args!(
@@ -145,8 +143,31 @@ async fn main() -> Result<(), BoxError> {
                 Some(other) => log.say(format_args!("outcome: gave up after {took}: {other}")),
                 None => log.say(format_args!("outcome: request failed after {took}: {e}")),
             }
-            std::process::exit(1);
+            return Ok(false);
         }
-    }
-    Ok(())
+    };
+    let status = res.status();
+    let header =
+        |name: &str| -> Option<u64> { res.headers().get(name)?.to_str().ok()?.trim().parse().ok() };
+    let (limit, remaining) = (header("x-ratelimit-limit"), header("x-ratelimit-remaining"));
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(Into::into)?
+        .to_bytes();
+    // Clerk guide, step 5: warn when under 10 % of the window is left.
+    let monitor = match (limit, remaining) {
+        (Some(limit), Some(0)) => format!("; rate limit hit (0/{limit} left)"),
+        (Some(limit), Some(left)) if left * 10 < limit => {
+            format!("; WARNING: rate limit low, {left}/{limit} remaining")
+        }
+        (Some(limit), Some(left)) => format!("; {left}/{limit} remaining"),
+        _ => String::new(),
+    };
+    log.say(format_args!(
+        "outcome: {status} after {attempts} attempt(s) in {took}, {} body bytes{monitor}",
+        body.len()
+    ));
+    Ok(status.is_success())
 }

@@ -16,6 +16,7 @@
 //!
 //! [`pacing`] is the rate limiter's client mode and lives in `rate_limit/`.
 
+mod client;
 mod engine;
 mod rules;
 
@@ -23,7 +24,6 @@ pub mod backoff;
 pub mod headers;
 pub mod monitor;
 pub mod rate_limit;
-pub mod retry;
 pub mod retry_after;
 
 pub use engine::{clock, gcra, quota, store};
@@ -32,12 +32,14 @@ pub use rules::{key, path};
 pub use rules::{MissingKey, PathMatching, Route, Rule};
 
 pub use backoff::BackoffLayer;
+pub use client::{
+    BodyNotReplayable, BoxError, Error, ReplayBody, RetryContext, RetryError, RetryFuture, Retrying,
+};
 pub use monitor::{HeaderMonitorLayer, MonitorHandle};
 pub use quota::{Quota, QuotaError};
 pub use rate_limit::{
     BuildError, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder, Rejection,
     RejectionReason, RuleStats, StoreFailure,
 };
-pub use retry::{Error, RetryError};
 pub use retry_after::RetryAfterLayer;
 pub use store::{MemoryStore, Store};

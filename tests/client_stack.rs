@@ -12,8 +12,9 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use mock::{secs, status, with, Mock};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter, ReplayBody};
+use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter};
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::ReplayBody;
 use tower_throttle::RetryError;
 
 fn get(path: &str) -> Request<Full<Bytes>> {
@@ -33,6 +34,7 @@ fn backoff(max_retries: u32) -> BackoffLayer {
         .max_retries(max_retries)
         .budget(None)
         .build()
+        .unwrap()
 }
 
 fn retry_after(max_retries: u32) -> RetryAfterLayer {
@@ -40,6 +42,7 @@ fn retry_after(max_retries: u32) -> RetryAfterLayer {
         .max_retries(max_retries)
         .release_jitter(std::time::Duration::ZERO)
         .build()
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,7 +104,8 @@ async fn the_schedule_continues_across_layers() {
         .statuses([StatusCode::SERVICE_UNAVAILABLE])
         .budget(None)
         .max_retries(5)
-        .build();
+        .build()
+        .unwrap();
     let mock = Mock::new(vec![
         status(503),
         with(429, &[("retry-after", "3")]),
@@ -168,11 +172,12 @@ async fn hyper_util_client_against_a_real_loopback_server() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<ReplayBody>();
     let svc = ServiceBuilder::new()
-        .layer(RetryAfterLayer::builder().build())
+        .layer(RetryAfterLayer::builder().build().unwrap())
         .layer(
             BackoffLayer::builder()
                 .generate_idempotency_key(true)
-                .build(),
+                .build()
+                .unwrap(),
         )
         .service(client);
     let req = Request::post(format!("http://{addr}/v1/users"))
@@ -210,7 +215,8 @@ async fn an_inner_backoff_keeps_one_idempotency_key_across_outer_retries() {
                 .max_retries(5)
                 .statuses([StatusCode::SERVICE_UNAVAILABLE])
                 .generate_idempotency_key(true)
-                .build(),
+                .build()
+                .unwrap(),
         )
         .service(mock.service());
     let req = Request::post("http://api.test/v1/invitations")

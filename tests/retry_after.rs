@@ -36,7 +36,7 @@ async fn waits_exactly_the_seconds_asked() {
         with(429, &[("retry-after", "2")]),
         with(503, &[("retry-after", "1.5")]),
     ]);
-    let svc = exact().build().layer(mock.service());
+    let svc = exact().build().unwrap().layer(mock.service());
     let res = svc.oneshot(get("/v1/users")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(mock.times(), [secs(0.0), secs(2.0), secs(3.5)]);
@@ -54,7 +54,7 @@ async fn http_dates_are_measured_against_the_date_header() {
             429,
             &[("date", date), ("retry-after", retry_after)],
         )]);
-        let svc = exact().build().layer(mock.service());
+        let svc = exact().build().unwrap().layer(mock.service());
         assert_eq!(
             svc.oneshot(get("/x")).await.unwrap().status(),
             StatusCode::OK
@@ -70,6 +70,7 @@ async fn a_429_without_guidance_waits_the_default() {
         let svc = exact()
             .default_delay(secs(default))
             .build()
+            .unwrap()
             .layer(mock.service());
         assert_eq!(
             svc.oneshot(get("/x")).await.unwrap().status(),
@@ -83,7 +84,7 @@ async fn a_429_without_guidance_waits_the_default() {
 async fn other_statuses_are_returned_untouched() {
     for code in [200, 400, 404, 500, 502] {
         let mock = Mock::new(vec![with(code, &[("retry-after", "1")])]);
-        let svc = exact().build().layer(mock.service());
+        let svc = exact().build().unwrap().layer(mock.service());
         assert_eq!(
             svc.oneshot(get("/x")).await.unwrap().status().as_u16(),
             code
@@ -95,7 +96,11 @@ async fn other_statuses_are_returned_untouched() {
 #[tokio::test(start_paused = true)]
 async fn gives_up_after_max_retries_with_the_hint() {
     let mock = Mock::with_fallback(vec![], with(429, &[("retry-after", "1")]));
-    let svc = exact().max_retries(3).build().layer(mock.service());
+    let svc = exact()
+        .max_retries(3)
+        .build()
+        .unwrap()
+        .layer(mock.service());
     let err = retry_error(svc.oneshot(get("/x")).await.unwrap_err());
     assert!(
         matches!(err, RetryError::Exhausted { attempts: 4, .. }),
@@ -109,7 +114,7 @@ async fn gives_up_after_max_retries_with_the_hint() {
 #[tokio::test(start_paused = true)]
 async fn the_gate_holds_new_requests_to_a_blocked_endpoint() {
     let mock = Mock::new(vec![with(429, &[("retry-after", "10")])]);
-    let svc = exact().build().layer(mock.service());
+    let svc = exact().build().unwrap().layer(mock.service());
     let first = tokio::spawn(svc.clone().oneshot(get("/v1/users")));
     let later = {
         let svc = svc.clone();
@@ -141,7 +146,8 @@ async fn released_requests_are_spread_upwards_only() {
     let layer = RetryAfterLayer::builder()
         .release_jitter(Duration::from_millis(100))
         .seed(7)
-        .build();
+        .build()
+        .unwrap();
     let svc = layer.layer(mock.service());
     let first = tokio::spawn(svc.clone().oneshot(get("/b")));
     tokio::time::sleep(secs(1.0)).await;
@@ -170,7 +176,11 @@ async fn released_requests_are_spread_upwards_only() {
 #[tokio::test(start_paused = true)]
 async fn max_wait_fails_fast_or_waits_the_cap() {
     let mock = Mock::new(vec![with(429, &[("retry-after", "3600")])]);
-    let svc = exact().max_wait(secs(60.0)).build().layer(mock.service());
+    let svc = exact()
+        .max_wait(secs(60.0))
+        .build()
+        .unwrap()
+        .layer(mock.service());
     let err = retry_error(svc.clone().oneshot(get("/x")).await.unwrap_err());
     assert!(matches!(
         err,
@@ -198,6 +208,7 @@ async fn max_wait_fails_fast_or_waits_the_cap() {
         .max_wait(secs(60.0))
         .on_long_wait(LongWait::WaitMax)
         .build()
+        .unwrap()
         .layer(mock.service());
     assert_eq!(
         svc.oneshot(get("/x")).await.unwrap().status(),
@@ -209,7 +220,7 @@ async fn max_wait_fails_fast_or_waits_the_cap() {
 #[tokio::test(start_paused = true)]
 async fn gate_can_be_disabled() {
     let mock = Mock::new(vec![with(429, &[("retry-after", "10")])]);
-    let layer = exact().gate(false).build();
+    let layer = exact().gate(false).build().unwrap();
     assert!(layer.gate().is_none());
     let svc = layer.layer(mock.service());
     let first = tokio::spawn(svc.clone().oneshot(get("/a")));

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use tower::Service;
-use tower_throttle::retry::RetryContext;
+use tower_throttle::RetryContext;
 
 // ---------------------------------------------------------------------------------------
 // Client side: printing every attempt.

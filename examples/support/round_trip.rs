@@ -14,11 +14,11 @@ use http_body_util::Full;
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::ReplayBody;
 use tower_throttle::key::BearerToken;
 use tower_throttle::monitor::{HeaderMonitorLayer, MonitorHandle, MonitorStats};
 use tower_throttle::rate_limit::RateLimitBody;
 use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::ReplayBody;
 use tower_throttle::{Quota, RateLimitHandle, RateLimitLayer, Rule};
 
 type Body = RateLimitBody<Full<Bytes>>;
@@ -87,7 +87,12 @@ pub fn paced_client(server: Server) -> (Client, Option<MonitorHandle>) {
         ServiceBuilder::new()
             .layer(pacing)
             .layer(monitor)
-            .layer(RetryAfterLayer::builder().max_retries(100).build())
+            .layer(
+                RetryAfterLayer::builder()
+                    .max_retries(100)
+                    .build()
+                    .expect("valid layer"),
+            )
             .service(server),
     );
     (client, Some(handle))
@@ -101,7 +106,8 @@ pub fn naive_client(server: Server) -> (Client, Option<MonitorHandle>) {
                 RetryAfterLayer::builder()
                     .max_retries(10_000)
                     .gate(false)
-                    .build(),
+                    .build()
+                    .expect("valid layer"),
             )
             .service(server),
     );

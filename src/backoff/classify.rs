@@ -5,10 +5,11 @@ use std::io;
 
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::retry::{BoxError, RetryError};
+use crate::client::{BoxError, RetryError};
 
 /// `Idempotency-Key`.
-pub const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+pub(crate) const IDEMPOTENCY_KEY: http::HeaderName =
+    http::HeaderName::from_static("idempotency-key");
 
 /// Statuses retried by default: 429, 500, 502, 503, 504. Never 501 or another 4xx.
 pub const DEFAULT_RETRY_STATUSES: [StatusCode; 5] = [
@@ -21,7 +22,7 @@ pub const DEFAULT_RETRY_STATUSES: [StatusCode; 5] = [
 
 /// Whether a request may be sent again without changing the outcome: an idempotent
 /// method (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or an `Idempotency-Key`.
-pub fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
+pub(crate) fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -36,7 +37,7 @@ fn chain(e: &BoxError) -> impl Iterator<Item = &(dyn std::error::Error + 'static
 
 /// Whether an error says the request never reached the server (connection refused, no
 /// route, address unavailable): safe to retry for any method.
-pub fn never_sent(e: &BoxError) -> bool {
+pub(crate) fn never_sent(e: &BoxError) -> bool {
     chain(e).any(|e| {
         e.downcast_ref::<io::Error>().is_some_and(|io| {
             matches!(
@@ -52,7 +53,7 @@ pub fn never_sent(e: &BoxError) -> bool {
 
 /// Whether an error is a timeout (`tokio::time::error::Elapsed`, an `io::Error` of kind
 /// `TimedOut`, or any error whose message says "timed out", such as `tower`'s).
-pub fn is_timeout(e: &BoxError) -> bool {
+pub(crate) fn is_timeout(e: &BoxError) -> bool {
     chain(e).any(|e| {
         e.is::<tokio::time::error::Elapsed>()
             || e.downcast_ref::<io::Error>()
@@ -62,7 +63,7 @@ pub fn is_timeout(e: &BoxError) -> bool {
 }
 
 /// Whether an error is a retrying layer giving up (never retried again by another).
-pub fn is_retry_error(e: &BoxError) -> bool {
+pub(crate) fn is_retry_error(e: &BoxError) -> bool {
     e.is::<RetryError>()
 }
 

@@ -11,10 +11,10 @@ use super::budget::RetryBudget;
 use super::classify::{
     is_idempotent, is_retry_error, is_timeout, never_sent, DEFAULT_RETRY_STATUSES, IDEMPOTENCY_KEY,
 };
-use super::replay::DEFAULT_MAX_REPLAY_BYTES;
-use super::schedule::{Backoff, Jitter, Rng};
+use super::schedule::{Backoff, BackoffError, Jitter};
+use crate::client::retry::{AttemptInfo, Outcome, Policy, Verdict};
+use crate::client::{RetryContext, RetryError, Retrying, Rng, DEFAULT_MAX_REPLAY_BYTES};
 use crate::headers::parse::{grpc_forbids_retry, retry_hint, DEFAULT_HINT_CAP};
-use crate::retry::{AttemptInfo, Outcome, Policy, RetryContext, RetryError, Retrying, Step};
 
 /// How a response's `Retry-After` (or equivalent) combines with the backoff schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,6 +64,56 @@ impl BackoffPolicy {
     fn rng(&self) -> std::sync::MutexGuard<'_, Rng> {
         self.rng.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Whether the outcome is one to retry: `None` when it is not, else the server's hint
+    /// (none when hints are ignored or absent).
+    fn retryable(
+        &self,
+        head: &http::request::Parts,
+        outcome: &Outcome<'_>,
+    ) -> Option<Option<Duration>> {
+        let repeatable = !self.idempotent_only || is_idempotent(&head.method, &head.headers);
+        match outcome {
+            Outcome::Response { status, headers } => {
+                let asked = self.statuses.contains(status)
+                    || self.retry_if.as_ref().is_some_and(|p| p(*status, headers));
+                if !asked || !repeatable || grpc_forbids_retry(headers) {
+                    return None;
+                }
+                Some(match self.hint_mode {
+                    HintMode::Ignore => None,
+                    _ => retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay),
+                })
+            }
+            Outcome::Error(e) => {
+                let retryable = !is_retry_error(e)
+                    && ((self.retry_never_sent && never_sent(e))
+                        || (self.retry_timeouts && repeatable && is_timeout(e)));
+                retryable.then_some(None)
+            }
+        }
+    }
+
+    /// The wait before the next retry: the schedule's delay, combined with the hint as the
+    /// hint mode says.
+    fn delay(&self, ctx: &RetryContext, info: AttemptInfo, hint: Option<Duration>) -> Duration {
+        // Retries made by every stacked layer: the schedule continues where they left it.
+        let backoff = self
+            .backoff
+            .delay(ctx.retries(), info.prev_delay, &mut self.rng());
+        match (self.hint_mode, hint) {
+            (HintMode::Exact, Some(h)) => h,
+            (HintMode::AtLeastBackoff, Some(h)) => h.max(backoff),
+            _ => backoff,
+        }
+    }
+
+    /// A fresh `Idempotency-Key` value: a random (v4) UUID.
+    fn new_idempotency_key() -> HeaderValue {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        HeaderValue::from_str(text).unwrap_or_else(|_| unreachable!("a UUID is visible ASCII"))
+    }
 }
 
 impl Policy for BackoffPolicy {
@@ -75,12 +125,7 @@ impl Policy for BackoffPolicy {
         }
         if self.generate_idempotency_key && !is_idempotent(&head.method, &head.headers) {
             // One key for every attempt of this request, across stacked layers too.
-            let key = ctx.idempotency_key(|| {
-                let mut rng = self.rng();
-                let (a, b) = (rng.next_u64(), rng.next_u64());
-                HeaderValue::try_from(format!("{a:016x}{b:016x}"))
-                    .unwrap_or(HeaderValue::from_static("0"))
-            });
+            let key = ctx.idempotency_key(Self::new_idempotency_key);
             head.headers.insert(IDEMPOTENCY_KEY, key);
         }
     }
@@ -91,61 +136,32 @@ impl Policy for BackoffPolicy {
         ctx: &RetryContext,
         info: AttemptInfo,
         outcome: &Outcome<'_>,
-    ) -> Step {
-        let repeatable = !self.idempotent_only || is_idempotent(&head.method, &head.headers);
-        let hint = match outcome {
-            Outcome::Response { status, headers } => {
-                let asked = self.statuses.contains(status)
-                    || self.retry_if.as_ref().is_some_and(|p| p(*status, headers));
-                if !asked || !repeatable || grpc_forbids_retry(headers) {
-                    return Step::Return;
-                }
-                match self.hint_mode {
-                    HintMode::Ignore => None,
-                    _ => retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay),
-                }
-            }
-            Outcome::Error(e) => {
-                let retryable = !is_retry_error(e)
-                    && ((self.retry_never_sent && never_sent(e))
-                        || (self.retry_timeouts && repeatable && is_timeout(e)));
-                if !retryable {
-                    return Step::Return;
-                }
-                None
-            }
+    ) -> Verdict {
+        let Some(hint) = self.retryable(head, outcome) else {
+            return Verdict::Return;
         };
         if !info.replayable {
-            return Step::Return;
+            return Verdict::Return;
         }
-        // Retries made by every stacked layer: the schedule continues where they left it.
-        let retry_number = ctx.retries();
-        let backoff = self
-            .backoff
-            .delay(retry_number, info.prev_delay, &mut self.rng());
-        let delay = match (self.hint_mode, hint) {
-            (HintMode::Exact, Some(h)) => h,
-            (HintMode::AtLeastBackoff, Some(h)) => h.max(backoff),
-            _ => backoff,
-        };
+        let delay = self.delay(ctx, info, hint);
         if self
             .max_elapsed
             .is_some_and(|max| info.elapsed.saturating_add(delay) > max)
         {
-            return Step::GiveUp { hint };
+            return Verdict::GiveUp { hint };
         }
         if !ctx.try_claim(self.max_retries) {
-            return Step::GiveUp { hint };
+            return Verdict::GiveUp { hint };
         }
         if let Some(budget) = &self.budget {
             if !budget.withdraw() {
-                return Step::Fail(RetryError::BudgetExhausted {
+                return Verdict::Fail(RetryError::BudgetExhausted {
                     attempts: ctx.retries(),
                     last_status: outcome.status(),
                 });
             }
         }
-        Step::Retry(delay)
+        Verdict::Retry(delay)
     }
 
     fn max_replay_bytes(&self) -> usize {
@@ -176,7 +192,7 @@ impl Policy for BackoffPolicy {
 ///             .jitter(Jitter::Additive(Duration::from_millis(500))),
 ///     )
 ///     .max_retries(5)
-///     .build();
+///     .build()?;
 /// # Ok::<(), tower_throttle::backoff::BackoffError>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -192,21 +208,19 @@ impl BackoffLayer {
             .map(|b| b.jitter(Jitter::Equal))
             .unwrap_or_else(|_| unreachable!("the default schedule is valid"));
         BackoffLayerBuilder {
-            policy: BackoffPolicy {
-                backoff,
-                max_retries: 3,
-                max_elapsed: None,
-                statuses: DEFAULT_RETRY_STATUSES.to_vec(),
-                retry_if: None,
-                retry_timeouts: false,
-                retry_never_sent: true,
-                idempotent_only: true,
-                generate_idempotency_key: false,
-                hint_mode: HintMode::Exact,
-                budget: Some(RetryBudget::default()),
-                rng: Mutex::new(Rng::from_entropy()),
-                max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
-            },
+            backoff,
+            max_retries: 3,
+            max_elapsed: None,
+            statuses: DEFAULT_RETRY_STATUSES.to_vec(),
+            retry_if: None,
+            retry_timeouts: false,
+            retry_never_sent: true,
+            idempotent_only: true,
+            generate_idempotency_key: false,
+            hint_mode: HintMode::Exact,
+            budget: Some(RetryBudget::default()),
+            seed: None,
+            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
         }
     }
 
@@ -224,17 +238,39 @@ impl<S> Layer<S> for BackoffLayer {
     }
 }
 
-/// Configures a [`BackoffLayer`]. Its parts are validated where they are made
-/// ([`Backoff`], [`RetryBudget`]), so building cannot fail.
-#[derive(Debug)]
+/// Configures a [`BackoffLayer`]; [`build`](Self::build) validates the configuration.
 pub struct BackoffLayerBuilder {
-    policy: BackoffPolicy,
+    backoff: Backoff,
+    max_retries: u32,
+    max_elapsed: Option<Duration>,
+    statuses: Vec<StatusCode>,
+    retry_if: Option<ResponsePredicate>,
+    retry_timeouts: bool,
+    retry_never_sent: bool,
+    idempotent_only: bool,
+    generate_idempotency_key: bool,
+    hint_mode: HintMode,
+    budget: Option<RetryBudget>,
+    seed: Option<u64>,
+    max_replay_bytes: usize,
+}
+
+impl fmt::Debug for BackoffLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackoffLayerBuilder")
+            .field("backoff", &self.backoff)
+            .field("max_retries", &self.max_retries)
+            .field("max_elapsed", &self.max_elapsed)
+            .field("statuses", &self.statuses)
+            .field("hint_mode", &self.hint_mode)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BackoffLayerBuilder {
     /// The delay schedule (default 1 s × 2ⁿ, max 60 s, equal jitter).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.policy.backoff = backoff;
+        self.backoff = backoff;
         self
     }
 
@@ -242,19 +278,20 @@ impl BackoffLayerBuilder {
     /// layers share one count: each retries only while the total is below its own
     /// maximum, and the schedule continues from the total.
     pub fn max_retries(mut self, retries: u32) -> Self {
-        self.policy.max_retries = retries;
+        self.max_retries = retries;
         self
     }
 
-    /// Gives up rather than wait past this much time since the first attempt.
+    /// Gives up rather than wait past this much time since the first attempt (must be
+    /// longer than zero; default unbounded).
     pub fn max_elapsed(mut self, max: Duration) -> Self {
-        self.policy.max_elapsed = Some(max);
+        self.max_elapsed = Some(max);
         self
     }
 
     /// Statuses to retry (default [`DEFAULT_RETRY_STATUSES`]).
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        self.policy.statuses = statuses.into_iter().collect();
+        self.statuses = statuses.into_iter().collect();
         self
     }
 
@@ -264,66 +301,88 @@ impl BackoffLayerBuilder {
     where
         F: Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static,
     {
-        self.policy.retry_if = Some(Arc::new(predicate));
+        self.retry_if = Some(Arc::new(predicate));
         self
     }
 
     /// Retries timeouts of idempotent requests (default off).
     pub fn retry_timeouts(mut self, on: bool) -> Self {
-        self.policy.retry_timeouts = on;
+        self.retry_timeouts = on;
         self
     }
 
     /// Retries errors where the request never reached the server (connection refused,
     /// unreachable), for every method (default on).
     pub fn retry_never_sent(mut self, on: bool) -> Self {
-        self.policy.retry_never_sent = on;
+        self.retry_never_sent = on;
         self
     }
 
     /// Whether only idempotent requests are retried (default true). Errors where the
     /// request was never sent are retried for every method.
     pub fn idempotent_only(mut self, on: bool) -> Self {
-        self.policy.idempotent_only = on;
+        self.idempotent_only = on;
         self
     }
 
-    /// Adds an `Idempotency-Key` (the same on every attempt) to non-idempotent requests
-    /// that have none, making them retryable (default off).
+    /// Adds an `Idempotency-Key` (a random v4 UUID, the same on every attempt) to
+    /// non-idempotent requests that have none, making them retryable (default off).
     pub fn generate_idempotency_key(mut self, on: bool) -> Self {
-        self.policy.generate_idempotency_key = on;
+        self.generate_idempotency_key = on;
         self
     }
 
     /// How `Retry-After` combines with the schedule (default [`HintMode::Exact`]).
     pub fn hint_mode(mut self, mode: HintMode) -> Self {
-        self.policy.hint_mode = mode;
+        self.hint_mode = mode;
         self
     }
 
     /// The retry budget (default [`RetryBudget::default`]); `None` disables it.
     pub fn budget(mut self, budget: Option<RetryBudget>) -> Self {
-        self.policy.budget = budget;
+        self.budget = budget;
         self
     }
 
     /// Seeds the jitter's random source (reproducible schedules in tests).
     pub fn seed(mut self, seed: u64) -> Self {
-        self.policy.rng = Mutex::new(Rng::seeded(seed));
+        self.seed = Some(seed);
         self
     }
 
     /// Most request-body bytes kept for a retry (default 64 KiB); a larger body is sent
     /// once and not retried.
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
-        self.policy.max_replay_bytes = bytes;
+        self.max_replay_bytes = bytes;
         self
     }
 
-    /// Builds the layer.
-    pub fn build(self) -> BackoffLayer {
-        BackoffLayer {
-            policy: Arc::new(self.policy),
+    /// Validates the configuration and builds the layer. The schedule and the budget
+    /// are validated where they are made ([`Backoff`], [`RetryBudget`]); this refuses a
+    /// zero [`max_elapsed`](Self::max_elapsed), which would never retry.
+    pub fn build(self) -> Result<BackoffLayer, BackoffError> {
+        if self.max_elapsed.is_some_and(|max| max.is_zero()) {
+            return Err(BackoffError::ZeroMaxElapsed);
         }
+        Ok(BackoffLayer {
+            policy: Arc::new(BackoffPolicy {
+                backoff: self.backoff,
+                max_retries: self.max_retries,
+                max_elapsed: self.max_elapsed,
+                statuses: self.statuses,
+                retry_if: self.retry_if,
+                retry_timeouts: self.retry_timeouts,
+                retry_never_sent: self.retry_never_sent,
+                idempotent_only: self.idempotent_only,
+                generate_idempotency_key: self.generate_idempotency_key,
+                hint_mode: self.hint_mode,
+                budget: self.budget,
+                rng: Mutex::new(self.seed.map_or_else(Rng::from_entropy, Rng::seeded)),
+                max_replay_bytes: self.max_replay_bytes,
+            }),
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

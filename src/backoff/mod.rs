@@ -1,16 +1,15 @@
 //! `BackoffLayer`: exponential backoff with jitter, retry classification, idempotency,
 //! a shared retry budget and request-body replay.
 
-pub mod budget;
-pub mod classify;
+mod budget;
+mod classify;
 mod layer;
-pub mod replay;
-pub mod schedule;
+mod schedule;
 
 pub use budget::{BudgetError, RetryBudget};
-pub use layer::{BackoffLayer, BackoffLayerBuilder, BackoffPolicy, HintMode};
-pub use replay::ReplayBody;
-pub use schedule::{Backoff, BackoffError, Jitter, Rng};
+pub use classify::DEFAULT_RETRY_STATUSES;
+pub use layer::{BackoffLayer, BackoffLayerBuilder, HintMode};
+pub use schedule::{Backoff, BackoffError, Jitter, DEFAULT_MAX_DELAY};
 
 /// The service made by [`BackoffLayer`].
-pub type BackoffService<S> = crate::retry::Retrying<S, BackoffPolicy>;
+pub type BackoffService<S> = crate::client::Retrying<S, layer::BackoffPolicy>;

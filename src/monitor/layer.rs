@@ -10,13 +10,17 @@ use super::event::{MonitorEvent, Threshold};
 use super::handle::MonitorHandle;
 use super::state::{EventFn, KeyFn, Shared};
 use super::HeaderMonitor;
+use crate::client::Endpoint;
 use crate::headers::ratelimit::DEFAULT_RESET_CAP;
 
 /// Default bound on the number of endpoints with a snapshot.
 pub const DEFAULT_MAX_ENDPOINTS: usize = 10_000;
 
 /// The default endpoint key: the request's authority (or, for a relative URI, its `Host`
-/// header) followed by its path, without the query: `"api.example.com/v1/users"`.
+/// header) followed by its path, without the query: `"api.example.com/v1/users"`. It is the
+/// endpoint every client layer uses: pacing's adaptive rates are kept by the same key, and
+/// the Retry-After gate's [`default_endpoint`](crate::retry_after::default_endpoint) is
+/// this key after the method.
 ///
 /// ```
 /// let req = http::Request::get("https://api.example.com/v1/users?page=2").body(())?;
@@ -25,38 +29,7 @@ pub const DEFAULT_MAX_ENDPOINTS: usize = 10_000;
 /// # Ok::<(), http::Error>(())
 /// ```
 pub fn default_key(head: &http::request::Parts) -> String {
-    endpoint_key(&head.uri, &head.headers)
-}
-
-/// Authority (or `Host` header, for relative URIs) and path, without the query: the
-/// endpoint of a request for the monitor and for adaptive pacing.
-pub(crate) fn endpoint_key(uri: &http::Uri, headers: &http::HeaderMap) -> String {
-    endpoint_key_of(uri, headers.get(http::header::HOST))
-}
-
-/// [`endpoint_key`] from the URI and the `Host` header alone (one allocation, no
-/// formatting machinery).
-pub(crate) fn endpoint_key_of(uri: &http::Uri, host: Option<&http::HeaderValue>) -> String {
-    let mut key = String::new();
-    push_endpoint_key(uri, host, &mut key);
-    key
-}
-
-/// Appends [`endpoint_key_of`] to `out`, growing it at most once.
-pub(crate) fn push_endpoint_key(
-    uri: &http::Uri,
-    host: Option<&http::HeaderValue>,
-    out: &mut String,
-) {
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| host.and_then(|h| h.to_str().ok()))
-        .unwrap_or("");
-    let path = uri.path();
-    out.reserve(authority.len() + path.len());
-    out.push_str(authority);
-    out.push_str(path);
+    Endpoint::of(head).key()
 }
 
 /// Why a [`HeaderMonitorLayer`] could not be built.

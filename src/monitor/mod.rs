@@ -10,7 +10,7 @@
 mod event;
 mod future;
 mod handle;
-pub(crate) mod layer;
+mod layer;
 mod service;
 mod state;
 

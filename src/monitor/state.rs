@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::event::{MonitorEvent, Threshold};
 use super::handle::Counters;
+use crate::client::Endpoint;
 use crate::headers::ratelimit::{
     parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState, RateLimitInfo, SfMemo,
 };
@@ -34,7 +35,7 @@ impl PendingKey {
     fn to_key(&self) -> String {
         match self {
             PendingKey::Built(key) => key.clone(),
-            PendingKey::Default { uri, host } => super::layer::endpoint_key_of(uri, host.as_ref()),
+            PendingKey::Default { uri, host } => Endpoint::new(uri, host.as_ref()).key(),
         }
     }
 
@@ -44,9 +45,7 @@ impl PendingKey {
         out.clear();
         match self {
             PendingKey::Built(key) => out.push_str(key),
-            PendingKey::Default { uri, host } => {
-                super::layer::push_endpoint_key(uri, host.as_ref(), out);
-            }
+            PendingKey::Default { uri, host } => Endpoint::new(uri, host.as_ref()).write_to(out),
         }
     }
 }
@@ -192,41 +191,71 @@ impl Shared {
     }
 
     /// Reads one response's rate-limit headers: counts, updates the endpoint's snapshot
-    /// (only when there is rate-limit information), then reports events. The key is
-    /// built as a `String` only for events; the table looks it up in a reused buffer.
+    /// (only when there is rate-limit information), then reports events.
     pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
-        let read = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo), self.reset_cap);
-        let c = &self.counters;
-        Counters::add(&c.responses, 1);
+        Counters::add(&self.counters.responses, 1);
         // The memo stays locked (if it was free) until the replaced snapshot's vectors are
         // given back to it: one lock for the reading and the giving back.
-        let (info, mut memo) = match read {
-            Some(read) => read,
-            // No rate-limit field: nothing to keep or report unless the status is a hit.
-            None if status != StatusCode::TOO_MANY_REQUESTS => return,
-            None => (RateLimitInfo::default(), None),
-        };
-        if info.is_empty() && info.malformed == 0 && status != StatusCode::TOO_MANY_REQUESTS {
-            // Nothing to count, keep or report: the key is not needed.
+        let Some((info, mut memo)) = self.read(status, headers) else {
             return;
+        };
+        let mut key = LazyKey {
+            pending: &endpoint,
+            built: None,
+        };
+        let events = self.events(&info, status, &mut key);
+        if !info.is_empty() {
+            let replaced = self.keep(info, status, &key);
+            // Its vectors become the storage of the next remembered reading's copy.
+            if let (Some(old), Some(memo)) = (replaced, memo.as_deref_mut()) {
+                memo.recycle(old.policies, old.states);
+            }
         }
-        let now = Instant::now();
-        let pending = endpoint;
-        let mut built: Option<String> = None;
-        let mut endpoint = || built.get_or_insert_with(|| pending.to_key()).clone();
+        drop(memo);
+        // Outside the locks: a callback may read the handle.
+        self.report(&events);
+    }
 
+    /// The response's rate-limit reading, or `None` when there is nothing to count, keep or
+    /// report (then the endpoint key is never built).
+    fn read<'m>(
+        &'m self,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Option<(RateLimitInfo, Option<MutexGuard<'m, SfMemo>>)> {
+        let hit = status == StatusCode::TOO_MANY_REQUESTS;
+        let read = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo), self.reset_cap);
+        let (info, memo) = match read {
+            Some(read) => read,
+            // No rate-limit field: a hit is still reported.
+            None if hit => (RateLimitInfo::default(), None),
+            None => return None,
+        };
+        let nothing = info.is_empty() && info.malformed == 0 && !hit;
+        (!nothing).then_some((info, memo))
+    }
+
+    /// Counts the response's events and lists them: at most one `Malformed`, then at most
+    /// one `Hit` or `LowRemaining`.
+    fn events(
+        &self,
+        info: &RateLimitInfo,
+        status: StatusCode,
+        key: &mut LazyKey<'_>,
+    ) -> Vec<MonitorEvent> {
+        let c = &self.counters;
         let mut events = Vec::new();
         if info.malformed > 0 {
             Counters::add(&c.malformed, u64::from(info.malformed));
             events.push(MonitorEvent::Malformed {
-                endpoint: endpoint(),
+                endpoint: key.get(),
                 count: info.malformed,
             });
         }
         if status == StatusCode::TOO_MANY_REQUESTS || info.remaining == Some(0) {
             Counters::add(&c.hits, 1);
             events.push(MonitorEvent::Hit {
-                endpoint: endpoint(),
+                endpoint: key.get(),
                 status,
                 remaining: info.remaining,
             });
@@ -234,55 +263,74 @@ impl Shared {
             if self.threshold.is_low(remaining, info.limit) {
                 Counters::add(&c.warnings, 1);
                 events.push(MonitorEvent::LowRemaining {
-                    endpoint: endpoint(),
+                    endpoint: key.get(),
                     remaining,
                     limit: info.limit,
                 });
             }
         }
+        events
+    }
 
-        if !info.is_empty() {
-            let reset_at = info
-                .reset_after
-                .or(info.retry_after)
-                .and_then(|d| now.checked_add(d));
-            let snapshot = EndpointSnapshot {
-                limit: info.limit,
-                remaining: info.remaining,
-                reset_at,
-                capped: info.capped,
-                policies: info.policies,
-                states: info.states,
-                dialect: info.dialect,
-                last_seen: now,
-                last_status: status,
-            };
-            let mut table = self.table();
-            let replaced = match &built {
-                Some(key) => table.upsert(key, snapshot),
-                None => {
-                    let mut key = std::mem::take(&mut table.scratch);
-                    pending.write_to(&mut key);
-                    let replaced = table.upsert(&key, snapshot);
-                    table.scratch = key;
-                    replaced
-                }
-            };
-            drop(table);
-            // Its vectors become the storage of the next remembered reading's copy.
-            if let (Some(old), Some(memo)) = (replaced, memo.as_deref_mut()) {
-                memo.recycle(old.policies, old.states);
+    /// Replaces the endpoint's snapshot with this reading; gives back the one replaced.
+    fn keep(
+        &self,
+        info: RateLimitInfo,
+        status: StatusCode,
+        key: &LazyKey<'_>,
+    ) -> Option<EndpointSnapshot> {
+        let now = Instant::now();
+        let reset_at = info
+            .reset_after
+            .or(info.retry_after)
+            .and_then(|d| now.checked_add(d));
+        let snapshot = EndpointSnapshot {
+            limit: info.limit,
+            remaining: info.remaining,
+            reset_at,
+            capped: info.capped,
+            policies: info.policies,
+            states: info.states,
+            dialect: info.dialect,
+            last_seen: now,
+            last_status: status,
+        };
+        let mut table = self.table();
+        match &key.built {
+            Some(built) => table.upsert(built, snapshot),
+            None => {
+                // The key is looked up in a reused buffer, not allocated.
+                let mut buf = std::mem::take(&mut table.scratch);
+                key.pending.write_to(&mut buf);
+                let replaced = table.upsert(&buf, snapshot);
+                table.scratch = buf;
+                replaced
             }
         }
-        drop(memo);
+    }
 
-        // Outside the lock: a callback may read the handle.
-        for event in &events {
+    /// Sends the events to `tracing` and to the callback.
+    fn report(&self, events: &[MonitorEvent]) {
+        for event in events {
             event.trace();
             if let Some(f) = &self.on_event {
                 f(event);
             }
         }
+    }
+}
+
+/// A response's endpoint key, built as a `String` only when an event needs one.
+struct LazyKey<'a> {
+    pending: &'a PendingKey,
+    built: Option<String>,
+}
+
+impl LazyKey<'_> {
+    fn get(&mut self) -> String {
+        self.built
+            .get_or_insert_with(|| self.pending.to_key())
+            .clone()
     }
 }
 

@@ -8,10 +8,9 @@ use http::StatusCode;
 use tower_layer::Layer;
 
 use super::gate::EndpointGate;
-use crate::backoff::replay::DEFAULT_MAX_REPLAY_BYTES;
-use crate::backoff::schedule::Rng;
+use crate::client::retry::{AttemptInfo, Outcome, Policy, Verdict};
+use crate::client::{Endpoint, RetryContext, RetryError, Retrying, Rng, DEFAULT_MAX_REPLAY_BYTES};
 use crate::headers::parse::{retry_hint, DEFAULT_HINT_CAP};
-use crate::retry::{AttemptInfo, Outcome, Policy, RetryContext, RetryError, Retrying, Step};
 
 /// What to do when the server asks for a wait longer than `max_wait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,18 +52,55 @@ impl fmt::Debug for RetryAfterPolicy {
     }
 }
 
-/// The default endpoint key: method, authority and path (no query).
+/// The default key of gated endpoints: the method, a space, then the request's authority
+/// (or, for a relative URI, its `Host` header) and path, without the query:
+/// `"GET api.example.com/v1/users"`.
+///
+/// The endpoint part is the one every client layer uses (the monitor's
+/// [`default_key`](crate::monitor::default_key)); the gate adds the method because a
+/// `Retry-After` answers one operation, and APIs limit operations on one path separately.
+///
+/// ```
+/// use tower_throttle::retry_after::default_endpoint;
+///
+/// let req = http::Request::post("https://api.example.com/v1/users?page=2").body(())?;
+/// let (head, _) = req.into_parts();
+/// assert_eq!(default_endpoint(&head), "POST api.example.com/v1/users");
+/// # Ok::<(), http::Error>(())
+/// ```
 pub fn default_endpoint(head: &http::request::Parts) -> String {
-    let method = head.method.as_str();
-    let authority = head.uri.authority().map_or("", |a| a.as_str());
-    let path = head.uri.path();
-    let mut key = String::with_capacity(method.len() + 1 + authority.len() + path.len());
-    key.push_str(method);
-    key.push(' ');
-    key.push_str(authority);
-    key.push_str(path);
-    key
+    Endpoint::of(head).method_key(&head.method)
 }
+
+/// Why a [`RetryAfterLayer`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryAfterConfigError {
+    /// With [`LongWait::Fail`], a `default_delay` longer than `max_wait` would fail every
+    /// retryable response that carries no guidance.
+    DefaultDelayOverMaxWait {
+        /// The configured default delay.
+        default_delay: Duration,
+        /// The configured maximum wait.
+        max_wait: Duration,
+    },
+}
+
+impl fmt::Display for RetryAfterConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RetryAfterConfigError::DefaultDelayOverMaxWait {
+                default_delay,
+                max_wait,
+            } => write!(
+                f,
+                "default_delay {default_delay:?} is longer than max_wait {max_wait:?}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RetryAfterConfigError {}
 
 impl RetryAfterPolicy {
     fn jitter(&self) -> Duration {
@@ -115,7 +151,7 @@ impl Policy for RetryAfterPolicy {
         ctx: &RetryContext,
         info: AttemptInfo,
         outcome: &Outcome<'_>,
-    ) -> Step {
+    ) -> Verdict {
         let (status, headers) = match outcome {
             Outcome::Response { status, headers } => (status, *headers),
             Outcome::Error(e) => {
@@ -134,11 +170,11 @@ impl Policy for RetryAfterPolicy {
                         gate.block((self.endpoint)(head), *h);
                     }
                 }
-                return Step::Return;
+                return Verdict::Return;
             }
         };
         if !self.statuses.contains(status) {
-            return Step::Return;
+            return Verdict::Return;
         }
         let hint = retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP);
         if let (Some(gate), Some(hint)) = (&self.gate, hint) {
@@ -146,17 +182,17 @@ impl Policy for RetryAfterPolicy {
         }
         let wait = match self.bounded(hint.map_or(self.default_delay, |h| h.delay), Some(*status)) {
             Ok(wait) => wait,
-            Err(e) => return Step::Fail(e),
+            Err(e) => return Verdict::Fail(e),
         };
         if !info.replayable {
-            return Step::Return;
+            return Verdict::Return;
         }
         if !ctx.try_claim(self.max_retries) {
-            return Step::GiveUp {
+            return Verdict::GiveUp {
                 hint: hint.map(|h| h.delay),
             };
         }
-        Step::Retry(wait)
+        Verdict::Retry(wait)
     }
 
     fn max_replay_bytes(&self) -> usize {
@@ -182,7 +218,8 @@ impl Policy for RetryAfterPolicy {
 ///     .max_retries(5)
 ///     .default_delay(Duration::from_secs(60))
 ///     .max_wait(Duration::from_secs(300))
-///     .build();
+///     .build()?;
+/// # Ok::<(), tower_throttle::retry_after::RetryAfterConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct RetryAfterLayer {
@@ -223,7 +260,7 @@ impl<S> Layer<S> for RetryAfterLayer {
     }
 }
 
-/// Configures a [`RetryAfterLayer`].
+/// Configures a [`RetryAfterLayer`]; [`build`](Self::build) validates the configuration.
 pub struct RetryAfterLayerBuilder {
     statuses: Vec<StatusCode>,
     max_retries: u32,
@@ -286,7 +323,7 @@ impl RetryAfterLayerBuilder {
     }
 
     /// How requests map to gated endpoints (default [`default_endpoint`]: method,
-    /// authority and path).
+    /// authority or `Host`, and path).
     pub fn endpoint_key<F>(mut self, f: F) -> Self
     where
         F: Fn(&http::request::Parts) -> String + Send + Sync + 'static,
@@ -315,9 +352,16 @@ impl RetryAfterLayerBuilder {
         self
     }
 
-    /// Builds the layer. Every setting has a safe meaning, so this cannot fail.
-    pub fn build(self) -> RetryAfterLayer {
-        RetryAfterLayer {
+    /// Validates the configuration and builds the layer: with [`LongWait::Fail`], the
+    /// default delay must not exceed `max_wait`.
+    pub fn build(self) -> Result<RetryAfterLayer, RetryAfterConfigError> {
+        if self.long_wait == LongWait::Fail && self.default_delay > self.max_wait {
+            return Err(RetryAfterConfigError::DefaultDelayOverMaxWait {
+                default_delay: self.default_delay,
+                max_wait: self.max_wait,
+            });
+        }
+        Ok(RetryAfterLayer {
             policy: Arc::new(RetryAfterPolicy {
                 statuses: self.statuses,
                 max_retries: self.max_retries,
@@ -330,6 +374,6 @@ impl RetryAfterLayerBuilder {
                 rng: Mutex::new(self.seed.map_or_else(Rng::from_entropy, Rng::seeded)),
                 max_replay_bytes: self.max_replay_bytes,
             }),
-        }
+        })
     }
 }

@@ -5,8 +5,8 @@ mod layer;
 
 pub use gate::EndpointGate;
 pub use layer::{
-    default_endpoint, LongWait, RetryAfterLayer, RetryAfterLayerBuilder, RetryAfterPolicy,
+    default_endpoint, LongWait, RetryAfterConfigError, RetryAfterLayer, RetryAfterLayerBuilder,
 };
 
 /// The service made by [`RetryAfterLayer`].
-pub type RetryAfter<S> = crate::retry::Retrying<S, RetryAfterPolicy>;
+pub type RetryAfter<S> = crate::client::Retrying<S, layer::RetryAfterPolicy>;

@@ -12,7 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
-use tower_throttle::retry::BoxError;
+use tower_throttle::BoxError;
 
 /// What the mock answers.
 #[derive(Debug, Clone)]

@@ -82,8 +82,8 @@ impl std::error::Error for PacingError {
     }
 }
 
-impl From<PacingError> for crate::retry::Error {
+impl From<PacingError> for crate::client::Error {
     fn from(e: PacingError) -> Self {
-        crate::retry::Error::new(e)
+        crate::client::Error::new(e)
     }
 }

@@ -13,12 +13,11 @@ use tower_service::Service;
 use super::error::PacingError;
 use super::layer::PacingShared;
 use super::quota::QuotaStatus;
+use crate::client::{BoxError, Endpoint, Error};
 use crate::engine::gcra::checks_key;
 use crate::engine::store::{MemoryStore, Store};
-use crate::monitor::layer::endpoint_key;
 use crate::rate_limit::handle::bump;
 use crate::rate_limit::plan::{Checks, Plan};
-use crate::retry::{BoxError, Error};
 
 /// The response future of [`Pacing`]: boxed, since it waits in several stages (turn,
 /// limits, quotas) before the inner call; one allocation per request on the client side.
@@ -201,7 +200,7 @@ where
             let endpoint = shared
                 .adaptive
                 .as_ref()
-                .map(|_| endpoint_key(req.uri(), req.headers()));
+                .map(|_| Endpoint::new(req.uri(), req.headers().get(http::header::HOST)).key());
             if let (Some(adaptive), Some(endpoint)) = (&shared.adaptive, &endpoint) {
                 let slot = adaptive.reserve(endpoint);
                 if slot > deadline {

@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use pin_project_lite::pin_project;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::BoxError;
 
 /// The inner body, type-erased so that stacked retrying layers and clients name one body
 /// type (`ReplayBody`) however deep the stack.
@@ -85,6 +85,23 @@ pub const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
 /// A clone made while the body was replayable whose remaining bytes were later discarded
 /// fails with [`BodyNotReplayable`] when it reaches them (never a hang, never a truncated
 /// body). Check [`is_replayable`](Self::is_replayable) before sending a clone made in advance.
+///
+/// The retrying layers wrap request bodies themselves; the inner service (a client such as
+/// hyper-util's) is built for `ReplayBody`:
+///
+/// ```
+/// use http_body_util::BodyExt;
+/// use tower_throttle::ReplayBody;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let body = ReplayBody::new(String::from("{\"n\":1}"), 64 * 1024);
+/// let again = body.try_clone().expect("within the limit");
+/// assert_eq!(body.collect().await?.to_bytes(), "{\"n\":1}");
+/// assert_eq!(again.collect().await?.to_bytes(), "{\"n\":1}");
+/// # Ok(())
+/// # }
+/// ```
 pub struct ReplayBody {
     shared: Arc<Common>,
     /// The inner body while this instance reads it. A mutex only so that `ReplayBody` is

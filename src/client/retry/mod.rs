@@ -1,4 +1,4 @@
-//! The retry machinery shared by [`RetryAfterLayer`](crate::retry_after::RetryAfterLayer)
+//! The retry loop shared by [`RetryAfterLayer`](crate::retry_after::RetryAfterLayer)
 //! and [`BackoffLayer`](crate::backoff::BackoffLayer): one future that sends a request,
 //! asks a policy what to do with the outcome (the policy sees the response, so it can
 //! honor `Retry-After`), waits, and sends the replayed request again.
@@ -10,72 +10,19 @@
 //! the stack (never their product), and backoff schedules continue where the other layer
 //! left them.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 
-pub mod error;
+use super::{BoxError, RetryError};
+
+mod context;
 mod future;
 mod service;
 
-pub use error::{BoxError, Error, RetryError};
+pub use context::RetryContext;
 pub use future::RetryFuture;
 pub use service::Retrying;
-
-/// The attempt counter shared by stacked retrying layers, carried in request extensions.
-#[derive(Debug, Clone)]
-pub struct RetryContext {
-    inner: Arc<ContextInner>,
-}
-
-#[derive(Debug)]
-struct ContextInner {
-    retries: AtomicU32,
-    deposited: AtomicBool,
-    idempotency_key: OnceLock<HeaderValue>,
-}
-
-impl RetryContext {
-    pub(crate) fn new() -> Self {
-        RetryContext {
-            inner: Arc::new(ContextInner {
-                retries: AtomicU32::new(0),
-                deposited: AtomicBool::new(false),
-                idempotency_key: OnceLock::new(),
-            }),
-        }
-    }
-
-    /// Retries made so far by every layer sharing this context.
-    pub fn retries(&self) -> u32 {
-        self.inner.retries.load(Ordering::Acquire)
-    }
-
-    /// True exactly once per original request, however many layers and attempts see it
-    /// (a retry budget deposits once per request).
-    pub fn first_deposit(&self) -> bool {
-        !self.inner.deposited.swap(true, Ordering::AcqRel)
-    }
-
-    /// The request's idempotency key: made once by `make`, then the same for every attempt
-    /// of every stacked layer.
-    pub fn idempotency_key(&self, make: impl FnOnce() -> HeaderValue) -> HeaderValue {
-        self.inner.idempotency_key.get_or_init(make).clone()
-    }
-
-    /// Claims one retry if fewer than `own_max` retries were made by all layers together.
-    pub fn try_claim(&self, own_max: u32) -> bool {
-        let max = own_max;
-        self.inner
-            .retries
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
-    }
-}
 
 /// What a policy sees of an attempt's outcome.
 #[derive(Debug)]
@@ -103,7 +50,7 @@ impl Outcome<'_> {
 
 /// What to do after an attempt.
 #[derive(Debug)]
-pub enum Step {
+pub enum Verdict {
     /// Hand the outcome to the caller.
     Return,
     /// Send the request again after this delay.
@@ -150,7 +97,7 @@ pub trait Policy: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// After an attempt. A policy that returns [`Step::Retry`] must have claimed the retry
+    /// After an attempt. A policy that returns [`Verdict::Retry`] must have claimed the retry
     /// with [`RetryContext::try_claim`].
     fn decide(
         &self,
@@ -158,7 +105,7 @@ pub trait Policy: Send + Sync + 'static {
         ctx: &RetryContext,
         info: AttemptInfo,
         outcome: &Outcome<'_>,
-    ) -> Step;
+    ) -> Verdict;
 
     /// Most bytes of a request body kept for replay.
     fn max_replay_bytes(&self) -> usize;
@@ -170,39 +117,12 @@ pub trait Policy: Send + Sync + 'static {
     }
 }
 
-fn outcome_of<B>(result: &Result<Response<B>, BoxError>) -> Outcome<'_> {
+pub(crate) fn outcome_of<B>(result: &Result<Response<B>, BoxError>) -> Outcome<'_> {
     match result {
         Ok(res) => Outcome::Response {
             status: res.status(),
             headers: res.headers(),
         },
         Err(e) => Outcome::Error(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn context_is_shared_by_clones() {
-        let ctx = RetryContext::new();
-        let other = ctx.clone();
-        assert!(ctx.first_deposit());
-        assert!(!other.first_deposit());
-        let key = ctx.idempotency_key(|| HeaderValue::from_static("k1"));
-        assert_eq!(
-            other.idempotency_key(|| HeaderValue::from_static("k2")),
-            key
-        );
-        // Each layer retries while the shared total is below its own maximum.
-        assert!(ctx.try_claim(2) && other.try_claim(5));
-        assert!(
-            !ctx.try_claim(2),
-            "2 retries made: the layer allowing 2 stops"
-        );
-        assert!(other.try_claim(5) && other.try_claim(5) && other.try_claim(5));
-        assert!(!other.try_claim(5));
-        assert_eq!(ctx.retries(), 5);
     }
 }

@@ -7,15 +7,19 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::RetryFuture;
-use super::{BoxError, Error, Policy};
-use crate::backoff::replay::ReplayBody;
+use super::Policy;
+use crate::client::{BoxError, Error, ReplayBody};
 
-/// Sends requests through `S`, retrying as the policy `P` decides.
+/// Sends requests through `S`, retrying as the policy `P` decides: the service made by
+/// [`BackoffLayer`](crate::BackoffLayer) (named
+/// [`BackoffService<S>`](crate::backoff::BackoffService)) and by
+/// [`RetryAfterLayer`](crate::RetryAfterLayer) (named
+/// [`RetryAfter<S>`](crate::retry_after::RetryAfter)).
 ///
 /// The inner service receives `Request<ReplayBody>`: the body is kept (up to a limit)
 /// so that a retry sends it byte-identical. Errors are this crate's [`Error`] (a boxed error
 /// in a concrete type); the layers' own failures inside are
-/// [`RetryError`](super::RetryError)s.
+/// [`RetryError`](crate::RetryError)s.
 pub struct Retrying<S, P> {
     inner: S,
     policy: Arc<P>,
@@ -24,11 +28,6 @@ pub struct Retrying<S, P> {
 impl<S, P> Retrying<S, P> {
     pub(crate) fn new(inner: S, policy: Arc<P>) -> Self {
         Retrying { inner, policy }
-    }
-
-    /// The policy (shared by every clone).
-    pub fn policy(&self) -> &P {
-        &self.policy
     }
 }
 

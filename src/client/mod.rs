@@ -1,0 +1,24 @@
+//! The client core shared by every client layer ([`RetryAfterLayer`](crate::RetryAfterLayer),
+//! [`BackoffLayer`](crate::BackoffLayer), [`HeaderMonitorLayer`](crate::HeaderMonitorLayer)
+//! and pacing): the retry loop, the replayable request body, the jitter random source, the
+//! endpoint identity and the crate's error types.
+//!
+//! The layers depend on this module and never on each other. Its user-facing items are
+//! re-exported at the crate root ([`Error`](crate::Error), [`RetryError`](crate::RetryError),
+//! [`BoxError`](crate::BoxError), [`ReplayBody`](crate::ReplayBody),
+//! [`RetryContext`](crate::RetryContext), [`Retrying`](crate::Retrying),
+//! [`RetryFuture`](crate::RetryFuture)); everything else is internal.
+
+mod endpoint;
+mod error;
+mod replay;
+pub(crate) mod retry;
+mod rng;
+
+pub(crate) use endpoint::Endpoint;
+pub(crate) use error::{into_box_error, poll_ready_boxed};
+pub use error::{BoxError, Error, RetryError};
+pub(crate) use replay::DEFAULT_MAX_REPLAY_BYTES;
+pub use replay::{BodyNotReplayable, ReplayBody};
+pub use retry::{RetryContext, RetryFuture, Retrying};
+pub(crate) use rng::{duration_from_nanos, Rng};
