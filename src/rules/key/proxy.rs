@@ -335,7 +335,7 @@ fn valid_port(p: &str) -> bool {
 /// Mask an address to its group: IPv4 to `v4_prefix` bits, IPv6 to `v6_prefix` bits (so
 /// all of one /64 share a key). IPv4-mapped IPv6 is first converted to IPv4. Prefixes
 /// above 32/128 are clamped.
-pub fn group_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
+pub(crate) fn group_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
     let ip = ip.to_canonical();
     mask(ip, if ip.is_ipv4() { v4_prefix } else { v6_prefix })
 }
