@@ -174,7 +174,7 @@ pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_throttle::headers::ratelimit::parse_rate_limit_capped;
+/// use tower_throttle::headers::parse_rate_limit_capped;
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("x-ratelimit-remaining", "0".parse()?);
 /// headers.insert("x-ratelimit-reset", "86400".parse()?);

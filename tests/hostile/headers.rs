@@ -23,13 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
 use tower_throttle::gcra::{decide, Check, Decision, GcraParams};
-use tower_throttle::headers::parse::{
-    grpc_forbids_retry, parse_retry_after, retry_hint, HintSource,
-};
-use tower_throttle::headers::ratelimit::{QuotaPolicy, QuotaState};
 use tower_throttle::headers::write::{policy_window, LEGACY_RESET_MAX};
 use tower_throttle::headers::{
-    ceil_secs, parse_rate_limit_capped, parse_reset, Dialect, HeaderDialects, RateLimitInfo,
+    ceil_secs, grpc_forbids_retry, parse_rate_limit_capped, parse_reset, parse_retry_after,
+    retry_hint, Dialect, HeaderDialects, HintSource, QuotaPolicy, QuotaState, RateLimitInfo,
     DEFAULT_RESET_CAP, MAX_ITEMS,
 };
 use tower_throttle::quota::MAX_PERIOD;

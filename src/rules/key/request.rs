@@ -9,7 +9,7 @@ pub const MAX_PATH_PARAMS: usize = 8;
 
 /// Path parameters captured by the route template a rule matched, as they appear in the
 /// [canonical path](crate::rules::path) (unreserved escapes decoded, other escapes upper-cased);
-/// [`PathParam`] decodes the rest.
+/// [`PathParam`](super::PathParam) decodes the rest.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PathParams<'a> {
     items: [(&'a str, &'a str); MAX_PATH_PARAMS],
