@@ -51,7 +51,7 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
-        // Every state names a policy that does not exist (issue 11, item 7).
+        // Every state names a policy that does not exist.
         name: "mismatched_names",
         build: |n| {
             headers(vec![
