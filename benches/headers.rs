@@ -15,8 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tower_throttle::headers::parse::DEFAULT_HINT_CAP;
-use tower_throttle::headers::{parse_rate_limit, retry_hint};
+use tower_throttle::headers::{parse_rate_limit, retry_hint, DEFAULT_HINT_CAP};
 
 /// Sizes measured, in KB (1 KB = 1000 bytes).
 const SIZES_KB: [usize; 4] = [1, 10, 100, 400];
@@ -52,7 +51,7 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
-        // Every state names a policy that does not exist (issue 11, item 7).
+        // Every state names a policy that does not exist.
         name: "mismatched_names",
         build: |n| {
             headers(vec![

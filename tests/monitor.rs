@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
-use tower_throttle::headers::ratelimit::{Dialect, QuotaPolicy, QuotaState};
+use tower_throttle::headers::{Dialect, QuotaPolicy, QuotaState};
 use tower_throttle::monitor::{
     HeaderMonitorLayer, MonitorConfigError, MonitorEvent, MonitorHandle, MonitorStats, Threshold,
 };

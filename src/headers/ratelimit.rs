@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use sfv::BareItem;
 
-use super::parse::{parse_date, retry_hint, trim_ows, DEFAULT_HINT_CAP};
+use super::parse::{parse_date, retry_hint, trim_ows, RetryHint, DEFAULT_HINT_CAP};
 use line::{digits_limit, digits_secs, digits_u64, parse_limit, plain_u64, read_line};
 pub(crate) use memo::SfMemo;
 use names::{Family, Field, Fields, X_RATELIMIT, X_RATE_LIMIT};
@@ -174,7 +174,7 @@ pub fn parse_rate_limit(headers: &HeaderMap, now: SystemTime) -> RateLimitInfo {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_throttle::headers::ratelimit::parse_rate_limit_capped;
+/// use tower_throttle::headers::parse_rate_limit_capped;
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("x-ratelimit-remaining", "0".parse()?);
 /// headers.insert("x-ratelimit-reset", "86400".parse()?);
@@ -215,36 +215,10 @@ pub(crate) fn parse_rate_limit_at<'m>(
         now,
         malformed: 0,
     };
-    let policy_slot = memo.as_deref_mut().map(SfMemo::policy);
-    let (named, numbered) = cx
-        .sf_field(names::RATELIMIT_POLICY, policy_slot, Ctx::policy_field)
-        .unwrap_or_default();
-    let ratelimit_slot = memo.as_deref_mut().map(SfMemo::ratelimit);
-    let (states, mut draft07) = cx
-        .sf_field(names::RATELIMIT, ratelimit_slot, Ctx::ratelimit_field)
-        .unwrap_or_default();
-    let draft11 = Ctx::draft11(named, states);
-    let mut separate = cx.separate();
-    let owner = if draft07.is_empty() && !separate.is_empty() {
-        &mut separate
-    } else {
-        &mut draft07
-    };
-    owner.policies.extend(numbered);
+    let [draft11, draft07, separate] = cx.ietf(memo.as_deref_mut());
     let x = cx.x_family(&X_RATELIMIT);
     let x_dashed = cx.x_family(&X_RATE_LIMIT);
-    let [retry_after_field, retry_fields @ ..] = names::RETRY_FIELDS;
-    let hint = names::RETRY_FIELDS
-        .iter()
-        .any(|&f| cx.fields.has(f))
-        .then(|| retry_hint(headers, now, cap))
-        .flatten();
-    let retry_after = hint.map(|hint| hint.delay);
-    // grpc-retry-pushback-ms is not counted: a negative value is a valid "do not retry".
-    let counted = [retry_after_field, retry_fields[0], retry_fields[1]];
-    if retry_after.is_none() && counted.iter().any(|&f| cx.fields.has(f)) {
-        cx.bad();
-    }
+    let hint = cx.retry_reading(headers, cap);
     // The first non-empty reading in precedence order (the others are dropped unmoved).
     let (dialect, mut info) = if !draft11.is_empty() {
         (Some(Dialect::IetfDraft11), draft11)
@@ -259,10 +233,18 @@ pub(crate) fn parse_rate_limit_at<'m>(
     } else {
         (None, RateLimitInfo::default())
     };
+    let retry_after = hint.map(|hint| hint.delay);
     info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
     info.retry_after = retry_after;
     info.malformed = cx.malformed;
     info.capped = hint.is_some_and(|h| h.capped);
+    cap_resets(&mut info, cap);
+    Some((info, memo))
+}
+
+/// Caps the headline's reset and every state's at `cap`, setting `capped` when one was
+/// longer.
+fn cap_resets(info: &mut RateLimitInfo, cap: Duration) {
     let resets = info.states.iter_mut().map(|s| &mut s.reset_after);
     for reset in std::iter::once(&mut info.reset_after).chain(resets) {
         if let Some(value) = reset.as_mut().filter(|v| **v > cap) {
@@ -270,7 +252,6 @@ pub(crate) fn parse_rate_limit_at<'m>(
             info.capped = true;
         }
     }
-    Some((info, memo))
 }
 
 /// Parsing state shared by the dialects: the fields, the local clock and the count of
@@ -282,6 +263,45 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// The three IETF readings, in precedence order: draft-11 (`RateLimit-Policy` and
+    /// `RateLimit` lists), draft-07 (the `RateLimit` dictionary) and the separate fields.
+    /// Integer `RateLimit-Policy` items join the draft-07 reading, or the separate one when
+    /// only that is present.
+    fn ietf(&mut self, mut memo: Option<&mut SfMemo>) -> [RateLimitInfo; 3] {
+        let policy_slot = memo.as_deref_mut().map(SfMemo::policy);
+        let (named, numbered) = self
+            .sf_field(names::RATELIMIT_POLICY, policy_slot, Ctx::policy_field)
+            .unwrap_or_default();
+        let ratelimit_slot = memo.map(SfMemo::ratelimit);
+        let (states, mut draft07) = self
+            .sf_field(names::RATELIMIT, ratelimit_slot, Ctx::ratelimit_field)
+            .unwrap_or_default();
+        let draft11 = Ctx::draft11(named, states);
+        let mut separate = self.separate();
+        let owner = if draft07.is_empty() && !separate.is_empty() {
+            &mut separate
+        } else {
+            &mut draft07
+        };
+        owner.policies.extend(numbered);
+        [draft11, draft07, separate]
+    }
+
+    /// The retry hint, looked for only when a retry field is present. An unreadable
+    /// `Retry-After`, `retry-after-ms` or `x-amz-retry-after` is counted as malformed when
+    /// no hint could be read; `grpc-retry-pushback-ms` is not (a negative value is a valid
+    /// "do not retry").
+    fn retry_reading(&mut self, headers: &HeaderMap, cap: Duration) -> Option<RetryHint> {
+        let [retry_after, retry_after_ms, amz, _grpc] = names::RETRY_FIELDS;
+        let has = |field: &Field| self.fields.has(*field);
+        let hint = names::RETRY_FIELDS.iter().any(has);
+        let hint = hint.then(|| retry_hint(headers, self.now, cap)).flatten();
+        if hint.is_none() && [retry_after, retry_after_ms, amz].iter().any(has) {
+            self.bad();
+        }
+        hint
+    }
+
     /// Counts one ignored field.
     fn bad(&mut self) {
         self.count(1);

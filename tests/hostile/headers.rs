@@ -1,4 +1,5 @@
-//! Attacks of issue 11 on the client's header readers (items 7 and 8).
+//! Attacks on the client's header readers: what our own server writes must read back
+//! exactly, and hostile heads must read cheaply and within their caps.
 //!
 //! - Round trip with ourselves: for hundreds of generated quota shapes (burst below, equal
 //!   to and above the count, sub-second to 366-day windows, block periods, shadow rules,
@@ -23,13 +24,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
 use tower_throttle::gcra::{decide, Check, Decision, GcraParams};
-use tower_throttle::headers::parse::{
-    grpc_forbids_retry, parse_retry_after, retry_hint, HintSource,
-};
-use tower_throttle::headers::ratelimit::{QuotaPolicy, QuotaState};
 use tower_throttle::headers::write::{policy_window, LEGACY_RESET_MAX};
 use tower_throttle::headers::{
-    ceil_secs, parse_rate_limit_capped, parse_reset, Dialect, HeaderDialects, RateLimitInfo,
+    ceil_secs, grpc_forbids_retry, parse_rate_limit_capped, parse_reset, parse_retry_after,
+    retry_hint, Dialect, HeaderDialects, HintSource, QuotaPolicy, QuotaState, RateLimitInfo,
     DEFAULT_RESET_CAP, MAX_ITEMS,
 };
 use tower_throttle::quota::MAX_PERIOD;
@@ -300,14 +298,14 @@ impl RoundTrip {
     }
 }
 
-/// Item 8, and the round trip of every quota shape: fresh, partly used, exhausted and
+/// Remaining above the limit, and the round trip of every quota shape: fresh, partly used, exhausted and
 /// refused, after a partial refill, after sub-second steps, after a full refill.
 #[tokio::test(start_paused = true)]
 async fn the_monitor_reads_back_exactly_what_our_server_meant() {
     let mut rng = Rng(0x5eed_0f11_0008);
     let (mut refused, mut capped, mut above, mut long) = (0, 0, 0, 0);
     let shapes = cases(3000) / 10;
-    // The issue's rule (20 per 10 s, burst 40) and 36 years of burst, in each dialect,
+    // A rule of 20 per 10 s with burst 40 and 36 years of burst, in each dialect,
     // then generated shapes.
     let dialects = [
         HeaderDialects::LEGACY,
@@ -655,7 +653,7 @@ fn list(bytes: usize, f: impl Fn(usize) -> String) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Item 7 over loopback: a 400 KB `RateLimit-Policy` + `RateLimit` pair whose names do not
+/// Over loopback: a 400 KB `RateLimit-Policy` + `RateLimit` pair whose names do not
 /// match, the largest head hyper's client accepts by default, is read (first `MAX_ITEMS`
 /// of each list, one malformed count per list cut), as are a 20-digit reset (refused) and
 /// NBSP padding (refused); a head beyond hyper's limit never reaches the monitor.

@@ -1,4 +1,5 @@
-//! Reproductions of issue 11, items 7 and 8: hostile or merely unusual response headers.
+//! Hostile or merely unusual response headers: epoch units, huge resets, padding, long
+//! lists, remaining above the limit.
 
 use super::*;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -24,7 +25,7 @@ fn read(pairs: &[(&str, &str)]) -> RateLimitInfo {
     parse_rate_limit(&map(pairs), now())
 }
 
-/// Item 8: our own server writes `r` above `q` when the burst exceeds the count.
+/// Our own server writes `r` above `q` when the burst exceeds the count: read as sent.
 #[test]
 fn remaining_above_the_limit_is_read_as_sent() {
     let got = read(&[
@@ -51,7 +52,7 @@ fn remaining_above_the_limit_is_read_as_sent() {
     );
 }
 
-/// Item 7: epoch microseconds and nanoseconds were read as milliseconds.
+/// Epoch microseconds and nanoseconds are told apart from milliseconds by magnitude.
 #[test]
 fn epoch_micros_and_nanos_are_recognized() {
     let at = |s: &str| parse_reset(s, now());
@@ -71,7 +72,8 @@ fn epoch_micros_and_nanos_are_recognized() {
     assert_eq!(at("999999999999999999999999"), None);
 }
 
-/// Item 7: a 20-digit `X-RateLimit-Reset` read as ~585 million years.
+/// A 20-digit `X-RateLimit-Reset` fits no epoch unit (as seconds it would be ~585 million
+/// years): refused, not read as a wait.
 #[test]
 fn a_twenty_digit_reset_is_refused() {
     let got = read(&[
@@ -167,7 +169,7 @@ fn reading(pairs: &[(&str, &str)]) -> (Reading, u32) {
     )
 }
 
-/// Item 7: optional whitespace is RFC 9110's (SP and HTAB), in every field alike; other
+/// Optional whitespace is RFC 9110's (SP and HTAB), in every field alike; other
 /// spaces (NBSP, Unicode spaces, vertical tab) are never padding.
 #[test]
 fn optional_whitespace_is_sp_and_htab_in_every_field() {
@@ -191,7 +193,7 @@ fn optional_whitespace_is_sp_and_htab_in_every_field() {
             }
         }
     }
-    // The two values of the issue: the same field shape, the same outcome.
+    // One field shape, padded or not, reads the same.
     assert_eq!(reading(&[("x-ratelimit-remaining", " 5 ")]).0 .1, Some(5));
     let reset = Some(Duration::from_millis(64_570));
     assert_eq!(reading(&[("x-ratelimit-reset", " 64.57 ")]).0 .2, reset);
@@ -201,7 +203,7 @@ fn optional_whitespace_is_sp_and_htab_in_every_field() {
     );
 }
 
-/// Item 7: the readers of one value accept the same padding as the fields.
+/// The readers of one value accept the same padding as the fields.
 #[test]
 fn value_readers_trim_sp_and_htab_only() {
     let s = Duration::from_secs;
@@ -231,9 +233,9 @@ fn items(n: usize, f: impl Fn(usize) -> String) -> String {
     (0..n).map(f).collect::<Vec<_>>().join(", ")
 }
 
-/// Item 7: a list of thousands of policies and states whose names do not match was read
-/// whole, every state searching every policy. At most `MAX_ITEMS` of each are kept now
-/// (the rest are counted once as malformed), and matching them is one lookup per state.
+/// A list of thousands of policies and states whose names do not match: at most
+/// `MAX_ITEMS` of each are kept (the rest are counted once as malformed), so that reading it
+/// stays cheap, and matching them is one lookup per state.
 #[test]
 fn long_lists_are_capped() {
     let n = 1000;
@@ -299,7 +301,7 @@ fn duplicate_names_first_wins() {
     );
 }
 
-/// Item 7: resets are capped like retry hints (1 day by default), with the flag set.
+/// Resets are capped like retry hints (1 day by default), with the flag set.
 #[test]
 fn resets_are_capped_like_retry_hints() {
     let day = DEFAULT_RESET_CAP;
@@ -343,9 +345,9 @@ fn resets_are_capped_like_retry_hints() {
     );
 }
 
-/// Item 7, deterministic work count: reading `n` policies and `n` states compares or looks
-/// up names at most `SMALL` times per member (the old reader compared every state with
-/// every policy: `n²`).
+/// Deterministic work count: reading `n` policies and `n` states compares or looks up names
+/// at most `SMALL` times per member (comparing every state with every policy would be
+/// `n²`).
 #[test]
 fn name_work_is_linear_in_the_members() {
     for n in [10, 100, 1000, 10_000] {

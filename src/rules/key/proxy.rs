@@ -12,7 +12,25 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// An IP network in CIDR notation (e.g. `10.0.0.0/8`, `2001:db8::/32`, or a bare address
 /// meaning /32 or /128). An IPv4-mapped IPv6 network (`::ffff:a.b.c.d/n`, `n >= 96`) is
-/// stored as the equivalent IPv4 network.
+/// stored as the equivalent IPv4 network, and host bits are cleared, so a network compares
+/// and prints as the set of addresses it covers.
+///
+/// Parsing is strict where a lenient reading would widen trust: addresses as the standard
+/// library reads them (no leading zeros, which other parsers take as octal), prefix lengths
+/// of at most three decimal digits, surrounding whitespace only.
+///
+/// ```
+/// use tower_throttle::key::IpNet;
+///
+/// let net: IpNet = "10.1.2.3/8".parse()?;
+/// assert_eq!(net.to_string(), "10.0.0.0/8");
+/// assert!(net.contains("::ffff:10.9.9.9".parse().unwrap()));
+/// assert!("010.0.0.0/8".parse::<IpNet>().is_err());
+/// // From another network type, such as the `ipnet` crate's:
+/// let same = IpNet::new("10.0.0.0".parse().unwrap(), 8)?;
+/// assert_eq!(net, same);
+/// # Ok::<(), tower_throttle::key::InvalidCidr>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
     addr: IpAddr,
@@ -335,7 +353,7 @@ fn valid_port(p: &str) -> bool {
 /// Mask an address to its group: IPv4 to `v4_prefix` bits, IPv6 to `v6_prefix` bits (so
 /// all of one /64 share a key). IPv4-mapped IPv6 is first converted to IPv4. Prefixes
 /// above 32/128 are clamped.
-pub fn group_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
+pub(crate) fn group_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
     let ip = ip.to_canonical();
     mask(ip, if ip.is_ipv4() { v4_prefix } else { v6_prefix })
 }

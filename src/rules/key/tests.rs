@@ -1,5 +1,8 @@
 use super::*;
+use http::HeaderName;
 use http::Request;
+use siphasher::sip::SipHasher13;
+use std::net::SocketAddr;
 
 fn hash_of(ext: &dyn KeyExtractor, req: &RequestParts<'_>) -> Result<u64, KeyMissing> {
     let mut b = KeyBuilder::new(SipHasher13::new_with_keys(1, 2));

@@ -47,7 +47,7 @@ fn cidr_parsing() {
     ] {
         assert_eq!(net(s).to_string(), want);
     }
-    let bad = "garbage 10.0.0/8 1.2.3.4/33 ::/129 1.2.3.4/ 1.2.3.4/+8 1.2.3.4/8/8 /8 ::1/0128";
+    let bad = "garbage 10.0.0/8 1.2.3.4/33 ::/129 1.2.3.4/ 1.2.3.4/+8 1.2.3.4/8/8 /8 ::1/0128 010.1.2.3/8";
     for bad in ["", " ", "1.2.3.4/x"].into_iter().chain(bad.split(' ')) {
         assert_eq!(bad.parse::<IpNet>().unwrap_err().input(), bad);
     }

@@ -1,0 +1,82 @@
+//! What an extractor sees of a request.
+
+use std::net::SocketAddr;
+
+use http::{Extensions, HeaderMap, Method, Uri};
+
+/// The most path parameters one route template may capture.
+pub const MAX_PATH_PARAMS: usize = 8;
+
+/// Path parameters captured by the route template a rule matched, as they appear in the
+/// [canonical path](crate::rules::path) (unreserved escapes decoded, other escapes upper-cased);
+/// [`PathParam`](super::PathParam) decodes the rest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathParams<'a> {
+    items: [(&'a str, &'a str); MAX_PATH_PARAMS],
+    len: usize,
+}
+
+impl<'a> PathParams<'a> {
+    /// Looks a parameter up by name.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.items[..self.len]
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Adds a parameter; returns `false` when full.
+    pub(crate) fn push(&mut self, name: &'a str, value: &'a str) -> bool {
+        if self.len == MAX_PATH_PARAMS {
+            return false;
+        }
+        self.items[self.len] = (name, value);
+        self.len += 1;
+        true
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// A borrowed view of a request, as key extractors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI.
+    pub uri: &'a Uri,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The request extensions (peer address, authenticated user, …).
+    pub extensions: &'a Extensions,
+    /// Parameters captured by the matched route template.
+    pub path_params: PathParams<'a>,
+}
+
+impl<'a> RequestParts<'a> {
+    /// A view of `req` with no path parameters.
+    pub fn new<B>(req: &'a http::Request<B>) -> Self {
+        RequestParts {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+            path_params: PathParams::default(),
+        }
+    }
+
+    /// The peer's socket address: axum's `ConnectInfo<SocketAddr>` (feature `axum`) or a
+    /// plain `SocketAddr` request extension (insert one in a hyper service).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "axum")]
+        if let Some(ci) = self
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        {
+            return Some(ci.0);
+        }
+        self.extensions.get::<SocketAddr>().copied()
+    }
+}
