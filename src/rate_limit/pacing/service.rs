@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::error::PacingError;
 use super::layer::PacingShared;
 use super::quota::QuotaStatus;
+use crate::engine::clock::Clock;
 use crate::engine::gcra::checks_key;
 use crate::engine::store::{MemoryStore, Store};
 use crate::monitor::layer::endpoint_key;
@@ -113,7 +114,7 @@ where
                 let mut waited = false;
                 loop {
                     let decision = store
-                        .check(&checks)
+                        .check(rules.clock.now(), &checks)
                         .await
                         .map_err(|e| Error::from(PacingError::Store(e)))?;
                     if decision.admitted {
@@ -164,7 +165,7 @@ where
                     }
                 };
                 let usage = store
-                    .consume_usage(key, 1, q.limits)
+                    .consume_usage(rules.clock.now(), key, 1, q.limits)
                     .await
                     .map_err(|e| Error::from(PacingError::Store(e)))?;
                 if !usage.admitted {

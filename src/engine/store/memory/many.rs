@@ -19,18 +19,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 
-use super::table::{slot_key, Table, MOVED};
+use super::table::{slot_key, Table};
 use super::{lock, room, view, Inner, Writer};
-use crate::engine::clock::Clock;
 use crate::engine::gcra::{decide_states, fill_headline, Check, Decision, Step, MAX_CHECKS};
-
-/// Transient lock bit of a state word (below the block flag; TATs stay below it because
-/// clock readings are capped at [`MAX_NOW`]).
-pub(super) const LOCKED: u64 = 1 << 62;
-
-/// Clock readings are capped here (2^61 ns, 73 years of uptime): a TAT is at most a
-/// reading plus a limit (at most 2^60 ns) plus a block (at most 366 days), below [`LOCKED`].
-pub(super) const MAX_NOW: u64 = 1 << 61;
+use crate::engine::state::{LOCKED, MOVED};
 
 /// Spins before yielding the thread while a key is locked (a holder locks at most
 /// [`MAX_CHECKS`] keys for a few hundred nanoseconds, unless it is preempted).
@@ -129,21 +121,21 @@ fn sort_dedup<T: Ord + Copy>(items: &mut [T]) -> usize {
     n
 }
 
-impl<C: Clock> Inner<C> {
-    pub(super) fn check_many(&self, checks: &[Check]) -> Decision {
+impl Inner {
+    pub(super) fn check_many(&self, checks: &[Check], now: u64) -> Decision {
         // Stack arrays sized for the request: zeroing room for 64 checks on every call
         // would cost more than the decision.
         if checks.len() <= 4 {
-            self.check_many_in::<4>(checks)
+            self.check_many_in::<4>(checks, now)
         } else if checks.len() <= 16 {
-            self.check_many_in::<16>(checks)
+            self.check_many_in::<16>(checks, now)
         } else {
-            self.check_many_in::<MAX_CHECKS>(checks)
+            self.check_many_in::<MAX_CHECKS>(checks, now)
         }
     }
 
     /// At most `N` checks (more are ignored; callers validate the count).
-    fn check_many_in<const N: usize>(&self, checks: &[Check]) -> Decision {
+    fn check_many_in<const N: usize>(&self, checks: &[Check], now: u64) -> Decision {
         let checks = &checks[..checks.len().min(N)];
         // (shard, key) of every check, in check order and then sorted and deduplicated:
         // the lock order of shards and of keys.
@@ -163,8 +155,8 @@ impl<C: Clock> Inner<C> {
             *k = keys.binary_search(o).unwrap_or(0);
         }
         let key_of = &key_of[..checks.len()];
-        self.check_known::<N>(checks, keys, key_of)
-            .unwrap_or_else(|| self.check_locked::<N>(checks, keys, key_of))
+        self.check_known::<N>(checks, keys, key_of, now)
+            .unwrap_or_else(|| self.check_locked::<N>(checks, keys, key_of, now))
     }
 
     /// Every key known to this thread's view: decide under key locks. `None` if a key is
@@ -174,6 +166,7 @@ impl<C: Clock> Inner<C> {
         checks: &[Check],
         keys: &[(usize, u64)],
         key_of: &[usize],
+        now: u64,
     ) -> Option<Decision> {
         view::with(self.owner.id, |tables| {
             let mut slots: [&AtomicU64; N] = [&UNUSED; N];
@@ -185,7 +178,7 @@ impl<C: Clock> Inner<C> {
             if !lock_keys(slots, &mut states) {
                 return None;
             }
-            let (decision, _) = decide_keys::<N>(self.now(), checks, key_of, &mut states);
+            let (decision, _) = decide_keys::<N>(now, checks, key_of, &mut states);
             for (slot, &state) in slots.iter().zip(&states) {
                 slot.store(state, Ordering::Release);
             }
@@ -205,13 +198,14 @@ impl<C: Clock> Inner<C> {
         checks: &[Check],
         keys: &[(usize, u64)],
         key_of: &[usize],
+        now: u64,
     ) -> Decision {
         let mut may_reclaim = true;
         loop {
-            match self.check_in_shards::<N>(checks, keys, key_of, may_reclaim) {
+            match self.check_in_shards::<N>(checks, keys, key_of, now, may_reclaim) {
                 Some(decision) => return decision,
                 None => {
-                    self.reclaim(true);
+                    self.reclaim(true, now);
                     may_reclaim = false;
                 }
             }
@@ -225,6 +219,7 @@ impl<C: Clock> Inner<C> {
         checks: &[Check],
         keys: &[(usize, u64)],
         key_of: &[usize],
+        now: u64,
         may_reclaim: bool,
     ) -> Option<Decision> {
         let mut shards = [0usize; N];
@@ -235,7 +230,6 @@ impl<C: Clock> Inner<C> {
         let shards = &shards[..distinct];
         let mut guards: [Option<MutexGuard<'_, Writer>>; N] =
             std::array::from_fn(|i| shards.get(i).map(|&s| lock(&self.shards[s])));
-        let now = self.now();
         let guard_of = |shard: usize| shards.binary_search(&shard).unwrap_or(0);
         let missing_in = |g: &Writer, shard: usize| -> u64 {
             let mut mask = 0u64;
