@@ -15,8 +15,8 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use criterion::{criterion_group, BatchSize, Criterion};
-use governor::clock::{Clock as _, Reference as _};
 use governor::clock::FakeRelativeClock;
+use governor::clock::{Clock as _, Reference as _};
 use governor::{Quota as GQuota, RateLimiter};
 use tower_throttle::clock::{Clock, ManualClock, TokioClock};
 use tower_throttle::gcra::{Check, GcraParams};

@@ -334,6 +334,12 @@ pub(crate) fn checks_key(checks: &[Check]) -> u64 {
     })
 }
 
+/// State of check `i` on its stored state after a decision at `now`.
+#[cfg(feature = "test-util")]
+pub(crate) fn limit_state(now: u64, i: usize, p: &GcraParams, stored: u64) -> LimitState {
+    state(now, i, p, tat_of(stored))
+}
+
 /// State of check `i` given its (post-decision) TAT.
 fn state(now: u64, i: usize, p: &GcraParams, tat: u64) -> LimitState {
     let ahead = tat.saturating_sub(now);

@@ -73,7 +73,7 @@
 //!
 //! A store's future owns what it needs (copy the checks if it does not decide at once).
 //! With the `test-util` feature, `store::conformance` checks a store against `decide`
-//! and these rules in a few lines of a test.
+//! and these rules in one line of a test (`Harness::new(make_store, Time::Passed).run_all()`).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -83,6 +83,8 @@ use std::sync::Arc;
 use crate::engine::clock::Timestamp;
 use crate::engine::gcra::{Check, Decision};
 
+#[cfg(feature = "test-util")]
+pub mod conformance;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
