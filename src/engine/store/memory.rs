@@ -58,11 +58,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::engine::clock::{Clock, Timestamp};
-use crate::engine::gcra::{Check, Decision, Step};
+use crate::engine::gcra::{Check, Decision};
 use crate::engine::state::MAX_NOW;
 use crate::engine::store::usage::UsageTable;
 use crate::engine::store::{Store, StoreError, Usage, UsageLimits};
-use table::{slot_key, Table};
+use table::Table;
 
 /// What the shard mutex guards: the current table and its bookkeeping.
 struct Writer {
@@ -318,81 +318,24 @@ impl Inner {
         view::refresh(&self.owner, self.shards.len(), shard, table);
     }
 
-    fn check_one(&self, check: &Check, now: u64) -> Decision {
-        let key = slot_key(check.key);
-        let shard = self.shard_of(key);
-        // Fast path: a known key in this thread's view, decided with a compare-and-swap;
-        // no lock, no shared counter. `None`: not cached, missing, or moved.
-        let fast = view::with(self.owner.id, |tables| {
-            let slot = tables.get(shard)?.as_ref()?.find(key)?;
-            many::step_on(slot, now, check)
-        });
-        if let Some(Some((step, stored))) = fast {
-            return step.decision(now, check, stored);
-        }
-        self.check_one_locked(check, key, shard, now)
-    }
-
-    /// The single-limit slow path, under the shard mutex; out of line, so that the fast
-    /// path stays small where it is inlined. Decides at the same clock reading as the
-    /// fast path would have (the request's arrival). A new key of a rule the full
-    /// overflow table has no entry for first frees the entries of rules gone idle (see
-    /// [`Inner::reclaim`]), then looks again.
-    #[inline(never)]
-    fn check_one_locked(&self, check: &Check, key: u64, shard: usize, now: u64) -> Decision {
-        let mut may_reclaim = true;
-        loop {
-            match self.check_one_in_shard(check, key, shard, now, may_reclaim) {
-                Some(decision) => return decision,
-                None => {
-                    self.reclaim(true, now);
-                    may_reclaim = false;
-                }
-            }
-        }
-    }
-
-    /// [`Inner::check_one_locked`] once; `None` (nothing written) when `may_reclaim` and
-    /// a reclaim pass is due for a new key's rule without an overflow entry.
-    fn check_one_in_shard(
+    /// Runs `attempt` (told whether it may ask for a reclaim pass) until it decides:
+    /// `None` means a new key's rule has no overflow entry and a reclaim pass is due, so
+    /// the entries of rules gone idle are freed (see [`Inner::reclaim`]) and the request
+    /// starts again, once.
+    fn with_reclaim(
         &self,
-        check: &Check,
-        key: u64,
-        shard: usize,
         now: u64,
-        may_reclaim: bool,
-    ) -> Option<Decision> {
-        let mut w = lock(&self.shards[shard]);
-        // Under the mutex the table cannot be replaced, so a slot found is never moved.
-        let known = w
-            .table
-            .find(key)
-            .and_then(|slot| many::step_on(slot, now, check));
-        let decision = if let Some((step, stored)) = known {
-            step.decision(now, check, stored)
-        } else {
-            // A new key: stored if the shard has room, else decided on its rule's
-            // overflow bucket.
-            let tag = self.overflow.tag(check.rule);
-            if tag == room::NO_TAG && may_reclaim && self.overflow.reclaim_due(now) {
-                return None;
+        mut attempt: impl FnMut(bool) -> Option<Decision>,
+    ) -> Decision {
+        if let Some(decision) = attempt(true) {
+            return decision;
+        }
+        self.reclaim(true, now);
+        loop {
+            if let Some(decision) = attempt(false) {
+                return decision;
             }
-            self.make_room(&mut w, now, 1);
-            if self.grants(&w, tag, 0, 0) {
-                let start = self.overflow.start_state(check.rule);
-                let step = Step::of(now, check, start);
-                if let Some(new) = step.new_state {
-                    self.insert_new(&mut w, key, new, tag, now);
-                }
-                step.decision(now, check, step.new_state.unwrap_or(start))
-            } else {
-                self.overflow_one(now, check)
-            }
-        };
-        let table = Arc::clone(&w.table);
-        drop(w);
-        self.refresh_view(shard, table);
-        Some(decision)
+        }
     }
 }
 
@@ -494,6 +437,7 @@ impl Store for MemoryStore {
 
 mod many;
 mod room;
+mod single;
 mod table;
 #[cfg(test)]
 mod tests;

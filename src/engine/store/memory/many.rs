@@ -19,56 +19,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 
+use super::single::{load_unlocked, wait};
 use super::table::{slot_key, Table};
 use super::{lock, room, view, Inner, Writer};
-use crate::engine::gcra::{decide_states, fill_headline, Check, Decision, Step, MAX_CHECKS};
-use crate::engine::state::{LOCKED, MOVED};
-
-/// Spins before yielding the thread while a key is locked (a holder locks at most
-/// [`MAX_CHECKS`] keys for a few hundred nanoseconds, unless it is preempted).
-const SPINS: u32 = 64;
-
-/// The state of `slot` once no multi-limit decision holds it; `None` if it moved.
-#[inline(always)]
-pub(super) fn load_unlocked(slot: &AtomicU64) -> Option<u64> {
-    let mut spins = 0;
-    loop {
-        let state = slot.load(Ordering::Acquire);
-        if state == MOVED {
-            return None;
-        }
-        if state & LOCKED == 0 {
-            return Some(state);
-        }
-        wait(&mut spins);
-    }
-}
-
-pub(super) fn wait(spins: &mut u32) {
-    if *spins < SPINS {
-        *spins += 1;
-        std::hint::spin_loop();
-    } else {
-        std::thread::yield_now();
-    }
-}
-
-/// One single-limit step on `slot` by compare-and-swap: the step and the state stored
-/// after it. `None` if the slot moved (nothing was written).
-#[inline(always)]
-pub(super) fn step_on(slot: &AtomicU64, now: u64, check: &Check) -> Option<(Step, u64)> {
-    let mut current = load_unlocked(slot)?;
-    loop {
-        let step = Step::of(now, check, current);
-        let Some(new) = step.new_state else {
-            return Some((step, current));
-        };
-        match slot.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some((step, new)),
-            Err(_) => current = load_unlocked(slot)?,
-        }
-    }
-}
+use crate::engine::gcra::{decide_states, fill_headline, Check, Decision, MAX_CHECKS};
+use crate::engine::state::LOCKED;
 
 /// Locks `slot`, returning its state (without the bit); `None` if it moved.
 fn lock_key(slot: &AtomicU64) -> Option<u64> {
@@ -200,16 +155,9 @@ impl Inner {
         key_of: &[usize],
         now: u64,
     ) -> Decision {
-        let mut may_reclaim = true;
-        loop {
-            match self.check_in_shards::<N>(checks, keys, key_of, now, may_reclaim) {
-                Some(decision) => return decision,
-                None => {
-                    self.reclaim(true, now);
-                    may_reclaim = false;
-                }
-            }
-        }
+        self.with_reclaim(now, |may_reclaim| {
+            self.check_in_shards::<N>(checks, keys, key_of, now, may_reclaim)
+        })
     }
 
     /// [`Inner::check_locked`] once; `None` (no state written) when `may_reclaim` and a

@@ -26,7 +26,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::many::load_unlocked;
+use super::single::load_unlocked;
 use super::table::{capacity_for, slot_key, Table, EMPTY};
 use super::{Inner, Writer};
 use crate::engine::gcra::{is_idle, tat_of, Check, Decision, Step};
@@ -358,7 +358,7 @@ impl Inner {
         let decided = self
             .overflow
             .slot(check.rule)
-            .and_then(|slot| super::many::step_on(slot, now, check));
+            .and_then(|slot| super::single::step_on(slot, now, check));
         let (step, stored) = decided.unwrap_or_else(|| {
             let stored = exhausted(now, check);
             (Step::of(now, check, stored), stored)

@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use super::many::wait;
+use super::single::wait;
 use crate::engine::state::{LOCKED, MOVED};
 
 /// The key word of a free slot.
