@@ -278,7 +278,7 @@ fn bad_configuration_is_an_error() {
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
 }
 
-// ---- Issue 11: Redis under faults, shared stores share keys. ----
+// ---- Redis under faults; shared stores share keys. ----
 
 async fn admitted(s: &RedisStore, c: &[Check], n: usize) -> usize {
     let mut admitted = 0;
