@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use governor::{Quota as GQuota, RateLimiter};
 use support::{record, Row};
+use tower_throttle::clock::{Clock, TokioClock};
 use tower_throttle::gcra::{Check, GcraParams};
 use tower_throttle::store::MemoryStore;
 use tower_throttle::Quota;
@@ -70,14 +71,10 @@ fn case(name: &'static str, burst: u32, key: fn(u32, u32) -> IpAddr, exact: u64)
     let (params, gquota) = limits(burst);
     let hasher = std::collections::hash_map::RandomState::new();
     let store = MemoryStore::new();
+    let clock = TokioClock::new();
     let (ours_ns, ours_admitted) = two_threads(move |t, i| {
-        let check = Check {
-            key: hasher.hash_one(key(t, i)),
-            params,
-            shadow: false,
-            rule: 0,
-        };
-        store.check_now(&[check]).admitted
+        let check = Check::new(hasher.hash_one(key(t, i)), params);
+        store.check_at(clock.now(), &[check]).admitted
     });
     let gov = RateLimiter::<IpAddr, _, _>::keyed(gquota);
     let (gov_ns, gov_admitted) = two_threads(move |t, i| gov.check_key(&key(t, i)).is_ok());

@@ -14,7 +14,7 @@ use std::time::Duration;
 use governor::clock::FakeRelativeClock;
 use governor::{Quota as GQuota, RateLimiter};
 use support::{record, Row};
-use tower_throttle::clock::ManualClock;
+use tower_throttle::clock::{Clock, ManualClock};
 use tower_throttle::gcra::{Check, GcraParams};
 use tower_throttle::store::memory::DEFAULT_MAX_KEYS;
 use tower_throttle::store::MemoryStore;
@@ -75,24 +75,18 @@ fn main() {
     let clock = ManualClock::new();
     let before = live();
     let store = MemoryStore::builder()
-        .clock(clock.clone())
         .max_keys(2 * KEYS as usize)
         .build()
         .unwrap();
     for i in 0..KEYS {
         let key = hasher.hash_one(ip(i));
-        store.check_now(&[Check {
-            key,
-            params,
-            shadow: false,
-            rule: 0,
-        }]);
+        store.check_at(clock.now(), &[Check::new(key, params)]);
     }
     let ours_ip = per_key(before);
     assert_eq!(store.len(), KEYS as usize);
     // Evict: every key is idle a second later; the memory must come back.
     clock.advance(Duration::from_secs(1));
-    store.sweep();
+    store.sweep(clock.now());
     let after_sweep = live() - before;
     drop(store);
 
@@ -100,20 +94,15 @@ fn main() {
     // after 1 ms would be dropped as the store fills, which is the point of the store but
     // not of this measurement).
     let before = live();
+    let clock = ManualClock::new();
     let store = MemoryStore::builder()
-        .clock(ManualClock::new())
         .max_keys(2 * KEYS as usize)
         .build()
         .unwrap();
     for i in 0..KEYS {
         // The layer hashes the key material; the store never holds the string.
         let key = hasher.hash_one(api_key(i));
-        store.check_now(&[Check {
-            key,
-            params,
-            shadow: false,
-            rule: 0,
-        }]);
+        store.check_at(clock.now(), &[Check::new(key, params)]);
     }
     let ours_str = per_key(before);
     assert_eq!(store.len(), KEYS as usize);
@@ -192,33 +181,26 @@ fn flood() {
     let hourly = GcraParams::new(&Quota::per_hour(1_000).unwrap(), Duration::ZERO);
     let hasher = std::collections::hash_map::RandomState::new();
     use std::hash::BuildHasher;
-    let check = |key: IpAddr, rule: u64| Check {
-        key: hasher.hash_one(key),
-        params: hourly,
-        shadow: false,
-        rule,
-    };
+    let check = |key: IpAddr, rule: u64| Check::new(hasher.hash_one(key), hourly).with_rule(rule);
     let known = |i: u32| ip(i.wrapping_mul(7919) % KEYS);
     let flooder = |i: u32| ip(KEYS + i);
 
     let before = live();
-    let store = MemoryStore::builder()
-        .clock(ManualClock::new())
-        .build()
-        .unwrap();
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder().build().unwrap();
     let ours_new = ns_per(KEYS, |i| {
-        std::hint::black_box(store.check_now(&[check(ip(i), 1)]));
+        std::hint::black_box(store.check_at(clock.now(), &[check(ip(i), 1)]));
     });
     let ours_known = ns_per(KEYS, |i| {
-        std::hint::black_box(store.check_now(&[check(known(i), 1)]));
+        std::hint::black_box(store.check_at(clock.now(), &[check(known(i), 1)]));
     });
     let ours_flood = ns_per(FLOOD, |i| {
-        std::hint::black_box(store.check_now(&[check(flooder(i), 2)]));
+        std::hint::black_box(store.check_at(clock.now(), &[check(flooder(i), 2)]));
     });
     let ours_mixed = ns_per(KEYS, |i| {
-        std::hint::black_box(store.check_now(&[check(flooder(FLOOD + i), 2)]));
-        std::hint::black_box(store.check_now(&[check(known(i), 1)]));
-        std::hint::black_box(store.check_now(&[check(known(i + 1), 1)]));
+        std::hint::black_box(store.check_at(clock.now(), &[check(flooder(FLOOD + i), 2)]));
+        std::hint::black_box(store.check_at(clock.now(), &[check(known(i), 1)]));
+        std::hint::black_box(store.check_at(clock.now(), &[check(known(i + 1), 1)]));
     });
     let ours_bytes = live() - before;
     let ours_held = store.len();

@@ -17,9 +17,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tower_throttle::clock::{Clock, Timestamp, TokioClock};
 use tower_throttle::gcra::{Check, GcraParams};
 use tower_throttle::store::RedisStore;
 use tower_throttle::{Quota, Store};
+/// The arrival time a layer would pass (Redis decides on its own clock; the in-memory
+/// fallback uses this).
+fn now() -> Timestamp {
+    TokioClock::new().now()
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -79,13 +85,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // A quota no run exhausts, so every check is admitted and writes, like the benchmark.
     let quota = Quota::new(u32::MAX, Duration::from_secs(3600))?;
-    let check = Check {
-        key: 42,
-        params: GcraParams::new(&quota, Duration::ZERO),
-        shadow: false,
-        rule: 0,
-    };
-    store.check(&[check]).await?; // loads the script
+    let check = Check::new(42, GcraParams::new(&quota, Duration::ZERO));
+    store.check(now(), &[check]).await?; // loads the script
 
     let start = Instant::now();
     let per_client = requests / clients;
@@ -94,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 for _ in 0..per_client {
-                    store.check(&[check]).await.expect("check");
+                    store.check(now(), &[check]).await.expect("check");
                 }
             })
         })
@@ -105,8 +106,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ours = (per_client * clients) as f64 / start.elapsed().as_secs_f64();
 
     // The same script, key and arguments, from redis-benchmark.
-    let interval_us = check.params.interval_ns.div_ceil(1000).max(1);
-    let limit_us = interval_us * (check.params.limit_ns / check.params.interval_ns);
+    // The store's script (EVALSHA names it by its SHA-1) and key layout
+    // (`{prefix}:rl:<16 hex digits>`, default prefix), with its µs arguments.
+    let script_sha = redis::Script::new(include_str!("../src/engine/store/redis/gcra.lua"))
+        .get_hash()
+        .to_owned();
+    let state_key = format!("{{tower-throttle}}:rl:{:016x}", check.key());
+    let micros = check.params().rounded_up_to(1000);
+    let interval_us = micros.interval_ns() / 1000;
+    let limit_us = micros.limit_ns() / 1000;
     let output = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -121,10 +129,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &requests.to_string(),
             "-q",
             "evalsha",
-            store.script_sha(),
+            &script_sha,
             "1",
         ])
-        .arg(store.state_key(42))
+        .arg(&state_key)
         .args([
             interval_us.to_string(),
             limit_us.to_string(),
@@ -151,12 +159,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn check_of(key: u64, quota: &Quota) -> Check {
-    Check {
-        key,
-        params: GcraParams::new(quota, Duration::ZERO),
-        shadow: false,
-        rule: 0,
-    }
+    Check::new(key, GcraParams::new(quota, Duration::ZERO))
 }
 
 /// Runs `per_client` calls of `f(client, i)` on each of `clients` tasks; returns the time.
@@ -192,7 +195,7 @@ async fn blocked_cache_sample(store: &Arc<RedisStore>, clients: u64, first_key: 
     let took = concurrently(clients, per_client, move |_, _| {
         let s = Arc::clone(&s);
         async move {
-            s.check(&[check_of(42, &open)]).await.expect("check");
+            s.check(now(), &[check_of(42, &open)]).await.expect("check");
         }
     })
     .await;
@@ -202,8 +205,8 @@ async fn blocked_cache_sample(store: &Arc<RedisStore>, clients: u64, first_key: 
         let s = Arc::clone(&s);
         async move {
             let key = [check_of(first_key + c * 1_000_000 + i, &once)];
-            assert!(s.check(&key).await.expect("check").admitted);
-            assert!(!s.check(&key).await.expect("check").admitted);
+            assert!(s.check(now(), &key).await.expect("check").admitted);
+            assert!(!s.check(now(), &key).await.expect("check").admitted);
         }
     })
     .await;
@@ -226,8 +229,8 @@ async fn blocked_cache_run(url: &str, clients: u64) -> Result<(), Box<dyn std::e
         let s = Arc::clone(&s);
         async move {
             let key = [check_of(c * 1_000_000 + i, &once)];
-            s.check(&key).await.expect("check");
-            s.check(&key).await.expect("check");
+            s.check(now(), &key).await.expect("check");
+            s.check(now(), &key).await.expect("check");
         }
     })
     .await;

@@ -351,18 +351,19 @@ impl Store for SlowStore {
 
     fn consume_usage(
         &self,
+        now: tower_throttle::clock::Timestamp,
         key: u64,
         amount: u64,
         limits: tower_throttle::store::UsageLimits,
     ) -> Self::UsageFuture {
-        self.memory.consume_usage(key, amount, limits)
+        self.memory.consume_usage(now, key, amount, limits)
     }
 
-    fn check(&self, checks: &[Check]) -> SlowFuture {
+    fn check(&self, now: tower_throttle::clock::Timestamp, checks: &[Check]) -> SlowFuture {
         let answer = if self.fail {
             Err(StoreError::new("connection refused"))
         } else {
-            Ok(self.memory.check_now(checks))
+            Ok(self.memory.check_at(now, checks))
         };
         SlowFuture {
             answer: Some(answer),

@@ -12,20 +12,24 @@ use std::time::{Duration, Instant};
 
 use capture::transitions;
 use redis_server::RedisServer;
+use tower_throttle::clock::{Clock, Timestamp, TokioClock};
 use tower_throttle::gcra::{Check, GcraParams};
 use tower_throttle::store::{RedisMemoryPolicy, RedisStore};
 use tower_throttle::{Quota, Store};
+/// The arrival time a layer would pass (Redis decides on its own clock; the in-memory
+/// fallback uses this).
+fn now() -> Timestamp {
+    TokioClock::new().now()
+}
 
 fn check(key: u64) -> [Check; 1] {
-    [Check {
+    [Check::new(
         key,
-        params: GcraParams::new(
+        GcraParams::new(
             &Quota::new(25, Duration::from_secs(3600)).unwrap(),
             Duration::ZERO,
         ),
-        shadow: false,
-        rule: 0,
-    }]
+    )]
 }
 
 fn store(server: &RedisServer, prefix: &str) -> RedisStore {
@@ -50,7 +54,7 @@ fn read(maxmemory: u64, policy: &str) -> RedisMemoryPolicy {
 /// The policy the store read by itself after its first call (in the background).
 async fn policy_after_first_call(s: &RedisStore) -> RedisMemoryPolicy {
     assert_eq!(s.memory_policy(), RedisMemoryPolicy::NotChecked);
-    assert!(s.check(&check(1)).await.unwrap().admitted);
+    assert!(s.check(now(), &check(1)).await.unwrap().admitted);
     let started = Instant::now();
     while s.memory_policy() == RedisMemoryPolicy::NotChecked {
         assert!(
@@ -133,7 +137,7 @@ async fn a_refused_config_get_is_unknown_logged_once_and_the_store_still_works()
     );
     assert_eq!(s.check_memory_policy().await, RedisMemoryPolicy::Unknown);
     assert_eq!(transitions("noconfig", "unknown"), 1);
-    assert!(s.check(&check(1)).await.unwrap().admitted);
+    assert!(s.check(now(), &check(1)).await.unwrap().admitted);
     assert_eq!(s.errors(), 0);
 }
 
@@ -155,7 +159,7 @@ async fn a_redis_flapping_at_its_memory_cap_logs_one_outage() {
     let mut key = 0;
     let mut call = || {
         key += 1;
-        s.check(&check(key))
+        s.check(now(), &check(key))
     };
     assert!(call().await.unwrap().admitted);
     let flaps = 6;
@@ -204,8 +208,10 @@ async fn a_redis_flapping_at_its_memory_cap_logs_one_outage() {
 async fn one_rate_limit_key_uses_under_100_bytes() {
     let server = RedisServer::start();
     let s = store(&server, "tower-throttle");
-    assert!(s.check(&check(42)).await.unwrap().admitted);
-    let reply = server.command(&["MEMORY", "USAGE", &s.state_key(42)]);
+    assert!(s.check(now(), &check(42)).await.unwrap().admitted);
+    // The documented key layout: `{prefix}:rl:<16 hex digits>`.
+    let key = format!("{{tower-throttle}}:rl:{:016x}", 42);
+    let reply = server.command(&["MEMORY", "USAGE", &key]);
     let bytes: u64 = reply.trim_start_matches(':').trim_end().parse().unwrap();
     eprintln!("MEMORY USAGE of one rate-limit key: {bytes} bytes");
     assert!(bytes > 0 && bytes < 100, "{bytes}");

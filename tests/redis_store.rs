@@ -14,19 +14,23 @@ use capture::transitions;
 use http::{Request, StatusCode};
 use redis_server::RedisServer;
 use tower::{Layer, ServiceExt};
+use tower_throttle::clock::{Clock, Timestamp, TokioClock};
 use tower_throttle::gcra::{Check, GcraParams};
 use tower_throttle::store::{RedisFallback, RedisStore, UsageLimits};
 #[allow(unused_imports)]
 use tower_throttle::RateLimitHandle as _;
 use tower_throttle::{BuildError, Quota, RateLimitLayer, Rule, Store, StoreFailure};
+/// The arrival time a layer would pass (Redis decides on its own clock; the in-memory
+/// fallback uses this).
+fn now() -> Timestamp {
+    TokioClock::new().now()
+}
 
 fn check(key: u64, count: u32, period: Duration) -> Check {
-    Check {
+    Check::new(
         key,
-        params: GcraParams::new(&Quota::new(count, period).unwrap(), Duration::ZERO),
-        shadow: false,
-        rule: 0,
-    }
+        GcraParams::new(&Quota::new(count, period).unwrap(), Duration::ZERO),
+    )
 }
 
 fn store(server: &RedisServer, prefix: &str) -> RedisStore {
@@ -48,11 +52,11 @@ async fn same_decisions_as_the_memory_store() {
     let s = store(&server, "same");
     let c = [check(1, 5, TEN_S)];
     for i in 0..5 {
-        let d = s.check(&c).await.unwrap();
+        let d = s.check(now(), &c).await.unwrap();
         assert!(d.admitted, "request {i}");
         assert_eq!(d.headline.remaining, 4 - i);
     }
-    let d = s.check(&c).await.unwrap();
+    let d = s.check(now(), &c).await.unwrap();
     assert!(!d.admitted);
     // One request's worth returns every 2 s; a few ms have passed since the first.
     assert!(d.retry_after <= Duration::from_secs(2) && d.retry_after > Duration::from_millis(1500));
@@ -71,14 +75,14 @@ async fn several_limits_in_one_round_trip_all_or_nothing() {
     let per_user = check(3, 10, TEN_S);
     for _ in 0..2 {
         assert!(
-            s.check(&[instance, hourly, per_user])
+            s.check(now(), &[instance, hourly, per_user])
                 .await
                 .unwrap()
                 .admitted
         );
     }
     let before = (s.round_trips(), server.calls("evalsha"));
-    let d = s.check(&[instance, hourly, per_user]).await.unwrap();
+    let d = s.check(now(), &[instance, hourly, per_user]).await.unwrap();
     assert!(!d.admitted);
     assert_eq!(d.denied_mask, 0b010);
     // A request matching three rules cost exactly one round trip.
@@ -90,7 +94,7 @@ async fn several_limits_in_one_round_trip_all_or_nothing() {
     let admitted = {
         let mut n = 0;
         for _ in 0..120 {
-            n += usize::from(s.check(&[instance]).await.unwrap().admitted);
+            n += usize::from(s.check(now(), &[instance]).await.unwrap().admitted);
         }
         n
     };
@@ -102,11 +106,11 @@ async fn blocked_key_cache_saves_round_trips() {
     let server = RedisServer::start();
     let s = store(&server, "cache");
     let c = [check(9, 1, HOUR)];
-    assert!(s.check(&c).await.unwrap().admitted);
-    assert!(!s.check(&c).await.unwrap().admitted);
+    assert!(s.check(now(), &c).await.unwrap().admitted);
+    assert!(!s.check(now(), &c).await.unwrap().admitted);
     let calls = server.calls("evalsha");
     for _ in 0..100 {
-        let d = s.check(&c).await.unwrap();
+        let d = s.check(now(), &c).await.unwrap();
         assert!(!d.admitted);
         assert!(d.retry_after > Duration::from_secs(3500));
     }
@@ -122,7 +126,7 @@ async fn blocked_key_cache_saves_round_trips() {
         .build()
         .unwrap();
     for _ in 0..10 {
-        assert!(!uncached.check(&c).await.unwrap().admitted);
+        assert!(!uncached.check(now(), &c).await.unwrap().admitted);
     }
     assert!(server.calls("evalsha") >= calls + 10);
 }
@@ -168,11 +172,11 @@ async fn failure_policies_and_recovery() {
         .unwrap();
     let fallback = store(&server, "fail"); // RedisFallback::Memory, the default
     let c = [check(5, 100, TEN_S)];
-    assert!(failing.check(&c).await.unwrap().admitted);
+    assert!(failing.check(now(), &c).await.unwrap().admitted);
     server.kill();
     for _ in 0..5 {
         let started = Instant::now();
-        assert!(failing.check(&c).await.is_err());
+        assert!(failing.check(now(), &c).await.is_err());
         // No request waits on Redis much past the timeout.
         assert!(
             started.elapsed() < Duration::from_millis(1000),
@@ -180,7 +184,7 @@ async fn failure_policies_and_recovery() {
             started.elapsed()
         );
         assert!(
-            fallback.check(&c).await.unwrap().admitted,
+            fallback.check(now(), &c).await.unwrap().admitted,
             "decided in memory"
         );
     }
@@ -213,7 +217,7 @@ async fn failure_policies_and_recovery() {
     server.restart();
     let started = Instant::now();
     loop {
-        if failing.check(&c).await.is_ok() {
+        if failing.check(now(), &c).await.is_ok() {
             break;
         }
         assert!(
@@ -233,18 +237,18 @@ async fn usage_quotas_live_in_redis() {
     };
     let first = store(&server, "usage");
     for used in 1..=3 {
-        let u = first.consume_usage(77, 1, limits).await.unwrap();
+        let u = first.consume_usage(now(), 77, 1, limits).await.unwrap();
         assert!(u.admitted);
         assert_eq!(u.lifetime_used, used);
     }
     // A new store (another instance, or this one restarted) sees the same usage.
     let second = store(&server, "usage");
-    let u = second.consume_usage(77, 1, limits).await.unwrap();
+    let u = second.consume_usage(now(), 77, 1, limits).await.unwrap();
     assert!(!u.admitted);
     assert_eq!(u.lifetime_used, 3);
     assert_eq!(
         second
-            .consume_usage(77, 0, limits)
+            .consume_usage(now(), 77, 0, limits)
             .await
             .unwrap()
             .lifetime_used,
@@ -274,13 +278,13 @@ fn bad_configuration_is_an_error() {
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
 }
 
-// ---- Issue 11: Redis under faults, shared stores share keys. ----
+// ---- Redis under faults; shared stores share keys. ----
 
 async fn admitted(s: &RedisStore, c: &[Check], n: usize) -> usize {
     let mut admitted = 0;
     for i in 0..n {
         let d = s
-            .check(c)
+            .check(now(), c)
             .await
             .unwrap_or_else(|e| panic!("check {i}: {e}"));
         admitted += usize::from(d.admitted);
@@ -306,8 +310,8 @@ async fn a_killed_pooled_connection_is_retried_on_a_fresh_one() {
     let server = RedisServer::start();
     let (a, b) = (store(&server, "stale"), store(&server, "stale"));
     let c = [check(11, 5, HOUR)];
-    assert!(a.check(&c).await.unwrap().admitted);
-    assert!(b.check(&c).await.unwrap().admitted);
+    assert!(a.check(now(), &c).await.unwrap().admitted);
+    assert!(b.check(now(), &c).await.unwrap().admitted);
     policy_read(&a).await;
     policy_read(&b).await;
     // Both pooled connections die while idle.
@@ -325,8 +329,8 @@ async fn a_restarted_redis_is_retried_on_a_fresh_connection() {
     let mut server = RedisServer::start();
     let (a, b) = (store(&server, "restart"), store(&server, "restart"));
     let c = [check(12, 5, HOUR)];
-    assert!(a.check(&c).await.unwrap().admitted);
-    assert!(b.check(&c).await.unwrap().admitted);
+    assert!(a.check(now(), &c).await.unwrap().admitted);
+    assert!(b.check(now(), &c).await.unwrap().admitted);
     policy_read(&a).await;
     policy_read(&b).await;
     // Redis restarts (empty) on the same port while both are idle: the first call of each
@@ -367,7 +371,7 @@ async fn redis_down_falls_back_to_per_instance_limits_by_default() {
             started.elapsed() < Duration::from_secs(3),
             "not back in 3 s"
         );
-        s.check(&c).await.unwrap();
+        s.check(now(), &c).await.unwrap();
         checks_until_back += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -380,7 +384,7 @@ async fn redis_down_falls_back_to_per_instance_limits_by_default() {
     // Every request but the probe that found Redis back was decided without it.
     assert_eq!(back.decided_without_redis, 8 + checks_until_back - 1);
     // Back on Redis (restarted empty): the key starts over there.
-    assert!(s.check(&c).await.unwrap().admitted);
+    assert!(s.check(now(), &c).await.unwrap().admitted);
 }
 
 #[tokio::test]
@@ -406,7 +410,7 @@ async fn slow_redis_falls_back_to_per_instance_limits_by_default() {
             started.elapsed() < Duration::from_secs(5),
             "not back in 5 s"
         );
-        s.check(&c).await.unwrap();
+        s.check(now(), &c).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
@@ -462,8 +466,8 @@ async fn a_full_blocked_cache_stays_o1_and_redis_still_decides_other_keys() {
     let refused = 3 * capacity;
     for key in 0..refused {
         let c = [check(1_000 + key, 1, HOUR)];
-        assert!(s.check(&c).await.unwrap().admitted);
-        assert!(!s.check(&c).await.unwrap().admitted);
+        assert!(s.check(now(), &c).await.unwrap().admitted);
+        assert!(!s.check(now(), &c).await.unwrap().admitted);
     }
     let full = s.blocked_cache_stats().unwrap();
     assert_eq!(full.entries as u64, capacity);
@@ -487,7 +491,7 @@ async fn a_full_blocked_cache_stays_o1_and_redis_still_decides_other_keys() {
     let mut still_refused = 0;
     for key in 0..refused {
         still_refused += usize::from(
-            !s.check(&[check(1_000 + key, 1, HOUR)])
+            !s.check(now(), &[check(1_000 + key, 1, HOUR)])
                 .await
                 .unwrap()
                 .admitted,
@@ -524,7 +528,7 @@ async fn redis_out_of_memory_falls_back_to_per_instance_limits_by_default() {
             started.elapsed() < Duration::from_secs(3),
             "not back in 3 s"
         );
-        s.check(&c).await.unwrap();
+        s.check(now(), &c).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(s.health().recoveries, 1);

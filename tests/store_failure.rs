@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Service, ServiceExt};
+use tower_throttle::clock::Timestamp;
 use tower_throttle::gcra::{Check, Decision};
 use tower_throttle::store::{StoreError, Usage, UsageLimits};
 use tower_throttle::{MemoryStore, Quota, RateLimitLayer, Rule, Store, StoreFailure};
@@ -26,14 +27,20 @@ impl Store for FlakyStore {
     type CheckFuture = Ready<Result<Decision, StoreError>>;
     type UsageFuture = Ready<Result<Usage, StoreError>>;
 
-    fn check(&self, checks: &[Check]) -> Self::CheckFuture {
+    fn check(&self, now: Timestamp, checks: &[Check]) -> Self::CheckFuture {
         if self.down.load(Ordering::SeqCst) {
             return ready(Err(StoreError::new("connection refused")));
         }
-        ready(Ok(self.memory.check_now(checks)))
+        ready(Ok(self.memory.check_at(now, checks)))
     }
 
-    fn consume_usage(&self, _key: u64, _amount: u64, _limits: UsageLimits) -> Self::UsageFuture {
+    fn consume_usage(
+        &self,
+        _now: Timestamp,
+        _key: u64,
+        _amount: u64,
+        _limits: UsageLimits,
+    ) -> Self::UsageFuture {
         ready(Err(StoreError::new("not used")))
     }
 }

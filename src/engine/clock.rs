@@ -1,107 +1,149 @@
-//! Time sources for the engine.
+//! Time for the engine: [`Timestamp`] and the clocks that read it.
 //!
-//! The engine measures time as nanoseconds since a clock's own epoch (a `u64`), which keeps
-//! stored state at 8 bytes per key. The default [`TokioClock`] follows
-//! [`tokio::time::Instant`], so tests under `tokio::time::pause()` are exact, while reading
-//! the CPU's cycle counter wherever tokio's clock cannot be paused (see [`TokioClock`]);
-//! [`ManualClock`] is for tests and benchmarks that step time by hand.
+//! The engine measures time as whole nanoseconds since a clock's epoch ([`Timestamp`], a
+//! `u64`), which keeps stored state at 8 bytes per key. Stores never read a clock: the
+//! caller (the layer, once per request) reads one and passes the arrival time, so one
+//! reading serves every limit of the request and its headers, and a test decides at any
+//! time it likes. The default [`TokioClock`] follows [`tokio::time::Instant`] where
+//! tokio's time can be paused, so tests under `tokio::time::pause()` are exact, and reads
+//! the CPU's cycle counter elsewhere; [`ManualClock`] is for tests and benchmarks that
+//! step time by hand.
 
-use std::cell::Cell;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-/// A monotonic time source: nanoseconds since this clock's epoch.
-pub trait Clock: Send + Sync + 'static {
-    /// Nanoseconds elapsed since this clock's epoch. Must never decrease.
-    fn now_nanos(&self) -> u64;
+/// An instant: whole nanoseconds since a [`Clock`]'s epoch.
+///
+/// Every [`TokioClock`] of a process shares one epoch, so timestamps from different
+/// layers on one store agree. The engine keeps timestamps below 2^61 ns (73 years);
+/// stores cap larger ones.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_throttle::clock::Timestamp;
+///
+/// let t = Timestamp::from_nanos(1_500_000_000);
+/// assert_eq!(t, Timestamp::ZERO.saturating_add(Duration::from_millis(1500)));
+/// assert_eq!(t.as_nanos(), 1_500_000_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The clock's epoch.
+    pub const ZERO: Timestamp = Timestamp(0);
+
+    /// The instant `nanos` nanoseconds after the epoch.
+    pub const fn from_nanos(nanos: u64) -> Timestamp {
+        Timestamp(nanos)
+    }
+
+    /// Nanoseconds since the epoch.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// The instant `by` later (saturating at `u64::MAX` ns).
+    pub fn saturating_add(self, by: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(nanos_of(by)))
+    }
+
+    /// Time from `earlier` to `self` (zero if `earlier` is later).
+    pub fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
 }
 
-/// The default clock: tokio's time, read cheaply.
+fn nanos_of(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A monotonic time source.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant. Must never decrease.
+    fn now(&self) -> Timestamp;
+}
+
+/// The default clock: tokio's time, read as cheaply as the CPU allows.
 ///
-/// Its readings are always those of [`tokio::time::Instant`] since the clock was made, so
-/// under `tokio::time::pause()` (and `#[tokio::test(start_paused = true)]`) every decision
-/// is exact. Reading tokio's clock costs a system-clock read (`clock_gettime`, 25–65 ns on
-/// virtual machines), so the clock reads it only where tokio's time *can* be paused: on a
-/// `current_thread` runtime (the only flavor tokio lets pause). Everywhere else — tasks and
-/// `block_on` of a `multi_thread` runtime (what servers run), or no runtime at all — tokio's
-/// time is the monotonic system clock, and the clock reads the CPU's invariant cycle
-/// counter instead (TSC on x86-64, `CNTVCT_EL0` on aarch64, calibrated against the
-/// monotonic clock once per process by [`quanta`]; where there is no usable counter,
-/// quanta falls back to the monotonic clock). Which source a task needs is cached per
-/// thread by task id, so the check costs two thread-local reads.
+/// Where tokio's time can be paused — a `current_thread` runtime, the only flavor tokio
+/// lets pause, as in `#[tokio::test(start_paused = true)]` — its readings are those of
+/// [`tokio::time::Instant`], so paused-time tests are exact. Everywhere else (tasks and
+/// `block_on` of a `multi_thread` runtime, what servers run, or no runtime at all) tokio's
+/// time is the monotonic system clock, and the clock reads exactly what governor's
+/// default clock reads: [`quanta`]'s counter (the TSC on x86-64 when the CPU reports an
+/// invariant TSC, `CNTVCT_EL0` on aarch64, else `clock_gettime(CLOCK_MONOTONIC)`).
 ///
-/// Both sources measure from the same moment, the clock's construction. They agree to the
-/// counter's calibration error (parts per million); only a store shared between a
-/// `current_thread` runtime and other threads would see both, and GCRA stays correct
-/// (never panics, never over-admits by more than that drift) if readings from two sources
-/// interleave.
+/// The source is chosen at the clock's first reading, from the runtime that reading runs
+/// on, and kept: later readings cost one load and a branch more than quanta's. A clock
+/// is meant for one layer, which runs on one runtime.
+///
+/// All `TokioClock`s of a process share one epoch, up to an hour before the first one was
+/// made (so runtimes created, and paused, shortly before still read exact times), and
+/// both sources measure from it. They agree to the counter's calibration error (parts per
+/// million); GCRA stays correct (never panics, never over-admits by more than that
+/// drift) if readings of two sources interleave on one store.
 #[derive(Debug, Clone)]
 pub struct TokioClock {
-    epoch: tokio::time::Instant,
-    counter: quanta::Clock,
-    counter_epoch: u64,
+    epoch: &'static Epoch,
+    source: OnceLock<ClockSource>,
 }
 
-/// Where a reading comes from (see [`TokioClock`]).
+/// The process-wide epoch of [`TokioClock`]s, on both sources.
+#[derive(Debug)]
+struct Epoch {
+    tokio: tokio::time::Instant,
+    counter: quanta::Clock,
+    counter_raw: u64,
+    /// How far the epoch lies before the first [`TokioClock`] (see [`EPOCH_LEADS`]).
+    lead_ns: u64,
+}
+
+/// How far the shared epoch lies before the first [`TokioClock`]: the first of these the
+/// monotonic clock can go back (an hour, unless the host booted less than that ago).
+const EPOCH_LEADS: [Duration; 4] = [
+    Duration::from_secs(3600),
+    Duration::from_secs(60),
+    Duration::from_secs(1),
+    Duration::ZERO,
+];
+
+fn epoch() -> &'static Epoch {
+    static EPOCH: OnceLock<Epoch> = OnceLock::new();
+    EPOCH.get_or_init(|| {
+        // Real time, never a paused runtime's: every later reading is at or after it.
+        let real = std::time::Instant::now();
+        let counter = quanta::Clock::new();
+        let counter_raw = counter.raw();
+        let (lead, start) = EPOCH_LEADS
+            .iter()
+            .find_map(|&lead| Some((lead, real.checked_sub(lead)?)))
+            .unwrap_or((Duration::ZERO, real));
+        Epoch {
+            tokio: tokio::time::Instant::from_std(start),
+            counter,
+            counter_raw,
+            lead_ns: nanos_of(lead),
+        }
+    })
+}
+
+/// Where a [`TokioClock`]'s readings come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClockSource {
+pub(crate) enum ClockSource {
     /// [`tokio::time::Instant`]: the current thread runs a runtime whose time can be paused.
     Tokio,
     /// The CPU's cycle counter: tokio's time cannot be paused here.
     Counter,
 }
 
-/// Slots of the per-thread task cache (a power of two).
-const TASK_SLOTS: usize = 64;
-
-thread_local! {
-    /// Tasks recently seen on this thread and the source their readings need, in slots
-    /// chosen by task id: a server thread interleaves many connection tasks, and
-    /// remembering only the last one missed on nearly every request (each miss reads the
-    /// runtime handle, cloning and dropping its `Arc`). Task ids are unique in the process
-    /// and a task never changes runtime, so a hit is always valid.
-    static TASKS: [Cell<Option<(tokio::task::Id, ClockSource)>>; TASK_SLOTS] =
-        const { [const { Cell::new(None) }; TASK_SLOTS] };
-}
-
-/// The slot of task `id`: its numeric id (tokio hashes it as one `u64`), modulo the slots.
-fn task_slot(id: tokio::task::Id) -> usize {
-    struct Bits(u64);
-    impl Hasher for Bits {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(b);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 ^= n;
-        }
-    }
-    let mut bits = Bits(0);
-    id.hash(&mut bits);
-    bits.finish() as usize % TASK_SLOTS
-}
-
 impl ClockSource {
-    /// The source a [`TokioClock`] reads on this thread, now.
-    pub fn current() -> ClockSource {
-        let task = tokio::task::try_id();
-        if let Some(id) = task {
-            if let Ok(Some((seen, source))) = TASKS.try_with(|t| t[task_slot(id)].get()) {
-                if seen == id {
-                    return source;
-                }
-            }
-        }
-        let source = match Handle::try_current() {
+    /// The source tokio's time needs on this thread, now.
+    pub(crate) fn current() -> ClockSource {
+        match Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
                 ClockSource::Counter
             }
@@ -109,36 +151,46 @@ impl ClockSource {
             Ok(_) => ClockSource::Tokio,
             // No runtime: tokio's clock is the system clock.
             Err(_) => ClockSource::Counter,
-        };
-        if let Some(id) = task {
-            let _ = TASKS.try_with(|t| t[task_slot(id)].set(Some((id, source))));
         }
-        source
     }
 }
 
 impl TokioClock {
-    /// A clock whose epoch is now. The first clock of a process calibrates the cycle
-    /// counter (about a millisecond, once).
+    /// A clock on the process's shared epoch. The first clock of a process calibrates the
+    /// cycle counter (about a millisecond, once).
     pub fn new() -> Self {
-        let counter = quanta::Clock::new();
         TokioClock {
-            counter_epoch: counter.raw(),
-            epoch: tokio::time::Instant::now(),
-            counter,
+            epoch: epoch(),
+            source: OnceLock::new(),
         }
     }
 
     /// Nanoseconds since the epoch by tokio's clock, whatever the context.
-    pub fn tokio_nanos(&self) -> u64 {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+    pub(crate) fn tokio_nanos(&self) -> u64 {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch.tokio);
+        nanos_of(elapsed)
     }
 
     /// Nanoseconds since the epoch by the cycle counter, whatever the context.
-    pub fn counter_nanos(&self) -> u64 {
-        self.counter
-            .delta_as_nanos(self.counter_epoch, self.counter.raw())
+    #[inline]
+    pub(crate) fn counter_nanos(&self) -> u64 {
+        let e = self.epoch;
+        let since = e.counter.delta_as_nanos(e.counter_raw, e.counter.raw());
+        since.saturating_add(e.lead_ns)
+    }
+
+    #[cold]
+    fn first_reading(&self) -> Timestamp {
+        let source = *self.source.get_or_init(ClockSource::current);
+        self.read(source)
+    }
+
+    #[inline]
+    fn read(&self, source: ClockSource) -> Timestamp {
+        Timestamp(match source {
+            ClockSource::Counter => self.counter_nanos(),
+            ClockSource::Tokio => self.tokio_nanos(),
+        })
     }
 }
 
@@ -150,10 +202,10 @@ impl Default for TokioClock {
 
 impl Clock for TokioClock {
     #[inline]
-    fn now_nanos(&self) -> u64 {
-        match ClockSource::current() {
-            ClockSource::Counter => self.counter_nanos(),
-            ClockSource::Tokio => self.tokio_nanos(),
+    fn now(&self) -> Timestamp {
+        match self.source.get() {
+            Some(&source) => self.read(source),
+            None => self.first_reading(),
         }
     }
 }
@@ -162,11 +214,11 @@ impl Clock for TokioClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_throttle::clock::{Clock, ManualClock};
+/// use tower_throttle::clock::{Clock, ManualClock, Timestamp};
 ///
 /// let clock = ManualClock::new();
 /// clock.advance(Duration::from_millis(1500));
-/// assert_eq!(clock.now_nanos(), 1_500_000_000);
+/// assert_eq!(clock.now(), Timestamp::from_nanos(1_500_000_000));
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock {
@@ -181,7 +233,7 @@ impl ManualClock {
 
     /// Moves the clock forward (saturating at `u64::MAX` ns).
     pub fn advance(&self, by: Duration) {
-        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let by = nanos_of(by);
         let _ = self
             .nanos
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -191,14 +243,14 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now_nanos(&self) -> u64 {
-        self.nanos.load(Ordering::Acquire)
+    fn now(&self) -> Timestamp {
+        Timestamp(self.nanos.load(Ordering::Acquire))
     }
 }
 
 impl<C: Clock> Clock for Arc<C> {
-    fn now_nanos(&self) -> u64 {
-        (**self).now_nanos()
+    fn now(&self) -> Timestamp {
+        (**self).now()
     }
 }
 
@@ -209,9 +261,29 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn tokio_clock_follows_paused_time() {
         let clock = TokioClock::new();
-        assert_eq!(clock.now_nanos(), 0);
+        let start = clock.now();
+        assert_eq!(clock.now(), start);
         tokio::time::advance(Duration::from_millis(2500)).await;
-        assert_eq!(clock.now_nanos(), 2_500_000_000);
+        assert_eq!(clock.now().as_nanos() - start.as_nanos(), 2_500_000_000);
+    }
+
+    #[test]
+    fn clocks_share_one_epoch() {
+        // Read in one task: both clocks read tokio's paused time, at the same instant.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let a = TokioClock::new();
+        rt.block_on(async {
+            let b = TokioClock::new();
+            let start = a.now();
+            assert_eq!(b.now(), start);
+            tokio::time::advance(Duration::from_nanos(1_000_000_007)).await;
+            assert_eq!(b.now().as_nanos(), start.as_nanos() + 1_000_000_007);
+            assert_eq!(a.now(), b.now());
+        });
     }
 
     #[tokio::test]
@@ -219,10 +291,10 @@ mod tests {
         // Made before the pause, read in the same task before and after it.
         let clock = TokioClock::new();
         tokio::time::pause();
-        let at_pause = clock.now_nanos();
-        assert_eq!(clock.now_nanos(), at_pause);
+        let at_pause = clock.now().as_nanos();
+        assert_eq!(clock.now().as_nanos(), at_pause);
         tokio::time::advance(Duration::from_nanos(1_000_000_007)).await;
-        assert_eq!(clock.now_nanos(), at_pause + 1_000_000_007);
+        assert_eq!(clock.now().as_nanos(), at_pause + 1_000_000_007);
     }
 
     fn in_task(rt: &tokio::runtime::Runtime) -> ClockSource {
@@ -253,47 +325,34 @@ mod tests {
             ClockSource::Tokio
         );
         assert_eq!(in_task(&current), ClockSource::Tokio);
-        assert_eq!(in_task(&current), ClockSource::Tokio, "cached");
+        assert_eq!(in_task(&current), ClockSource::Tokio, "again");
         drop(current);
         assert_eq!(ClockSource::current(), ClockSource::Counter);
     }
 
     #[test]
-    fn cached_sources_stay_per_task() {
-        // Many tasks of a current_thread runtime, read in turn (more than the cache's
-        // slots, so slots are reused), then tasks of a multi-thread runtime run from the
-        // same thread: every reading has its own runtime's source.
+    fn a_clock_keeps_the_source_of_its_first_reading() {
         let current = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        let sources = current.block_on(async {
-            let tasks: Vec<_> = (0..3 * TASK_SLOTS)
-                .map(|_| {
-                    tokio::spawn(async {
-                        let first = ClockSource::current();
-                        tokio::task::yield_now().await;
-                        (first, ClockSource::current())
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.expect("task"));
-            }
-            out
-        });
-        assert!(sources
-            .iter()
-            .all(|&s| s == (ClockSource::Tokio, ClockSource::Tokio)));
         let multi = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .build()
             .unwrap();
-        for _ in 0..TASK_SLOTS {
-            assert_eq!(in_task(&multi), ClockSource::Counter);
-        }
-        assert_eq!(in_task(&current), ClockSource::Tokio);
+        let paused = TokioClock::new();
+        current.block_on(async { paused.now() });
+        let served = TokioClock::new();
+        multi.block_on(async { served.now() });
+        let outside = TokioClock::new();
+        outside.now();
+        assert_eq!(paused.source.get(), Some(&ClockSource::Tokio));
+        assert_eq!(served.source.get(), Some(&ClockSource::Counter));
+        assert_eq!(outside.source.get(), Some(&ClockSource::Counter));
+        multi.block_on(async { paused.now() });
+        current.block_on(async { served.now() });
+        assert_eq!(paused.source.get(), Some(&ClockSource::Tokio));
+        assert_eq!(served.source.get(), Some(&ClockSource::Counter));
     }
 
     #[test]
@@ -336,8 +395,8 @@ mod tests {
         let a = ManualClock::new();
         let b = a.clone();
         a.advance(Duration::from_nanos(7));
-        assert_eq!(b.now_nanos(), 7);
+        assert_eq!(b.now(), Timestamp::from_nanos(7));
         b.advance(Duration::MAX);
-        assert_eq!(a.now_nanos(), u64::MAX);
+        assert_eq!(a.now().as_nanos(), u64::MAX);
     }
 }

@@ -1,26 +1,46 @@
 //! The GCRA decision, as pure functions over theoretical arrival times (TATs).
 //!
-//! A key's whole state is one `u64`: its TAT in nanoseconds on the store's clock. A key with
-//! no state behaves exactly like one whose TAT is `<= now`, so a store may forget any key
-//! whose TAT has passed without changing a single decision: that is what makes eviction of
-//! idle keys lossless.
+//! A key's whole state is one `u64` (its layout: `engine::state`): its TAT in nanoseconds
+//! on the caller's clock, plus a flag while it serves a block period. A key with no state
+//! (0) behaves exactly like one whose TAT is `<= now`, so a store may forget any key once
+//! [`idle_at`] has passed without changing a single decision: that is what makes eviction
+//! and expiry of idle keys lossless.
 //!
 //! [`decide`] handles several limits for one request at once: either every limit admits the
 //! request and all of them are consumed, or none is consumed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_throttle::clock::Timestamp;
+//! use tower_throttle::gcra::{decide, Check, GcraParams};
+//! use tower_throttle::Quota;
+//!
+//! let params = GcraParams::new(&Quota::per_second(2)?, Duration::ZERO);
+//! let checks = [Check::new(7, params)];
+//! let mut states = [0u64]; // key 7 has no state yet
+//! for admitted in [true, true, false] {
+//!     let (decision, changed) = decide(Timestamp::ZERO, &checks, &mut states);
+//!     assert_eq!(decision.admitted, admitted);
+//!     assert_eq!(changed != 0, admitted); // what to write back
+//! }
+//! # Ok::<(), tower_throttle::QuotaError>(())
+//! ```
 
 use std::time::Duration;
 
+use crate::engine::clock::Timestamp;
 use crate::engine::quota::Quota;
+pub(crate) use crate::engine::state::{is_idle, tat_of, BLOCKED};
 
-/// GCRA parameters of one limit, in nanoseconds.
+/// GCRA parameters of one limit, in nanoseconds: built from a [`Quota`], read by stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GcraParams {
-    /// Emission interval `T = period / count`.
-    pub interval_ns: u64,
+    /// Emission interval `T = period / count` (at least 1).
+    pub(crate) interval_ns: u64,
     /// `burst × T`: how far the TAT may run ahead of now after admitting a request.
-    pub limit_ns: u64,
+    pub(crate) limit_ns: u64,
     /// Once a request is refused, the key stays refused for this long (0 = no block).
-    pub block_ns: u64,
+    pub(crate) block_ns: u64,
 }
 
 impl GcraParams {
@@ -30,29 +50,113 @@ impl GcraParams {
         let interval_ns = quota.interval_ns();
         GcraParams {
             interval_ns,
-            // Validated by `Quota::with_burst` to be at most 2^60.
+            // Validated by `Quota::with_burst` to be at most `state::MAX_LIMIT_NS`.
             limit_ns: interval_ns.saturating_mul(u64::from(quota.burst())),
             block_ns: block.min(crate::engine::quota::MAX_PERIOD).as_nanos() as u64,
+        }
+    }
+
+    /// Emission interval `T = period / count`, in nanoseconds (at least 1).
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns
+    }
+
+    /// `burst × T`, in nanoseconds: how far the TAT may run ahead of now after admitting
+    /// a request.
+    pub fn limit_ns(&self) -> u64 {
+        self.limit_ns
+    }
+
+    /// The block period in nanoseconds (0: none).
+    pub fn block_ns(&self) -> u64 {
+        self.block_ns
+    }
+
+    /// The parameters in whole multiples of `unit_ns` (at least 1), never more permissive:
+    /// the interval and the block rounded up, the burst kept. For a store that keeps
+    /// coarser time than nanoseconds (the Redis store keeps microseconds): decide with
+    /// these, on timestamps and states in the same unit, and its decisions are exactly
+    /// [`decide`]'s.
+    pub fn rounded_up_to(&self, unit_ns: u64) -> GcraParams {
+        let unit = unit_ns.max(1);
+        let interval = self.interval_ns.div_ceil(unit).max(1) * unit;
+        let burst = (self.limit_ns / self.interval_ns.max(1)).max(1);
+        GcraParams {
+            interval_ns: interval,
+            limit_ns: interval.saturating_mul(burst),
+            block_ns: self.block_ns.div_ceil(unit).saturating_mul(unit),
         }
     }
 }
 
 /// One limit to decide for a request: which state (key) and which parameters.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_throttle::gcra::{Check, GcraParams};
+/// use tower_throttle::Quota;
+///
+/// let params = GcraParams::new(&Quota::per_minute(60)?, Duration::ZERO);
+/// let check = Check::new(42, params).with_rule(7).with_shadow(true);
+/// assert_eq!((check.key(), check.rule(), check.is_shadow()), (42, 7, true));
+/// # Ok::<(), tower_throttle::QuotaError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Check {
+    pub(crate) key: u64,
+    pub(crate) params: GcraParams,
+    pub(crate) shadow: bool,
+    pub(crate) rule: u64,
+}
+
+impl Check {
+    /// An enforced check of state `key` with `params`, outside any rule.
+    pub const fn new(key: u64, params: GcraParams) -> Check {
+        Check {
+            key,
+            params,
+            shadow: false,
+            rule: 0,
+        }
+    }
+
+    /// Makes the check a shadow one (or not): decided and counted, but it never refuses
+    /// the request.
+    pub const fn with_shadow(mut self, shadow: bool) -> Check {
+        self.shadow = shadow;
+        self
+    }
+
+    /// Sets the id of the rule the check comes from (see [`Check::rule`]).
+    pub const fn with_rule(mut self, rule: u64) -> Check {
+        self.rule = rule;
+        self
+    }
+
     /// The state's key: a keyed 64-bit hash of (rule name, request key).
-    pub key: u64,
+    pub const fn key(&self) -> u64 {
+        self.key
+    }
+
     /// The limit's parameters.
-    pub params: GcraParams,
-    /// A shadow limit is decided and counted but never refuses the request.
-    pub shadow: bool,
+    pub const fn params(&self) -> &GcraParams {
+        &self.params
+    }
+
+    /// Whether the check is a shadow one.
+    pub const fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+
     /// The id of the rule the check comes from: a keyed 64-bit hash, the same for every
     /// check of one rule and unrelated to its keys (the layer computes it once per rule).
-    /// Stores use it for per-rule bookkeeping: the in-memory store keeps a share of its
-    /// capacity per rule and, when full, decides a new key on its rule's *overflow bucket*
-    /// (see [`MemoryStore`](crate::engine::store::MemoryStore)). `0` groups checks made outside
-    /// any rule.
-    pub rule: u64,
+    /// Stores may use it for per-rule bookkeeping: the in-memory store keeps a share of
+    /// its capacity per rule and, when full, decides a new key on its rule's *overflow
+    /// bucket* (see [`MemoryStore`](crate::engine::store::MemoryStore)). `0` groups checks
+    /// made outside any rule.
+    pub const fn rule(&self) -> u64 {
+        self.rule
+    }
 }
 
 /// Remaining capacity and timing of one limit after a decision.
@@ -90,26 +194,35 @@ fn ns(d: u64) -> Duration {
     Duration::from_nanos(d)
 }
 
-/// Decides `checks` at time `now` (ns) against their current TATs in `tats` (0 for a key
-/// with no state), updating `tats` in place to the state to store.
+/// Decides `checks` at `now` against their current states in `states` (0 for a key with
+/// no state), updating `states` in place to the states to store.
 ///
-/// Returns the decision and a mask of the entries of `tats` that changed and must be
-/// written back. When the request is admitted, every limit is consumed; when it is refused,
-/// none is, except that a limit with a block period that refuses a request for the first
-/// time has its TAT pushed so the key stays refused until `now + block`. Requests refused
-/// during the block do not extend it.
+/// Returns the decision and a mask of the entries of `states` that changed and must be
+/// written back (bit `i`: `states[i]`). When the request is admitted, every limit is
+/// consumed; when it is refused, none is, except that a limit with a block period that
+/// refuses a request for the first time has its state pushed so the key stays refused
+/// until `now + block`. Requests refused during the block do not extend it.
 ///
-/// Checks beyond [`MAX_CHECKS`] are ignored; callers validate the count beforehand.
-pub fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
-    let (mut decision, changed) = decide_states(now, checks, tats);
-    fill_headline(&mut decision, now, checks, tats);
+/// States are opaque words: store them as they are (a store may drop one once
+/// [`idle_at`] has passed). Timestamps above 2^61 ns are capped. Checks beyond
+/// [`MAX_CHECKS`] are ignored; callers validate the count beforehand.
+pub fn decide(now: Timestamp, checks: &[Check], states: &mut [u64]) -> (Decision, u64) {
+    let now = now.as_nanos().min(crate::engine::state::MAX_NOW);
+    let (mut decision, changed) = decide_states(now, checks, states);
+    fill_headline(&mut decision, now, checks, states);
     (decision, changed)
+}
+
+/// From when on a stored state carries no information: a store may forget (expire) the
+/// key at that instant without changing any decision.
+pub fn idle_at(state: u64) -> Timestamp {
+    Timestamp::from_nanos(tat_of(state))
 }
 
 /// [`decide`] without [`Decision::headline`] (left at its default): the part a store
 /// runs while it holds its keys. [`fill_headline`] completes the decision afterwards (it
 /// needs a division per limit, and nothing else waits for it).
-pub fn decide_states(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
+pub(crate) fn decide_states(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
     let n = checks.len().min(tats.len()).min(MAX_CHECKS);
     let mut decision = Decision {
         admitted: true,
@@ -143,7 +256,7 @@ pub fn decide_states(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision,
 }
 
 /// Sets `decision.headline` from the TATs [`decide_states`] left in `tats`.
-pub fn fill_headline(decision: &mut Decision, now: u64, checks: &[Check], tats: &[u64]) {
+pub(crate) fn fill_headline(decision: &mut Decision, now: u64, checks: &[Check], tats: &[u64]) {
     let n = checks.len().min(tats.len()).min(MAX_CHECKS);
     decision.headline = headline(now, &checks[..n], &tats[..n], decision);
 }
@@ -152,19 +265,19 @@ pub fn fill_headline(decision: &mut Decision, now: u64, checks: &[Check], tats: 
 /// [`decide`], split so that a store can compare-and-swap [`Step::new_state`] and build the
 /// [`Decision`] (which needs a division) after releasing its locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     /// Whether the limit refused the request (shadow refusals included).
-    pub denied: bool,
+    pub(crate) denied: bool,
     /// The state to store, if it changes.
-    pub new_state: Option<u64>,
+    pub(crate) new_state: Option<u64>,
     /// Until the request would be admitted (zero when admitted).
-    pub wait_ns: u64,
+    pub(crate) wait_ns: u64,
 }
 
 impl Step {
     /// The step of `check` on state `stored` at `now`; identical to [`decide`] with one check.
     #[inline]
-    pub fn of(now: u64, check: &Check, stored: u64) -> Step {
+    pub(crate) fn of(now: u64, check: &Check, stored: u64) -> Step {
         let p = &check.params;
         let tat = tat_of(stored).max(now);
         let ahead = tat + p.interval_ns - now;
@@ -201,7 +314,7 @@ impl Step {
 
     /// The decision, given the state now stored (`new_state` if it was written).
     #[inline]
-    pub fn decision(&self, now: u64, check: &Check, stored: u64) -> Decision {
+    pub(crate) fn decision(&self, now: u64, check: &Check, stored: u64) -> Decision {
         Decision {
             admitted: !self.denied || check.shadow,
             denied_mask: u64::from(self.denied),
@@ -213,7 +326,7 @@ impl Step {
 
 /// One 64-bit key for the set of keys of `checks` (order-sensitive), for per-request
 /// bookkeeping such as FIFO queues and refusal caches.
-pub fn checks_key(checks: &[Check]) -> u64 {
+pub(crate) fn checks_key(checks: &[Check]) -> u64 {
     checks.iter().fold(0x9E37_79B9_7F4A_7C15, |acc, c| {
         (acc ^ c.key)
             .rotate_left(23)
@@ -221,20 +334,10 @@ pub fn checks_key(checks: &[Check]) -> u64 {
     })
 }
 
-/// Flag bit of a stored TAT: the key is serving a block period. TATs stay below 2^62:
-/// clock readings (below 2^61 ns, 73 years of uptime) plus a limit (at most 2^60 ns) plus
-/// a block period (at most 366 days).
-pub const BLOCKED: u64 = 1 << 63;
-
-/// The theoretical arrival time in a stored state (without the block flag).
-pub fn tat_of(stored: u64) -> u64 {
-    stored & !BLOCKED
-}
-
-/// Whether a stored state carries no information at `now`: forgetting the key changes no
-/// decision.
-pub fn is_idle(stored: u64, now: u64) -> bool {
-    tat_of(stored) <= now
+/// State of check `i` on its stored state after a decision at `now`.
+#[cfg(feature = "test-util")]
+pub(crate) fn limit_state(now: u64, i: usize, p: &GcraParams, stored: u64) -> LimitState {
+    state(now, i, p, tat_of(stored))
 }
 
 /// State of check `i` given its (post-decision) TAT.

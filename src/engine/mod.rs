@@ -4,4 +4,5 @@
 pub mod clock;
 pub mod gcra;
 pub mod quota;
+mod state;
 pub mod store;

@@ -120,10 +120,9 @@ impl Quota {
         if burst == 0 {
             return Err(QuotaError::ZeroBurst);
         }
-        // The engine keeps burst × interval, plus a block period and the clock reading,
-        // below 2^62 ns; 2^60 ns (36 years) leaves that headroom.
+        // The state word's bound (see `engine::state`).
         let total = u128::from(burst) * u128::from(self.interval_ns);
-        if total > 1 << 60 {
+        if total > u128::from(crate::engine::state::MAX_LIMIT_NS) {
             return Err(QuotaError::BurstTooLarge);
         }
         Ok(Quota { burst, ..self })

@@ -12,6 +12,7 @@ use super::body::{Unwrapped, Wrapped};
 use super::handle::{Counter, RateLimitHandle, RuleCounters, Stats};
 use super::response::{RejectionFn, StoreFailure};
 use super::RateLimit;
+use crate::engine::clock::TokioClock;
 use crate::engine::gcra::{GcraParams, MAX_CHECKS};
 use crate::engine::quota::Quota;
 use crate::engine::store::{MemoryStore, Store};
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     /// The SipHash keys of request keys (from `key_secret`, or random).
     pub(crate) key_secret: (u64, u64),
+    /// Read once per request: the arrival time the store decides at.
+    pub(crate) clock: TokioClock,
 }
 
 /// Applies [`RateLimit`] to a service: the server side of tower-throttle.
@@ -405,6 +408,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
                 store_failure: self.store_failure,
                 stats,
                 key_secret: (k0, k1),
+                clock: TokioClock::new(),
             }),
             store: self.store,
             mode: PhantomData,

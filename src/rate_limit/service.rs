@@ -16,6 +16,7 @@ use super::handle::{bump, bump_at, my_stripe};
 use super::layer::Shared;
 use super::plan::{Checks, Plan};
 use super::response::{RejectionReason, StoreFailure};
+use crate::engine::clock::Clock;
 use crate::engine::gcra::Decision;
 use crate::engine::store::{MemoryStore, Store, StoreError};
 use crate::headers::HeaderDialects;
@@ -216,7 +217,8 @@ where
             }
             Plan::Check { matched } => matched,
         };
-        let mut check = self.store.check(checks.as_slice());
+        let now = self.shared.clock.now();
+        let mut check = self.store.check(now, checks.as_slice());
         // Stores that decide synchronously (the in-memory one) are settled right here,
         // without cloning the inner service.
         let mut cx = Context::from_waker(Waker::noop());

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
+use tower_throttle::clock::{Clock, Timestamp, TokioClock};
 use tower_throttle::gcra::{decide, Check, Decision, GcraParams};
 use tower_throttle::headers::write::{policy_window, LEGACY_RESET_MAX};
 use tower_throttle::headers::{
@@ -243,18 +244,18 @@ impl RoundTrip {
             .limits
             .iter()
             .enumerate()
-            .map(|(i, l)| Check {
-                key: i as u64,
-                params: GcraParams::new(&l.quota, l.block),
-                shadow: l.shadow,
-                rule: i as u64,
+            .map(|(i, l)| {
+                Check::new(i as u64, GcraParams::new(&l.quota, l.block))
+                    .with_shadow(l.shadow)
+                    .with_rule(i as u64)
             })
             .collect();
         RoundTrip {
             tats: vec![0; shape.limits.len()],
             shape,
             checks,
-            now_ns: 0,
+            // The layer's clock (paused: it reads what this reads until time advances).
+            now_ns: TokioClock::new().now().as_nanos(),
             layer: monitor.layer(server.layer(inner)),
             handle,
             steps: 0,
@@ -272,7 +273,11 @@ impl RoundTrip {
     async fn request(&mut self) -> bool {
         let req = Request::get("http://api.test/x").body(()).unwrap();
         let res = self.layer.clone().oneshot(req).await.unwrap();
-        let (decision, _) = decide(self.now_ns, &self.checks, &mut self.tats);
+        let (decision, _) = decide(
+            Timestamp::from_nanos(self.now_ns),
+            &self.checks,
+            &mut self.tats,
+        );
         let want = expected(&self.shape, &decision);
         let snap = self.handle.snapshot("api.test/x").expect("a snapshot");
         let got = (

@@ -1,5 +1,10 @@
 use super::*;
 
+/// [`super::decide`] at a timestamp in nanoseconds.
+fn decide(now: u64, checks: &[Check], tats: &mut [u64]) -> (Decision, u64) {
+    super::decide(Timestamp::from_nanos(now), checks, tats)
+}
+
 const S: u64 = 1_000_000_000;
 
 fn check(key: u64, count: u32, secs: u64, burst: u32, block_secs: u64) -> Check {

@@ -57,11 +57,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use crate::engine::clock::{Clock, TokioClock};
-use crate::engine::gcra::{Check, Decision, Step};
+use crate::engine::clock::{Clock, Timestamp};
+use crate::engine::gcra::{Check, Decision};
+use crate::engine::state::MAX_NOW;
 use crate::engine::store::usage::UsageTable;
 use crate::engine::store::{Store, StoreError, Usage, UsageLimits};
-use table::{slot_key, Table};
+use table::Table;
 
 /// What the shard mutex guards: the current table and its bookkeeping.
 struct Writer {
@@ -83,9 +84,8 @@ struct Writer {
 #[repr(align(64))]
 struct Shard(Mutex<Writer>);
 
-struct Inner<C> {
+struct Inner {
     owner: view::Owner,
-    clock: C,
     shards: Box<[Shard]>,
     shard_mask: usize,
     shard_cap: usize,
@@ -100,10 +100,12 @@ struct Inner<C> {
     usage: UsageTable,
 }
 
-/// The embedded store. Cheap to clone; clones share state.
+/// The embedded store. Cheap to clone; clones share state. It reads no clock: every
+/// decision is made at the time passed in.
 ///
 /// ```
 /// use std::time::Duration;
+/// use tower_throttle::clock::Timestamp;
 /// use tower_throttle::gcra::{Check, GcraParams};
 /// use tower_throttle::store::{MemoryStore, Store};
 /// use tower_throttle::Quota;
@@ -111,21 +113,24 @@ struct Inner<C> {
 /// # tokio_test_block_on(async {
 /// let store = MemoryStore::new();
 /// let quota = Quota::new(2, Duration::from_secs(1))?;
-/// let check = Check { key: 42, params: GcraParams::new(&quota, Duration::ZERO), shadow: false, rule: 0 };
-/// assert!(store.check(&[check]).await?.admitted);
-/// assert!(store.check(&[check]).await?.admitted);
-/// assert!(!store.check(&[check]).await?.admitted);
+/// let check = Check::new(42, GcraParams::new(&quota, Duration::ZERO));
+/// let now = Timestamp::ZERO;
+/// assert!(store.check(now, &[check]).await?.admitted);
+/// assert!(store.check(now, &[check]).await?.admitted);
+/// assert!(!store.check(now, &[check]).await?.admitted);
+/// let later = now.saturating_add(Duration::from_millis(500));
+/// assert!(store.check(later, &[check]).await?.admitted);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # });
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-pub struct MemoryStore<C = TokioClock> {
-    inner: Arc<Inner<C>>,
+pub struct MemoryStore {
+    inner: Arc<Inner>,
 }
 
-impl<C> Clone for MemoryStore<C> {
+impl Clone for MemoryStore {
     fn clone(&self) -> Self {
         MemoryStore {
             inner: Arc::clone(&self.inner),
@@ -133,7 +138,7 @@ impl<C> Clone for MemoryStore<C> {
     }
 }
 
-impl<C> std::fmt::Debug for MemoryStore<C> {
+impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
             .field("shards", &self.inner.shards.len())
@@ -178,8 +183,7 @@ impl std::error::Error for MemoryStoreError {}
 
 /// Builds a [`MemoryStore`].
 #[derive(Debug, Clone)]
-pub struct MemoryStoreBuilder<C = TokioClock> {
-    clock: C,
+pub struct MemoryStoreBuilder {
     max_keys: usize,
     shards: Option<usize>,
     max_usage_keys: usize,
@@ -189,7 +193,7 @@ pub struct MemoryStoreBuilder<C = TokioClock> {
 pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
 
 impl MemoryStore {
-    /// A store on tokio's clock holding at most [`DEFAULT_MAX_KEYS`] keys.
+    /// A store holding at most [`DEFAULT_MAX_KEYS`] keys.
     pub fn new() -> Self {
         Self::builder()
             .build()
@@ -199,7 +203,6 @@ impl MemoryStore {
     /// Configure a store.
     pub fn builder() -> MemoryStoreBuilder {
         MemoryStoreBuilder {
-            clock: TokioClock::new(),
             max_keys: DEFAULT_MAX_KEYS,
             shards: None,
             max_usage_keys: DEFAULT_MAX_KEYS,
@@ -213,17 +216,7 @@ impl Default for MemoryStore {
     }
 }
 
-impl<C: Clock> MemoryStoreBuilder<C> {
-    /// Use another clock (e.g. [`crate::engine::clock::ManualClock`]).
-    pub fn clock<C2: Clock>(self, clock: C2) -> MemoryStoreBuilder<C2> {
-        MemoryStoreBuilder {
-            clock,
-            max_keys: self.max_keys,
-            shards: self.shards,
-            max_usage_keys: self.max_usage_keys,
-        }
-    }
-
+impl MemoryStoreBuilder {
     /// The most usage-quota keys held (default [`DEFAULT_MAX_KEYS`]). Usage is never
     /// evicted: a new key beyond the bound is a store error.
     pub fn max_usage_keys(mut self, max: usize) -> Self {
@@ -245,7 +238,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
     }
 
     /// Validates the configuration and builds the store.
-    pub fn build(self) -> Result<MemoryStore<C>, MemoryStoreError> {
+    pub fn build(self) -> Result<MemoryStore, MemoryStoreError> {
         if self.max_keys == 0 {
             return Err(MemoryStoreError::ZeroMaxKeys);
         }
@@ -282,7 +275,6 @@ impl<C: Clock> MemoryStoreBuilder<C> {
                     id: view::next_id(),
                     alive: Arc::new(()),
                 },
-                clock: self.clock,
                 shards,
                 shard_mask: shard_count - 1,
                 shard_cap,
@@ -304,18 +296,18 @@ fn lock(shard: &Shard) -> MutexGuard<'_, Writer> {
     shard.0.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<C> Drop for Inner<C> {
+impl Drop for Inner {
     fn drop(&mut self) {
         view::forget(self.owner.id);
     }
 }
 
-impl<C: Clock> Inner<C> {
-    /// The clock reading, capped at [`MAX_NOW`] so stored TATs never reach the lock bit.
-    fn now(&self) -> u64 {
-        self.clock.now_nanos().min(MAX_NOW)
-    }
+/// A timestamp in nanoseconds, capped at [`MAX_NOW`] so stored TATs never reach the lock bit.
+fn nanos(now: Timestamp) -> u64 {
+    now.as_nanos().min(MAX_NOW)
+}
 
+impl Inner {
     fn shard_of(&self, key: u64) -> usize {
         // Middle bits: tables use the low bits for the home slot.
         (key >> 40) as usize & self.shard_mask
@@ -326,96 +318,39 @@ impl<C: Clock> Inner<C> {
         view::refresh(&self.owner, self.shards.len(), shard, table);
     }
 
-    fn check_one(&self, check: &Check) -> Decision {
-        let key = slot_key(check.key);
-        let shard = self.shard_of(key);
-        // Fast path: a known key in this thread's view, decided with a compare-and-swap;
-        // no lock, no shared counter. `None`: not cached, missing, or moved.
-        // The clock is read first: its latency overlaps the lookup.
-        let now = self.now();
-        let fast = view::with(self.owner.id, |tables| {
-            let slot = tables.get(shard)?.as_ref()?.find(key)?;
-            many::step_on(slot, now, check)
-        });
-        if let Some(Some((step, stored))) = fast {
-            return step.decision(now, check, stored);
-        }
-        self.check_one_locked(check, key, shard, now)
-    }
-
-    /// The single-limit slow path, under the shard mutex; out of line, so that the fast
-    /// path stays small where it is inlined. Decides at the same clock reading as the
-    /// fast path would have (the request's arrival). A new key of a rule the full
-    /// overflow table has no entry for first frees the entries of rules gone idle (see
-    /// [`Inner::reclaim`]), then looks again.
-    #[inline(never)]
-    fn check_one_locked(&self, check: &Check, key: u64, shard: usize, now: u64) -> Decision {
-        let mut may_reclaim = true;
-        loop {
-            match self.check_one_in_shard(check, key, shard, now, may_reclaim) {
-                Some(decision) => return decision,
-                None => {
-                    self.reclaim(true);
-                    may_reclaim = false;
-                }
-            }
-        }
-    }
-
-    /// [`Inner::check_one_locked`] once; `None` (nothing written) when `may_reclaim` and
-    /// a reclaim pass is due for a new key's rule without an overflow entry.
-    fn check_one_in_shard(
+    /// Runs `attempt` (told whether it may ask for a reclaim pass) until it decides:
+    /// `None` means a new key's rule has no overflow entry and a reclaim pass is due, so
+    /// the entries of rules gone idle are freed (see [`Inner::reclaim`]) and the request
+    /// starts again, once.
+    fn with_reclaim(
         &self,
-        check: &Check,
-        key: u64,
-        shard: usize,
         now: u64,
-        may_reclaim: bool,
-    ) -> Option<Decision> {
-        let mut w = lock(&self.shards[shard]);
-        // Under the mutex the table cannot be replaced, so a slot found is never moved.
-        let known = w
-            .table
-            .find(key)
-            .and_then(|slot| many::step_on(slot, now, check));
-        let decision = if let Some((step, stored)) = known {
-            step.decision(now, check, stored)
-        } else {
-            // A new key: stored if the shard has room, else decided on its rule's
-            // overflow bucket.
-            let tag = self.overflow.tag(check.rule);
-            if tag == room::NO_TAG && may_reclaim && self.overflow.reclaim_due(now) {
-                return None;
+        mut attempt: impl FnMut(bool) -> Option<Decision>,
+    ) -> Decision {
+        if let Some(decision) = attempt(true) {
+            return decision;
+        }
+        self.reclaim(true, now);
+        loop {
+            if let Some(decision) = attempt(false) {
+                return decision;
             }
-            self.make_room(&mut w, now, 1);
-            if self.grants(&w, tag, 0, 0) {
-                let start = self.overflow.start_state(check.rule);
-                let step = Step::of(now, check, start);
-                if let Some(new) = step.new_state {
-                    self.insert_new(&mut w, key, new, tag, now);
-                }
-                step.decision(now, check, step.new_state.unwrap_or(start))
-            } else {
-                self.overflow_one(now, check)
-            }
-        };
-        let table = Arc::clone(&w.table);
-        drop(w);
-        self.refresh_view(shard, table);
-        Some(decision)
+        }
     }
 }
 
-impl<C: Clock> MemoryStore<C> {
-    /// Decides `checks` synchronously (what [`Store::check`] does, without the future).
-    pub fn check_now(&self, checks: &[Check]) -> Decision {
+impl MemoryStore {
+    /// Decides `checks` at `now` synchronously (what [`Store::check`] does, without the
+    /// future).
+    pub fn check_at(&self, now: Timestamp, checks: &[Check]) -> Decision {
+        let now = nanos(now);
         match checks {
             [] => Decision {
                 admitted: true,
                 ..Decision::default()
             },
-            [one] => self.inner.check_one(one),
-            many => self.inner.check_many(many),
+            [one] => self.inner.check_one(one, now),
+            many => self.inner.check_many(many, now),
         }
     }
 
@@ -442,24 +377,30 @@ impl<C: Clock> MemoryStore<C> {
         }
     }
 
-    /// Drops every idle key now and returns table memory, one shard locked at a time;
+    /// Drops every key idle at `now` and returns table memory, one shard locked at a time;
     /// then frees the overflow entries of rules that hold no key and whose overflow
-    /// bucket is idle (every shard locked at once, briefly).
-    pub fn sweep(&self) {
-        let now = self.inner.now();
+    /// bucket is idle (every shard locked at once, briefly). `now` must be on the clock
+    /// the store's checks use: a later time would drop keys still limited.
+    pub fn sweep(&self, now: Timestamp) {
+        let now = nanos(now);
         for shard in self.inner.shards.iter() {
             self.inner.sweep_shard(&mut lock(shard), now);
         }
-        self.inner.reclaim(false);
+        self.inner.reclaim(false, now);
         // This thread's view may hold the replaced tables: let their memory go now.
         view::forget(self.inner.owner.id);
     }
 
-    /// Sweeps idle keys every `period` on the current tokio runtime, until the store is
-    /// dropped. Needed only when traffic may stop completely: the insert path sweeps on
-    /// its own.
-    pub fn spawn_sweeper(&self, period: Duration) -> tokio::task::JoinHandle<()> {
-        let weak: Weak<Inner<C>> = Arc::downgrade(&self.inner);
+    /// Sweeps idle keys every `period` on the current tokio runtime, at `clock`'s time
+    /// (the clock the store's checks use: a layer's is a
+    /// [`TokioClock`](crate::clock::TokioClock)), until the store is dropped. Needed only
+    /// when traffic may stop completely: the insert path sweeps on its own.
+    pub fn spawn_sweeper(
+        &self,
+        clock: impl Clock,
+        period: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let period = period.max(Duration::from_millis(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -467,7 +408,7 @@ impl<C: Clock> MemoryStore<C> {
             loop {
                 tick.tick().await;
                 match weak.upgrade() {
-                    Some(inner) => MemoryStore { inner }.sweep(),
+                    Some(inner) => MemoryStore { inner }.sweep(clock.now()),
                     None => return,
                 }
             }
@@ -475,24 +416,29 @@ impl<C: Clock> MemoryStore<C> {
     }
 }
 
-impl<C: Clock> Store for MemoryStore<C> {
+impl Store for MemoryStore {
     type CheckFuture = Ready<Result<Decision, StoreError>>;
     type UsageFuture = Ready<Result<Usage, StoreError>>;
 
-    fn check(&self, checks: &[Check]) -> Self::CheckFuture {
-        ready(Ok(self.check_now(checks)))
+    fn check(&self, now: Timestamp, checks: &[Check]) -> Self::CheckFuture {
+        ready(Ok(self.check_at(now, checks)))
     }
 
-    fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
-        let now = self.inner.now();
-        ready(self.inner.usage.consume(key, amount, &limits, now))
+    fn consume_usage(
+        &self,
+        now: Timestamp,
+        key: u64,
+        amount: u64,
+        limits: UsageLimits,
+    ) -> Self::UsageFuture {
+        ready(self.inner.usage.consume(key, amount, &limits, nanos(now)))
     }
 }
 
 mod many;
 mod room;
+mod single;
 mod table;
-mod view;
-use many::MAX_NOW;
 #[cfg(test)]
 mod tests;
+mod view;

@@ -1,17 +1,90 @@
-//! Where limit state lives: the [`Store`] trait and the embedded [`MemoryStore`].
+//! Where limit state lives: the [`Store`] trait, the embedded [`MemoryStore`] and (feature
+//! `redis`) the shared `RedisStore`.
 //!
 //! A store decides **all limits of one request atomically**: every limit admits the request
-//! and all are consumed, or none is (see [`crate::engine::gcra::decide`]). A network store (such as
-//! a Redis store running one script per request) implements the same trait with an
-//! asynchronous future; the in-memory store answers with a ready future.
+//! and all are consumed, or none is (see [`gcra::decide`](crate::engine::gcra::decide)). The caller reads its clock once
+//! per request and passes that arrival time ([`Timestamp`]) with the checks; the in-memory
+//! store answers with a ready future, a network store with an asynchronous one.
+//!
+//! # Checking limits without tower
+//!
+//! The engine needs no layer: build [`Check`]s from [`Quota`](crate::Quota)s, read a
+//! [`Clock`](crate::clock::Clock) and ask a store.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_throttle::clock::{Clock, ManualClock};
+//! use tower_throttle::gcra::{Check, GcraParams};
+//! use tower_throttle::store::MemoryStore;
+//! use tower_throttle::Quota;
+//!
+//! let store = MemoryStore::new();
+//! let clock = ManualClock::new(); // `TokioClock::new()` in a service
+//! let per_user = GcraParams::new(&Quota::new(2, Duration::from_secs(1))?, Duration::ZERO);
+//! let user_42 = Check::new(42, per_user);
+//! assert!(store.check_at(clock.now(), &[user_42]).admitted);
+//! assert!(store.check_at(clock.now(), &[user_42]).admitted);
+//! let refused = store.check_at(clock.now(), &[user_42]);
+//! assert!(!refused.admitted);
+//! assert_eq!(refused.retry_after, Duration::from_millis(500));
+//! clock.advance(refused.retry_after);
+//! assert!(store.check_at(clock.now(), &[user_42]).admitted);
+//! # Ok::<(), tower_throttle::QuotaError>(())
+//! ```
+//!
+//! # Writing a store
+//!
+//! A store for another database (Postgres, DynamoDB, memcached, …) implements [`Store`]
+//! with the recipe the Redis store follows. The decision itself is never written again:
+//! [`gcra::decide`](crate::engine::gcra::decide) is the one implementation of the algorithm, and a store only keeps
+//! its states.
+//!
+//! 1. **Read** the state word of every check's [`Check::key`] (a `u64`; 0 for a key with
+//!    no state). Keys are keyed 64-bit hashes: no request data reaches the store.
+//! 2. **Decide** with `gcra::decide(now, checks, &mut states)`. It returns the
+//!    [`Decision`] and a mask of the states that changed.
+//! 3. **Write back** the changed states (bit `i` of the mask: `states[i]`), and nothing
+//!    else: a refused request changes no state except the one a block period starts.
+//!
+//! The rules a store must keep:
+//!
+//! - **Atomicity.** Steps 1–3 for one request are one atomic unit: no other request may
+//!   read or write these keys in between (a transaction with row locks or serializable
+//!   isolation, a compare-and-swap loop over all the keys, a server-side script). Without
+//!   it, two instances admit the same last unit. Several checks may name the same key.
+//! - **States are opaque.** Store the `u64` words exactly as `decide` leaves them (they
+//!   carry a flag bit; a signed column holds them as `i64` bit patterns). A key may be
+//!   dropped or given a TTL once [`gcra::idle_at`](crate::engine::gcra::idle_at) of its state has passed: an idle key
+//!   decides exactly like a missing one, so expiry never loosens a limit.
+//! - **Time.** Decide at the `now` passed in, which is on the caller's clock. A store
+//!   shared by several hosts should decide on its own clock instead (Redis reads `TIME`),
+//!   so that hosts with skewed clocks agree; then every timestamp it stores is on that
+//!   clock and `now` is unused. Never mix the two clocks in one store.
+//! - **Rounding.** A store that keeps coarser units than nanoseconds rounds each check's
+//!   parameters with [`GcraParams::rounded_up_to`](crate::engine::gcra::GcraParams::rounded_up_to) (never more permissive) and decides
+//!   on those, with timestamps and states in the same unit (scaled back to nanoseconds
+//!   for `decide`), as the Redis store does with microseconds.
+//! - **Failures** are a [`StoreError`]; the layer's
+//!   [`StoreFailure`](crate::StoreFailure) policy then admits or refuses the request.
+//! - **Sharing.** A store whose state several processes share returns `true` from
+//!   [`Store::is_shared`].
+//! - **Usage quotas** ([`Store::consume_usage`]) are plain counters, never evicted: a
+//!   lifetime count and a count per fixed window starting at the key's first use in it.
+//!
+//! A store's future owns what it needs (copy the checks if it does not decide at once).
+//! With the `test-util` feature, `store::conformance` checks a store against `decide`
+//! and these rules in one line of a test (`Harness::new(make_store, Time::Passed).run_all()`).
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::engine::clock::Timestamp;
 use crate::engine::gcra::{Check, Decision};
 
+#[cfg(feature = "test-util")]
+pub mod conformance;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -24,24 +97,31 @@ pub use self::redis::{
 pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
 pub use usage::{Usage, UsageLimits};
 
-/// Decides the limits of one request.
+/// Decides the limits of one request. See the [module docs](self) for how to write one.
 pub trait Store: Send + Sync + 'static {
     /// The future returned by [`Store::check`].
     type CheckFuture: Future<Output = Result<Decision, StoreError>> + Send + Unpin + 'static;
 
-    /// Decides `checks` (at most [`crate::engine::gcra::MAX_CHECKS`]) atomically and consumes them
-    /// if, and only if, the request is admitted.
+    /// Decides `checks` (at most [`gcra::MAX_CHECKS`](crate::engine::gcra::MAX_CHECKS)) at `now` atomically and consumes
+    /// them if, and only if, the request is admitted: the result of [`gcra::decide`](crate::engine::gcra::decide) on
+    /// the keys' current states.
     ///
-    /// The future owns everything it needs: implementations copy `checks` if they do not
-    /// decide synchronously.
-    fn check(&self, checks: &[Check]) -> Self::CheckFuture;
+    /// `now` is the request's arrival on the caller's clock; a store shared by several
+    /// hosts may decide on its own clock instead (see the [module docs](self)).
+    fn check(&self, now: Timestamp, checks: &[Check]) -> Self::CheckFuture;
 
     /// The future returned by [`Store::consume_usage`].
     type UsageFuture: Future<Output = Result<Usage, StoreError>> + Send + Unpin + 'static;
 
-    /// Consumes `amount` units of usage quota `key` if every limit has room (atomically),
-    /// or only reads it when `amount` is zero. Usage is never evicted.
-    fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture;
+    /// Consumes `amount` units of usage quota `key` at `now` if every limit has room
+    /// (atomically), or only reads it when `amount` is zero. Usage is never evicted.
+    fn consume_usage(
+        &self,
+        now: Timestamp,
+        key: u64,
+        amount: u64,
+        limits: UsageLimits,
+    ) -> Self::UsageFuture;
 
     /// Whether several instances (processes, hosts) share this store's state, as a Redis
     /// store does. Default: `false` (the state is private to this process).
@@ -61,12 +141,18 @@ impl<S: Store> Store for Arc<S> {
     type CheckFuture = S::CheckFuture;
     type UsageFuture = S::UsageFuture;
 
-    fn check(&self, checks: &[Check]) -> Self::CheckFuture {
-        (**self).check(checks)
+    fn check(&self, now: Timestamp, checks: &[Check]) -> Self::CheckFuture {
+        (**self).check(now, checks)
     }
 
-    fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
-        (**self).consume_usage(key, amount, limits)
+    fn consume_usage(
+        &self,
+        now: Timestamp,
+        key: u64,
+        amount: u64,
+        limits: UsageLimits,
+    ) -> Self::UsageFuture {
+        (**self).consume_usage(now, key, amount, limits)
     }
 
     fn is_shared(&self) -> bool {

@@ -14,6 +14,7 @@ use super::error::PacingError;
 use super::layer::PacingShared;
 use super::quota::QuotaStatus;
 use crate::client::{BoxError, Endpoint, Error};
+use crate::engine::clock::Clock;
 use crate::engine::gcra::checks_key;
 use crate::engine::store::{MemoryStore, Store};
 use crate::rate_limit::handle::bump;
@@ -112,7 +113,7 @@ where
                 let mut waited = false;
                 loop {
                     let decision = store
-                        .check(&checks)
+                        .check(rules.clock.now(), &checks)
                         .await
                         .map_err(|e| Error::from(PacingError::Store(e)))?;
                     if decision.admitted {
@@ -163,7 +164,7 @@ where
                     }
                 };
                 let usage = store
-                    .consume_usage(key, 1, q.limits)
+                    .consume_usage(rules.clock.now(), key, 1, q.limits)
                     .await
                     .map_err(|e| Error::from(PacingError::Store(e)))?;
                 if !usage.admitted {

@@ -26,10 +26,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::many::load_unlocked;
+use super::single::load_unlocked;
 use super::table::{capacity_for, slot_key, Table, EMPTY};
 use super::{Inner, Writer};
-use crate::engine::clock::Clock;
 use crate::engine::gcra::{is_idle, tat_of, Check, Decision, Step};
 
 /// Slots of the overflow table (a power of two, at most 255: slot indices are rule tags).
@@ -160,8 +159,9 @@ impl Overflow {
     }
 
     /// Removes every entry whose tag `held` does not mark and whose bucket is idle at
-    /// `now`; returns how many. The caller holds every shard's mutex.
-    fn remove_idle(&self, now: u64, held: &[bool; OVERFLOW_SLOTS]) -> usize {
+    /// `now`; returns how many, and the earliest time a kept bucket goes idle. The caller
+    /// holds every shard's mutex.
+    fn remove_idle(&self, now: u64, held: &[bool; OVERFLOW_SLOTS]) -> (usize, u64) {
         let mut len = self.len.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = u64::MAX;
         let mut freed = 0;
@@ -180,11 +180,7 @@ impl Overflow {
                 next = next.min(tat_of(state));
             }
         }
-        self.next.store(
-            next.max(now.saturating_add(RECLAIM_GAP_NS)),
-            Ordering::Release,
-        );
-        freed
+        (freed, next)
     }
 }
 
@@ -212,7 +208,7 @@ fn uncount(w: &mut Writer, tag: u8) -> bool {
     false
 }
 
-impl<C: Clock> Inner<C> {
+impl Inner {
     /// Writer only: before granting `wanted` new keys, drops idle keys if the shard is
     /// in or near its reserve and an eighth of its keys may be idle by now.
     pub(super) fn make_room(&self, w: &mut Writer, now: u64, wanted: usize) {
@@ -320,22 +316,22 @@ impl<C: Clock> Inner<C> {
     }
 
     /// Frees the overflow entries of rules that hold no key in any shard and whose bucket
-    /// is idle (see [`Overflow`]) at a clock reading taken once every shard is locked, so
-    /// no reading made before can find one of them live; returns how many. With `gated`, only if an
+    /// is idle at `now` (see [`Overflow`]); returns how many. With `gated`, only if an
     /// entry may have become free since the last pass ([`Overflow::reclaim_due`]; by time
-    /// alone, at most every [`RECLAIM_GAP_NS`]), so a
-    /// table full of live entries is not scanned again on every new rule's request. Locks
-    /// every shard (in order): the caller holds none.
-    pub(super) fn reclaim(&self, gated: bool) -> usize {
+    /// alone, at most every [`RECLAIM_GAP_NS`]), so a table full of live entries is not
+    /// scanned again on every new rule's request. Only gated passes (a request's, at its
+    /// own arrival) record what they saw for the gate: a sweep's time may be older than
+    /// the requests' meanwhile, and must not delay their passes. Locks every shard (in
+    /// order): the caller holds none.
+    pub(super) fn reclaim(&self, gated: bool, now: u64) -> usize {
         let o = &self.overflow;
         let _pass = o.pass.lock().unwrap_or_else(PoisonError::into_inner);
-        if gated && !o.reclaim_due(self.now()) {
+        if gated && !o.reclaim_due(now) {
             return 0;
         }
         // Events after this reading are seen by the pass or make the next one due.
         let events = o.events.load(Ordering::Acquire);
         let guards: Vec<_> = self.shards.iter().map(super::lock).collect();
-        let now = self.now();
         let mut held = [false; OVERFLOW_SLOTS];
         for g in &guards {
             for (h, &count) in held.iter_mut().zip(g.counts.iter()) {
@@ -344,9 +340,15 @@ impl<C: Clock> Inner<C> {
         }
         #[cfg(test)]
         o.passes.fetch_add(1, Ordering::Relaxed);
-        let freed = o.remove_idle(now, &held);
+        let (freed, next) = o.remove_idle(now, &held);
         drop(guards);
-        o.seen.store(events, Ordering::Release);
+        if gated {
+            o.next.store(
+                next.max(now.saturating_add(RECLAIM_GAP_NS)),
+                Ordering::Release,
+            );
+            o.seen.store(events, Ordering::Release);
+        }
         freed
     }
 
@@ -356,7 +358,7 @@ impl<C: Clock> Inner<C> {
         let decided = self
             .overflow
             .slot(check.rule)
-            .and_then(|slot| super::many::step_on(slot, now, check));
+            .and_then(|slot| super::single::step_on(slot, now, check));
         let (step, stored) = decided.unwrap_or_else(|| {
             let stored = exhausted(now, check);
             (Step::of(now, check, stored), stored)

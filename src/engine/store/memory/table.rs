@@ -12,15 +12,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use super::many::{wait, LOCKED};
+use super::single::wait;
+use crate::engine::state::{LOCKED, MOVED};
 
 /// The key word of a free slot.
 pub(super) const EMPTY: u64 = 0;
-
-/// The state of a slot whose table has been replaced: look in the current table.
-/// Never a real state: TATs stay below 2^62 (see [`super::MAX_NOW`]), so a real state,
-/// even with the block flag and the lock bit, is below `u64::MAX`.
-pub(super) const MOVED: u64 = u64::MAX;
 
 /// The key a store uses for `key`: every key but [`EMPTY`] is itself; [`EMPTY`] shares a
 /// slot with key 1 (keys are keyed 64-bit hashes, so this is one more 2^-64 collision).

@@ -1,5 +1,5 @@
 use super::*;
-use crate::engine::clock::ManualClock;
+use crate::engine::clock::{ManualClock, TokioClock};
 use crate::engine::gcra::{decide, GcraParams};
 use crate::engine::quota::Quota;
 
@@ -16,14 +16,43 @@ fn check(key: u64, p: GcraParams) -> Check {
     }
 }
 
-fn store(max_keys: usize) -> (MemoryStore<ManualClock>, ManualClock) {
+/// A store and the manual clock its test decides at.
+#[derive(Clone)]
+pub(super) struct Timed {
+    store: MemoryStore,
+    clock: ManualClock,
+}
+
+impl std::ops::Deref for Timed {
+    type Target = MemoryStore;
+    fn deref(&self) -> &MemoryStore {
+        &self.store
+    }
+}
+
+impl Timed {
+    pub(super) fn new(store: MemoryStore, clock: &ManualClock) -> Timed {
+        Timed {
+            store,
+            clock: clock.clone(),
+        }
+    }
+
+    /// Decides at the clock's time.
+    pub(super) fn check_now(&self, checks: &[Check]) -> Decision {
+        self.store.check_at(self.clock.now(), checks)
+    }
+
+    /// Sweeps at the clock's time.
+    pub(super) fn sweep(&self) {
+        self.store.sweep(self.clock.now())
+    }
+}
+
+fn store(max_keys: usize) -> (Timed, ManualClock) {
     let clock = ManualClock::new();
-    let s = MemoryStore::builder()
-        .clock(clock.clone())
-        .max_keys(max_keys)
-        .build()
-        .unwrap();
-    (s, clock)
+    let s = MemoryStore::builder().max_keys(max_keys).build().unwrap();
+    (Timed::new(s, &clock), clock)
 }
 
 #[test]
@@ -161,10 +190,11 @@ fn builder_validates() {
 #[tokio::test(start_paused = true)]
 async fn sweeper_task_runs_on_tokio_time() {
     let s = MemoryStore::new();
+    let clock = TokioClock::new();
     let p = params(1, Duration::from_secs(1));
-    s.check_now(&[check(5, p)]);
+    s.check_at(clock.now(), &[check(5, p)]);
     assert_eq!(s.len(), 1);
-    let task = s.spawn_sweeper(Duration::from_secs(5));
+    let task = s.spawn_sweeper(clock, Duration::from_secs(5));
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(s.len(), 0);
     drop(s);
@@ -173,10 +203,10 @@ async fn sweeper_task_runs_on_tokio_time() {
 }
 
 /// No state word keeps the transient key-lock bit once decisions are done.
-pub(super) fn assert_no_key_locks<C: Clock>(s: &MemoryStore<C>) {
+pub(super) fn assert_no_key_locks(s: &MemoryStore) {
     for shard in s.inner.shards.iter() {
         for (_, state) in lock(shard).table.peek() {
-            assert_eq!(state & many::LOCKED, 0);
+            assert_eq!(state & crate::engine::state::LOCKED, 0);
         }
     }
 }
@@ -372,7 +402,7 @@ fn a_stale_view_is_refreshed_not_wrong() {
     assert!(!Arc::ptr_eq(&cached, &lock(&s.inner.shards[shard]).table));
     assert_eq!(
         cached.find(7).unwrap().load(Ordering::Relaxed),
-        table::MOVED
+        crate::engine::state::MOVED
     );
     assert!(s.check_now(&[check(7, p)]).admitted);
     assert!(!s.check_now(&[check(7, p)]).admitted);
@@ -436,7 +466,7 @@ fn decisions_match_a_model_through_rebuilds_sweeps_and_thread_hops() {
             .iter()
             .map(|c| model.get(&c.key).copied().unwrap_or(0))
             .collect();
-        let (expected, changed) = decide(clock.now_nanos(), &checks, &mut tats);
+        let (expected, changed) = decide(clock.now(), &checks, &mut tats);
         for (i, c) in checks.iter().enumerate() {
             if changed & (1 << i) != 0 {
                 model.insert(c.key, tats[i]);

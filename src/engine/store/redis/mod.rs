@@ -75,7 +75,8 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use tokio::time::Instant;
 
 use super::{MemoryStore, Store, StoreError, Usage, UsageLimits};
-use crate::engine::gcra::{checks_key, decide, Check, Decision, GcraParams, BLOCKED};
+use crate::engine::clock::Timestamp;
+use crate::engine::gcra::{checks_key, decide, Check, Decision, BLOCKED};
 
 mod blocked;
 mod builder;
@@ -166,17 +167,6 @@ impl RedisStore {
         self.inner.round_trips.load(Ordering::Relaxed)
     }
 
-    /// The SHA-1 of the rate-limit script (what EVALSHA names), for benchmarks and
-    /// diagnostics.
-    pub fn script_sha(&self) -> &str {
-        self.inner.gcra.get_hash()
-    }
-
-    /// The Redis key of a rate-limit state (for benchmarks and diagnostics).
-    pub fn state_key(&self, key: u64) -> String {
-        self.key("rl", key)
-    }
-
     /// Redis failures and timeouts so far.
     pub fn errors(&self) -> u64 {
         self.inner.health.snapshot().errors
@@ -260,14 +250,23 @@ impl RedisStore {
     }
 
     async fn check_remote(&self, checks: &[Check]) -> Result<Decision, StoreError> {
-        let micros: Vec<(u64, u64, u64)> = checks.iter().map(|c| to_micros(&c.params)).collect();
+        // Redis keeps microseconds: decide on parameters rounded to them (never more
+        // permissive), there and here alike.
+        let rounded: Vec<Check> = checks
+            .iter()
+            .map(|c| Check {
+                params: c.params.rounded_up_to(1000),
+                ..*c
+            })
+            .collect();
         let mut invocation = self.inner.gcra.prepare_invoke();
-        for (c, (interval, limit, block)) in checks.iter().zip(&micros) {
+        for c in &rounded {
+            let p = &c.params;
             invocation.key(self.key("rl", c.key));
             invocation
-                .arg(*interval)
-                .arg(*limit)
-                .arg(*block)
+                .arg(p.interval_ns / 1000)
+                .arg(p.limit_ns / 1000)
+                .arg(p.block_ns / 1000)
                 .arg(u8::from(c.shadow));
         }
         let reply: Vec<i64> = self.invoke(&invocation).await?;
@@ -275,19 +274,7 @@ impl RedisStore {
             Some((now, old)) if old.len() == checks.len() => (*now, old),
             _ => return Err(StoreError::new("unexpected reply from the Redis script")),
         };
-        // Recompute the script's decision in nanoseconds, with the same µs parameters.
-        let ns_checks: Vec<Check> = checks
-            .iter()
-            .zip(&micros)
-            .map(|(c, (i, l, b))| Check {
-                params: GcraParams {
-                    interval_ns: i * 1000,
-                    limit_ns: l * 1000,
-                    block_ns: b * 1000,
-                },
-                ..*c
-            })
-            .collect();
+        // Recompute the script's decision in nanoseconds, with the same rounded parameters.
         let mut tats: Vec<u64> = old
             .iter()
             .map(|&v| {
@@ -299,21 +286,26 @@ impl RedisStore {
                 }
             })
             .collect();
-        let now_ns = u64::try_from(now).unwrap_or(0).saturating_mul(1000);
-        Ok(decide(now_ns, &ns_checks, &mut tats).0)
+        let now = Timestamp::from_nanos(u64::try_from(now).unwrap_or(0).saturating_mul(1000));
+        Ok(decide(now, &rounded, &mut tats).0)
     }
 
     /// Decides without Redis (an outage is in progress): on the fallback, or reports
     /// `error`.
-    fn decide_locally(&self, checks: &[Check], error: StoreError) -> Result<Decision, StoreError> {
+    fn decide_locally(
+        &self,
+        now: Timestamp,
+        checks: &[Check],
+        error: StoreError,
+    ) -> Result<Decision, StoreError> {
         self.inner.health.decided_locally();
         match &self.inner.fallback {
-            Some(memory) => Ok(memory.check_now(checks)),
+            Some(memory) => Ok(memory.check_at(now, checks)),
             None => Err(error),
         }
     }
 
-    async fn check_owned(self, checks: Vec<Check>) -> Result<Decision, StoreError> {
+    async fn check_owned(self, now: Timestamp, checks: Vec<Check>) -> Result<Decision, StoreError> {
         let set = checks_key(&checks);
         let arrived = Instant::now();
         if let Some(refusal) = self
@@ -328,7 +320,7 @@ impl RedisStore {
         let started = health.at(arrived);
         if health.route(started) == Route::Local {
             let error = StoreError::new("Redis unavailable (outage in progress)");
-            return self.decide_locally(&checks, error);
+            return self.decide_locally(now, &checks, error);
         }
         match self.check_remote(&checks).await {
             Ok(decision) => {
@@ -342,7 +334,7 @@ impl RedisStore {
             }
             Err(error) => {
                 health.failed(&error, self.fallback_name());
-                self.decide_locally(&checks, error)
+                self.decide_locally(now, &checks, error)
             }
         }
     }
@@ -355,13 +347,6 @@ impl RedisStore {
     }
 }
 
-/// Rounds a limit's parameters to whole microseconds (never more permissive).
-fn to_micros(p: &GcraParams) -> (u64, u64, u64) {
-    let interval = p.interval_ns.div_ceil(1000).max(1);
-    let burst = (p.limit_ns / p.interval_ns.max(1)).max(1);
-    (interval, interval * burst, p.block_ns.div_ceil(1000))
-}
-
 /// The future of [`RedisStore`]'s calls.
 pub type RedisFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
@@ -369,14 +354,22 @@ impl Store for RedisStore {
     type CheckFuture = RedisFuture<Decision>;
     type UsageFuture = RedisFuture<Usage>;
 
-    fn check(&self, checks: &[Check]) -> Self::CheckFuture {
-        Box::pin(self.clone().check_owned(checks.to_vec()))
+    /// Decides on Redis' clock (`TIME`), so that instances with skewed clocks agree;
+    /// `now` is used only while Redis is unavailable, by the in-memory fallback.
+    fn check(&self, now: Timestamp, checks: &[Check]) -> Self::CheckFuture {
+        Box::pin(self.clone().check_owned(now, checks.to_vec()))
     }
 
     /// Usage quotas have no local fallback: a lifetime counter cannot be kept per
     /// instance without over-admitting, so their failures are always reported (and count
-    /// toward the store's outage state).
-    fn consume_usage(&self, key: u64, amount: u64, limits: UsageLimits) -> Self::UsageFuture {
+    /// toward the store's outage state). Windows are on Redis' clock: `now` is unused.
+    fn consume_usage(
+        &self,
+        _now: Timestamp,
+        key: u64,
+        amount: u64,
+        limits: UsageLimits,
+    ) -> Self::UsageFuture {
         let store = self.clone();
         Box::pin(async move {
             let mut invocation = store.inner.usage.prepare_invoke();

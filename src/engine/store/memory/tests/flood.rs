@@ -4,22 +4,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{assert_no_key_locks, params, ruled, spread, Rng};
-use crate::engine::clock::{Clock, ManualClock};
+use super::{assert_no_key_locks, params, ruled, spread, Rng, Timed};
+use crate::engine::clock::{Clock, ManualClock, Timestamp};
 use crate::engine::gcra::{decide, Check, GcraParams, Step};
 use crate::engine::quota::Quota;
 use crate::engine::store::memory::room::MAX_OVERFLOW_BUCKETS;
 use crate::engine::store::{EvictionStats, MemoryStore};
 
-pub(super) fn one_shard(max_keys: usize) -> (MemoryStore<ManualClock>, ManualClock) {
+pub(super) fn one_shard(max_keys: usize) -> (Timed, ManualClock) {
     let clock = ManualClock::new();
     let s = MemoryStore::builder()
-        .clock(clock.clone())
         .max_keys(max_keys)
         .shards(1)
         .build()
         .unwrap();
-    (s, clock)
+    (Timed::new(s, &clock), clock)
 }
 
 #[test]
@@ -234,7 +233,7 @@ impl FullModel {
                 None => self.buckets.get(&c.rule).copied().unwrap_or(0),
             })
             .collect();
-        let (decision, changed) = decide(now, checks, &mut tats);
+        let (decision, changed) = decide(Timestamp::from_nanos(now), checks, &mut tats);
         let mut overflowed = 0;
         for (i, c) in checks.iter().enumerate() {
             let over = !self.held.contains_key(&c.key) && !granted.contains(&c.key);
@@ -286,7 +285,7 @@ fn a_full_store_decides_exactly_like_the_model() {
             c.shadow = rng.below(10) == 0;
             checks.push(c);
         }
-        let (expected, over) = model.decide(clock.now_nanos(), &checks);
+        let (expected, over) = model.decide(clock.now().as_nanos(), &checks);
         overflowed += over;
         let got = s.check_now(&checks);
         assert_eq!(got, expected, "operation {op}: {checks:?}");
@@ -308,11 +307,10 @@ fn no_key_is_ever_admitted_beyond_its_own_limit_through_floods_and_drops() {
     // requests it admits for each key conform to that key's own limit (a per-key GCRA fed
     // with the admitted requests only must admit each of them).
     let clock = ManualClock::new();
-    let s = MemoryStore::builder()
-        .clock(clock.clone())
-        .max_keys(256)
-        .build()
-        .unwrap();
+    let s = Timed::new(
+        MemoryStore::builder().max_keys(256).build().unwrap(),
+        &clock,
+    );
     let quotas = [
         params(3, Duration::from_secs(1)),
         params(5, Duration::from_secs(10)),
@@ -334,7 +332,7 @@ fn no_key_is_ever_admitted_beyond_its_own_limit_through_floods_and_drops() {
             quotas[rule as usize],
             rule,
         ));
-        let now = clock.now_nanos();
+        let now = clock.now().as_nanos();
         if s.check_now(&checks).admitted {
             admitted += 1;
             for c in &checks {

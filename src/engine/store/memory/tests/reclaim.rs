@@ -109,12 +109,12 @@ fn a_full_store_with_rules_coming_and_going_decides_like_the_model() {
         if phase == 50 {
             s.sweep();
         } else {
-            let now = s.inner.now();
+            let now = clock.now().as_nanos();
             for shard in s.inner.shards.iter() {
                 s.inner.sweep_shard(&mut super::super::lock(shard), now);
             }
         }
-        dropped += model.drop_idle(clock.now_nanos());
+        dropped += model.drop_idle(clock.now().as_nanos());
         let new_rules = [1000 + 2 * phase, 1001 + 2 * phase];
         for op in 0..200u32 {
             clock.advance(Duration::from_millis(rng.below(50)));
@@ -139,7 +139,7 @@ fn a_full_store_with_rules_coming_and_going_decides_like_the_model() {
                 c.shadow = rng.below(10) == 0;
                 checks.push(c);
             }
-            let (expected, over) = model.decide(clock.now_nanos(), &checks);
+            let (expected, over) = model.decide(clock.now().as_nanos(), &checks);
             overflowed += over;
             let got = s.check_now(&checks);
             assert_eq!(got, expected, "phase {phase}, operation {op}: {checks:?}");
@@ -196,9 +196,9 @@ fn reclaiming_under_contention_loses_no_live_bucket() {
                         // One request per millisecond: two admitted ones are at
                         // least 1 ms apart (by the readings around them).
                         let pulse = ruled(key + 1, params(1, Duration::from_millis(1)), 300 + t);
-                        let before = clock.now_nanos();
+                        let before = clock.now().as_nanos();
                         if s.check_now(&[pulse]).admitted {
-                            let after = clock.now_nanos();
+                            let after = clock.now().as_nanos();
                             assert!(after >= last_pulse + 1_000_000, "thread {t}, {i}");
                             last_pulse = before;
                         }

@@ -100,7 +100,7 @@ fn the_default_capacity_is_sharded() {
     assert_eq!(BlockedCache::new(1).stats().capacity, BUCKET_SLOTS);
 }
 
-/// The cache before issue 11, as the baseline of the measurement: one map under one
+/// A plain cache, as the baseline of the measurement: one map under one
 /// mutex; a refusal that finds it full scans every entry for expired ones.
 struct ScanWhenFull(std::sync::Mutex<std::collections::HashMap<u64, (Instant, Decision)>>);
 
