@@ -14,10 +14,11 @@ use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_throttle::gcra::{Check, Decision};
 use tower_throttle::headers::HeaderDialects;
 use tower_throttle::key::{Header, PeerIp, TrustedProxies};
+use tower_throttle::rate_limit::{HttpResponder, Responder};
 use tower_throttle::store::StoreError;
 use tower_throttle::{
-    BuildError, MemoryStore, MissingKey, Quota, RateLimitLayer, RejectionReason, Route, Rule,
-    Store, StoreFailure,
+    BuildError, MemoryStore, MissingKey, Quota, RateLimitLayer, Rejection, RejectionReason, Route,
+    Rule, Store, StoreFailure,
 };
 
 type Svc = tower::util::BoxCloneService<Request<Body>, Response<Body>, Infallible>;
@@ -140,12 +141,19 @@ async fn header_dialects_are_configurable() {
 
 #[tokio::test(start_paused = true)]
 async fn rejection_body_is_replaceable() {
+    // The default responder's status and headers, another body.
+    let http = HttpResponder::new();
     let layer = RateLimitLayer::builder()
         .rule(Rule::new("g", quota(1, 10)))
-        .rejection_response(|r| {
-            assert_eq!(r.reason, RejectionReason::RateLimited);
-            let text = format!("slow down: {} ({:?})", r.rule.unwrap_or("-"), r.retry_after);
-            let mut res = Response::new(bytes::Bytes::from(text));
+        .responder(move |r: &Rejection<'_>| {
+            assert_eq!(r.reason(), RejectionReason::RateLimited);
+            let text = format!(
+                "slow down: {} ({:?})",
+                r.rule().unwrap_or("-"),
+                r.retry_after()
+            );
+            let mut res = http.respond(r);
+            *res.body_mut() = bytes::Bytes::from(text);
             res.headers_mut()
                 .insert("content-type", "text/plain".parse().unwrap());
             res
@@ -198,9 +206,17 @@ async fn missing_key_policies() {
     for _ in 0..3 {
         assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
     }
-    // Reject: a configured status, never a 500.
+    // Reject: 401 by default, never a 500.
     let mut svc = RateLimitLayer::builder()
-        .rule(by_tenant(MissingKey::Reject(StatusCode::BAD_REQUEST)))
+        .rule(by_tenant(MissingKey::Reject))
+        .build()
+        .unwrap()
+        .layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::UNAUTHORIZED);
+    // ... or the status the HTTP responder is configured with.
+    let mut svc = RateLimitLayer::builder()
+        .rule(by_tenant(MissingKey::Reject))
+        .responder(HttpResponder::new().missing_key_status(StatusCode::BAD_REQUEST))
         .build()
         .unwrap()
         .layer(ok_service());
@@ -393,10 +409,7 @@ async fn asynchronous_store_and_failure_policies() {
 
     for (policy, expected) in [
         (StoreFailure::Admit, StatusCode::OK),
-        (
-            StoreFailure::Reject(StatusCode::SERVICE_UNAVAILABLE),
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
+        (StoreFailure::Reject, StatusCode::SERVICE_UNAVAILABLE),
     ] {
         let layer = RateLimitLayer::builder()
             .rule(Rule::new("g", quota(2, 10)))

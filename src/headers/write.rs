@@ -125,7 +125,7 @@ pub(crate) fn int_value(n: u64) -> HeaderValue {
 /// The IETF policy's quota and window in whole seconds: the quota's count and period when
 /// the period is whole seconds, else the same rate over the period rounded up to whole
 /// seconds (`10 per 100 ms` is published as `q=100;w=1`).
-pub fn policy_window(quota: &Quota) -> (u64, u64) {
+pub(crate) fn policy_window(quota: &Quota) -> (u64, u64) {
     let period = quota.period();
     if period.subsec_nanos() == 0 {
         return (u64::from(quota.count()), period.as_secs());
@@ -315,7 +315,8 @@ fn sf_int(v: u64) -> Integer {
 /// Limit and remaining follow the quota's count and true remaining capacity (which can
 /// exceed the count when the burst is larger). Reset is the time until the quota is fully
 /// restored, in whole seconds rounded up (the legacy one at most [`LEGACY_RESET_MAX`]).
-pub fn write_limit_headers(
+#[cfg(test)]
+pub(crate) fn write_limit_headers(
     headers: &mut HeaderMap,
     dialects: HeaderDialects,
     snap: &LimitSnapshot<'_>,

@@ -91,8 +91,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
-
 use crate::engine::quota::Quota;
 use crate::rules::key::{Global, KeyExtractor};
 
@@ -105,16 +103,19 @@ pub enum MissingKey {
     Shared,
     /// The rule does not apply to such requests.
     Skip,
-    /// Answer at once with this status and a problem document (e.g. 401 for an API that
-    /// requires a key). Checked before any limit is consumed.
-    Reject(StatusCode),
+    /// Refuse the request at once, before any limit is consumed: the server mode's
+    /// [responder](crate::rate_limit::Responder) answers it
+    /// ([`RejectionReason::MissingKey`](crate::RejectionReason::MissingKey); 401 by
+    /// default, see [`HttpResponder::missing_key_status`](crate::rate_limit::HttpResponder::missing_key_status)),
+    /// the client mode fails it with
+    /// [`PacingError::MissingKey`](crate::pacing::PacingError::MissingKey).
+    Reject,
 }
 
 /// A named limit and the requests it applies to.
 ///
 /// ```
 /// use std::time::Duration;
-/// use http::StatusCode;
 /// use tower_throttle::key::{BearerToken, PathParam};
 /// use tower_throttle::{MissingKey, Quota, Route, Rule};
 ///
@@ -128,7 +129,7 @@ pub enum MissingKey {
 /// let instance = Rule::new("instance", Quota::new(100, Duration::from_secs(10))?)
 ///     .except(Route::post("/v1/sign_ins"))
 ///     .key(BearerToken)
-///     .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED));
+///     .on_missing_key(MissingKey::Reject);
 /// # Ok::<(), tower_throttle::QuotaError>(())
 /// ```
 #[derive(Clone)]

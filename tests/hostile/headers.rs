@@ -27,7 +27,7 @@ use tower_throttle::headers::parse::{
     grpc_forbids_retry, parse_retry_after, retry_hint, HintSource,
 };
 use tower_throttle::headers::ratelimit::{QuotaPolicy, QuotaState};
-use tower_throttle::headers::write::{policy_window, LEGACY_RESET_MAX};
+use tower_throttle::headers::write::LEGACY_RESET_MAX;
 use tower_throttle::headers::{
     ceil_secs, parse_rate_limit_capped, parse_reset, Dialect, HeaderDialects, RateLimitInfo,
     DEFAULT_RESET_CAP, MAX_ITEMS,
@@ -720,4 +720,13 @@ async fn hostile_heads_over_loopback() {
     assert!(status.is_err(), "hyper refuses a head above its limit");
     assert!(handle.snapshot(&key).is_none());
     assert_eq!(handle.stats().responses, 2);
+}
+
+/// The IETF policy's quota and window as the writer documents them: the quota's count and
+/// period in whole seconds, or the same rate over the period rounded up to whole seconds.
+fn policy_window(quota: &Quota) -> (u64, u64) {
+    let period = quota.period();
+    let w = period.as_secs() + u64::from(period.subsec_nanos() > 0);
+    let q = u128::from(quota.count()) * u128::from(w) * 1_000_000_000 / period.as_nanos();
+    (u64::try_from(q).unwrap_or(u64::MAX), w)
 }

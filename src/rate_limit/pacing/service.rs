@@ -1,23 +1,26 @@
 //! The [`Pacing`] service: wait for the turn, then send.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tower_service::Service;
 
 use super::error::PacingError;
-use super::layer::PacingShared;
-use super::quota::QuotaStatus;
-use crate::engine::gcra::checks_key;
-use crate::engine::store::{MemoryStore, Store};
+use super::layer::Pacer;
+use super::queue::KeyedPermit;
+use super::usage::{CompiledUsageQuota, UsageStatus};
+use crate::engine::gcra::{checks_key, Check};
+use crate::engine::store::{MemoryStore, Store, Usage};
 use crate::monitor::layer::endpoint_key;
-use crate::rate_limit::handle::bump;
-use crate::rate_limit::plan::{Checks, Plan};
+use crate::rate_limit::handle::{bump, Counter, RuleCounters};
+use crate::rate_limit::rule_set::{Checks, Plan};
 use crate::retry::{BoxError, Error};
 
 /// The response future of [`Pacing`]: boxed, since it waits in several stages (turn,
@@ -27,7 +30,7 @@ pub type PacingFuture<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send>
 /// Sends each request once its rules admit it, waiting in FIFO order per key.
 pub struct Pacing<S, St = MemoryStore> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<PacingShared>,
+    pub(crate) pacer: Arc<Pacer>,
     pub(crate) store: St,
 }
 
@@ -35,7 +38,7 @@ impl<S: Clone, St: Clone> Clone for Pacing<S, St> {
     fn clone(&self) -> Self {
         Pacing {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            pacer: Arc::clone(&self.pacer),
             store: self.store.clone(),
         }
     }
@@ -70,151 +73,24 @@ where
         // The ready service goes with the request; this one keeps a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = Arc::clone(&self.shared);
+        let pacer = Arc::clone(&self.pacer);
         let store = self.store.clone();
         Box::pin(async move {
-            let deadline = Instant::now() + shared.max_queue_wait;
-            let rules = &shared.rules;
-            let mut planned = Checks::new();
-            let (matched, checks) = match rules.plan(&req, &mut planned) {
-                Plan::Pass => (0, Vec::new()),
-                Plan::BadPath(e) => return Err(Error::from(PacingError::BadPath(e))),
-                Plan::MissingKey { rule, what, .. } => {
-                    return Err(Error::from(PacingError::MissingKey {
-                        rule: rules.rules[rule].name.clone(),
-                        what,
-                    }))
-                }
-                Plan::Check { matched } => (matched, planned.as_slice().to_vec()),
-            };
-            let indices: Vec<usize> = (0..64).filter(|i| matched & (1 << i) != 0).collect();
-            let timed_out = || {
-                Error::from(PacingError::QueueTimeout {
-                    waited: shared.max_queue_wait,
-                })
-            };
-
-            // Concurrency slots first, in rule order (a fixed order cannot deadlock).
-            let mut permits = Vec::new();
-            for (check, &i) in checks.iter().zip(&indices) {
-                if let Some(n) = rules.rules[i].concurrency {
-                    let permit = timeout_at(deadline, shared.permits.acquire(check.key, n))
-                        .await
-                        .map_err(|_| timed_out())?;
-                    permits.push(permit);
-                }
-            }
-
-            // Then the turn: one request of a key set decides at a time, in arrival order.
-            if !checks.is_empty() {
-                let _turn = timeout_at(deadline, shared.turns.acquire(checks_key(&checks), 1))
-                    .await
-                    .map_err(|_| timed_out())?;
-                let mut waited = false;
-                loop {
-                    let decision = store
-                        .check(&checks)
-                        .await
-                        .map_err(|e| Error::from(PacingError::Store(e)))?;
-                    if decision.admitted {
-                        break;
-                    }
-                    let wake = Instant::now() + decision.retry_after;
-                    if wake > deadline {
-                        let rule = indices
-                            .get(decision.headline.index)
-                            .map_or_else(String::new, |&i| rules.rules[i].name.clone());
-                        return Err(Error::from(PacingError::WaitTooLong {
-                            rule,
-                            wait: decision.retry_after,
-                        }));
-                    }
-                    if !waited {
-                        waited = true;
-                        for &i in &indices {
-                            bump(&rules.stats.rules[i].limited);
-                        }
-                    }
-                    sleep_until(wake).await;
-                }
-                for &i in &indices {
-                    bump(&rules.stats.rules[i].admitted);
-                }
-            }
-
-            // Usage quotas: counted once the limits admit the request, just before sending.
-            let mut statuses = Vec::new();
-            // Worked out again only when there are quotas to match (`plan` above refused
-            // any path without a canonical form, so the fallback is never taken).
-            let raw = req.uri().path();
-            let path = if shared.quotas.is_empty() {
-                std::borrow::Cow::Borrowed(raw)
-            } else {
-                crate::rules::path::canonicalize(raw).unwrap_or(std::borrow::Cow::Borrowed(raw))
-            };
-            for q in shared.quotas.iter() {
-                let key = match q.key_of(&req, &path) {
-                    None => continue,
-                    Some(Ok(key)) => key,
-                    Some(Err(what)) => {
-                        return Err(Error::from(PacingError::MissingKey {
-                            rule: q.name.clone(),
-                            what,
-                        }))
-                    }
-                };
-                let usage = store
-                    .consume_usage(key, 1, q.limits)
-                    .await
-                    .map_err(|e| Error::from(PacingError::Store(e)))?;
-                if !usage.admitted {
-                    tracing::error!(quota = %q.name, used = usage.lifetime_used, "usage quota exhausted");
-                    return Err(Error::from(PacingError::QuotaExhausted {
-                        quota: q.name.clone(),
-                        lifetime_used: usage.lifetime_used,
-                        window_remaining: usage.window_remaining(&q.limits),
-                        window_resets_after: usage.window_resets_after,
-                    }));
-                }
-                let warned = q
-                    .warn_at
-                    .is_some_and(|w| usage.lifetime_used >= w && usage.lifetime_used - 1 < w);
-                if warned {
-                    q.warnings.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        quota = %q.name,
-                        used = usage.lifetime_used,
-                        limit = q.limits.lifetime,
-                        "usage quota reached its warning threshold"
-                    );
-                }
-                statuses.push(QuotaStatus {
-                    quota: q.name.clone(),
-                    lifetime_used: usage.lifetime_used,
-                    lifetime_remaining: usage.lifetime_remaining(&q.limits),
-                    window_remaining: usage.window_remaining(&q.limits),
-                    warned,
-                });
-            }
-
-            // Adaptive pacing: this endpoint's next send slot, in arrival order.
-            let endpoint = shared
+            let deadline = Instant::now() + pacer.max_queue_wait;
+            let planned = pacer.plan(&req)?;
+            let permits = pacer.acquire_permits(&planned, deadline).await?;
+            pacer.wait_for_limits(&store, &planned, deadline).await?;
+            let usage_keys = pacer.usage_keys(&req);
+            let statuses = pacer.count_usage(&store, usage_keys).await?;
+            let endpoint = pacer
                 .adaptive
                 .as_ref()
                 .map(|_| endpoint_key(req.uri(), req.headers()));
-            if let (Some(adaptive), Some(endpoint)) = (&shared.adaptive, &endpoint) {
-                let slot = adaptive.reserve(endpoint);
-                if slot > deadline {
-                    return Err(Error::from(PacingError::WaitTooLong {
-                        rule: "adaptive".to_owned(),
-                        wait: slot - Instant::now(),
-                    }));
-                }
-                sleep_until(slot).await;
+            if let Some(endpoint) = &endpoint {
+                pacer.wait_adaptive_slot(endpoint, deadline).await?;
             }
-
             let mut res = inner.call(req).await.map_err(Error::new)?;
-            if let (Some(adaptive), Some(endpoint)) = (&shared.adaptive, &endpoint) {
+            if let (Some(adaptive), Some(endpoint)) = (&pacer.adaptive, &endpoint) {
                 adaptive.observe(endpoint, res.status(), res.headers());
             }
             drop(permits);
@@ -224,4 +100,199 @@ where
             Ok(res)
         })
     }
+}
+
+/// The rules that apply to a request: their checks, and the index of the rule of each.
+struct Planned {
+    checks: Vec<Check>,
+    rules: Vec<usize>,
+}
+
+/// The usage key of each usage quota that applies to a request, in the quotas' order
+/// (`Err` names a missing key).
+type UsageKeys<'a> = Vec<(&'a CompiledUsageQuota, Result<u64, &'static str>)>;
+
+impl Pacer {
+    /// Which rules apply to `req`, with which keys (as in the server mode).
+    fn plan<B>(&self, req: &Request<B>) -> Result<Planned, Error> {
+        let mut checks = Checks::new();
+        let matched = match self.rules.plan(req, &mut checks) {
+            Plan::Pass => 0,
+            Plan::BadPath(e) => return Err(Error::from(PacingError::BadPath(e))),
+            Plan::MissingKey { rule, what } => {
+                return Err(Error::from(PacingError::MissingKey {
+                    rule: self.rules.rules[rule].name.clone(),
+                    what,
+                }))
+            }
+            Plan::Check { matched } => matched,
+        };
+        Ok(Planned {
+            checks: checks.into_vec(),
+            rules: (0..64).filter(|i| matched & (1 << i) != 0).collect(),
+        })
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::from(PacingError::QueueTimeout {
+            waited: self.max_queue_wait,
+        })
+    }
+
+    /// The concurrency slots of the request's keys, taken in rule order (a fixed order
+    /// cannot deadlock).
+    async fn acquire_permits(
+        &self,
+        planned: &Planned,
+        deadline: Instant,
+    ) -> Result<Vec<KeyedPermit>, Error> {
+        let mut permits = Vec::new();
+        for (check, &i) in planned.checks.iter().zip(&planned.rules) {
+            if let Some(n) = self.rules.rules[i].concurrency {
+                let permit = timeout_at(deadline, self.permits.acquire(check.key, n))
+                    .await
+                    .map_err(|_| self.timed_out())?;
+                permits.push(permit);
+            }
+        }
+        Ok(permits)
+    }
+
+    /// Waits for the request's turn (one request of a key set decides at a time, in
+    /// arrival order), then until every limit admits it; counts the rules' `limited` (once,
+    /// if it had to wait) and `admitted`.
+    async fn wait_for_limits<St: Store>(
+        &self,
+        store: &St,
+        planned: &Planned,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        if planned.checks.is_empty() {
+            return Ok(());
+        }
+        let _turn = timeout_at(deadline, self.turns.acquire(checks_key(&planned.checks), 1))
+            .await
+            .map_err(|_| self.timed_out())?;
+        let mut waited = false;
+        loop {
+            let decision = store
+                .check(&planned.checks)
+                .await
+                .map_err(|e| Error::from(PacingError::Store(e)))?;
+            if decision.admitted {
+                break;
+            }
+            let wake = Instant::now() + decision.retry_after;
+            if wake > deadline {
+                let rule = planned.rules.get(decision.headline.index);
+                return Err(self.wait_too_long(rule.copied(), decision.retry_after));
+            }
+            if !waited {
+                waited = true;
+                self.bump_rules(planned, |c| &c.limited);
+            }
+            sleep_until(wake).await;
+        }
+        self.bump_rules(planned, |c| &c.admitted);
+        Ok(())
+    }
+
+    /// Bumps one counter of every rule that applies.
+    fn bump_rules(&self, planned: &Planned, counter: impl Fn(&RuleCounters) -> &Counter) {
+        for &i in &planned.rules {
+            bump(counter(&self.rules.stats.rules[i]));
+        }
+    }
+
+    fn wait_too_long(&self, rule: Option<usize>, wait: Duration) -> Error {
+        let rule = rule.map_or_else(String::new, |i| self.rules.rules[i].name.clone());
+        Error::from(PacingError::WaitTooLong { rule, wait })
+    }
+
+    /// The usage key of each usage quota that applies to `req`.
+    fn usage_keys<B>(&self, req: &Request<B>) -> UsageKeys<'_> {
+        if self.usage_quotas.is_empty() {
+            return Vec::new();
+        }
+        // `plan` refused any path without a canonical form, so the fallback is never taken.
+        let raw = req.uri().path();
+        let path = crate::rules::path::canonicalize(raw).unwrap_or(Cow::Borrowed(raw));
+        self.usage_quotas
+            .iter()
+            .filter_map(|q| q.key_of(req, &path).map(|key| (q, key)))
+            .collect()
+    }
+
+    /// Counts one unit of each usage quota, in order, once the limits admit the request
+    /// and just before it is sent; fails at the first missing key or exhausted quota.
+    async fn count_usage<St: Store>(
+        &self,
+        store: &St,
+        keys: UsageKeys<'_>,
+    ) -> Result<Vec<UsageStatus>, Error> {
+        let mut statuses = Vec::with_capacity(keys.len());
+        for (q, key) in keys {
+            let key = key.map_err(|what| {
+                Error::from(PacingError::MissingKey {
+                    rule: q.name.clone(),
+                    what,
+                })
+            })?;
+            let usage = store
+                .consume_usage(key, 1, q.limits)
+                .await
+                .map_err(|e| Error::from(PacingError::Store(e)))?;
+            statuses.push(usage_status(q, &usage)?);
+        }
+        Ok(statuses)
+    }
+
+    /// Waits for the endpoint's next adaptive send slot, in arrival order.
+    async fn wait_adaptive_slot(&self, endpoint: &str, deadline: Instant) -> Result<(), Error> {
+        let Some(adaptive) = &self.adaptive else {
+            return Ok(());
+        };
+        let slot = adaptive.reserve(endpoint);
+        if slot > deadline {
+            return Err(Error::from(PacingError::WaitTooLong {
+                rule: "adaptive".to_owned(),
+                wait: slot - Instant::now(),
+            }));
+        }
+        sleep_until(slot).await;
+        Ok(())
+    }
+}
+
+/// The request's standing in usage quota `q` after `usage` was counted; logs (and counts)
+/// a crossed warning threshold, fails when the quota is used up.
+fn usage_status(q: &CompiledUsageQuota, usage: &Usage) -> Result<UsageStatus, Error> {
+    if !usage.admitted {
+        tracing::error!(quota = %q.name, used = usage.lifetime_used, "usage quota exhausted");
+        return Err(Error::from(PacingError::UsageExhausted {
+            usage_quota: q.name.clone(),
+            lifetime_used: usage.lifetime_used,
+            window_remaining: usage.window_remaining(&q.limits),
+            window_resets_after: usage.window_resets_after,
+        }));
+    }
+    let warned = q
+        .warn_at
+        .is_some_and(|w| usage.lifetime_used >= w && usage.lifetime_used - 1 < w);
+    if warned {
+        q.warnings.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            quota = %q.name,
+            used = usage.lifetime_used,
+            limit = q.limits.lifetime,
+            "usage quota reached its warning threshold"
+        );
+    }
+    Ok(UsageStatus {
+        usage_quota: q.name.clone(),
+        lifetime_used: usage.lifetime_used,
+        lifetime_remaining: usage.lifetime_remaining(&q.limits),
+        window_remaining: usage.window_remaining(&q.limits),
+        warned,
+    })
 }
