@@ -172,6 +172,185 @@ async fn rejection_body_is_replaceable() {
     assert_eq!(&body[..], b"slow down: g (Some(10s))");
 }
 
+/// A responder that answers the gRPC way (HTTP 200, the status in the headers of a
+/// trailers-only response) and refusals without a rule HTTP's way.
+fn grpc_or_http(r: &Rejection<'_>) -> Response<bytes::Bytes> {
+    let grpc = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/grpc");
+    if !grpc {
+        return HttpResponder::new().respond(r);
+    }
+    let mut res = Response::new(bytes::Bytes::new());
+    let headers = res.headers_mut();
+    headers.insert("content-type", "application/grpc".parse().unwrap());
+    let code = match r.reason() {
+        RejectionReason::RateLimited => "8",
+        RejectionReason::MissingKey(_) => "16",
+        _ => "14",
+    };
+    headers.insert("grpc-status", code.parse().unwrap());
+    if let Some(wait) = r.retry_after() {
+        let ms = wait.as_millis().to_string();
+        headers.insert("grpc-retry-pushback-ms", ms.parse().unwrap());
+    }
+    r.write_rate_limit_headers(headers);
+    res
+}
+
+fn grpc(path: &str, tenant: Option<&str>) -> Request<Body> {
+    let req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/grpc");
+    let req = match tenant {
+        Some(t) => req.header("x-tenant", t),
+        None => req,
+    };
+    req.body(Body::empty()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_responder_builds_the_whole_response() {
+    let layer = RateLimitLayer::builder()
+        .rule(
+            Rule::new(
+                "tenant",
+                Quota::new(1, Duration::from_millis(2500)).unwrap(),
+            )
+            .key(Header::new("x-tenant".parse().unwrap()))
+            .on_missing_key(MissingKey::Reject),
+        )
+        .headers(HeaderDialects::LEGACY)
+        .responder(grpc_or_http)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    let path = "/helloworld.Greeter/SayHello";
+    assert_eq!(
+        status(&mut svc, grpc(path, Some("a"))).await,
+        StatusCode::OK
+    );
+    // Rate limited: the status is the responder's, not 429; no Retry-After unless it
+    // writes one; the rate-limit headers it asked for; an empty body that ends at once.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(grpc(path, Some("a")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "8");
+    assert_eq!(res.headers()["grpc-retry-pushback-ms"], "2500");
+    assert_eq!(res.headers()["x-ratelimit-limit"], "1");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    assert!(res.headers().get("retry-after").is_none());
+    assert!(res.headers().get("ratelimit").is_none());
+    assert!(http_body::Body::is_end_stream(res.body()));
+    // A missing key, as the responder maps it.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(grpc(path, None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert!(res.headers().get("x-ratelimit-limit").is_none());
+    // The same layer answers HTTP requests with the default responder.
+    let http = Request::builder()
+        .uri("/")
+        .header("x-tenant", "a")
+        .body(Body::empty())
+        .unwrap();
+    let res = svc.ready().await.unwrap().call(http).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "3");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejections_say_why_and_for_which_request() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let layer = RateLimitLayer::builder()
+        .rule(
+            Rule::new("tenant", quota(1, 10))
+                .key(Header::new("x-tenant".parse().unwrap()))
+                .on_missing_key(MissingKey::Reject),
+        )
+        .responder(move |r: &Rejection<'_>| {
+            let limit = r
+                .limit()
+                .map(|l| (l.policy.to_owned(), l.remaining, l.reset_after));
+            log.lock().unwrap().push((
+                r.reason(),
+                r.rule().map(str::to_owned),
+                r.quota().map(|q| q.count()),
+                r.retry_after(),
+                limit,
+                r.method().clone(),
+                r.uri().path().to_owned(),
+            ));
+            HttpResponder::new().respond(r)
+        })
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    assert_eq!(
+        status(&mut svc, grpc("/a", Some("t"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut svc, grpc("/b", Some("t"))).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        status(&mut svc, grpc("/c", None)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&mut svc, get("/d/../e")).await,
+        StatusCode::BAD_REQUEST
+    );
+    let ten = Duration::from_secs(10);
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen[0],
+        (
+            RejectionReason::RateLimited,
+            Some("tenant".to_owned()),
+            Some(1),
+            Some(ten),
+            Some(("tenant".to_owned(), 0, ten)),
+            http::Method::POST,
+            "/b".to_owned(),
+        )
+    );
+    assert_eq!(
+        (&seen[1].0, &seen[1].1, seen[1].3, &seen[1].4, &seen[1].6),
+        (
+            &RejectionReason::MissingKey("header"),
+            &Some("tenant".to_owned()),
+            None,
+            &None,
+            &"/c".to_owned()
+        )
+    );
+    assert_eq!(
+        (&seen[2].0, &seen[2].1, &seen[2].5),
+        (
+            &RejectionReason::BadPath("a dot segment ('.' or '..') in the path"),
+            &None,
+            &http::Method::GET
+        )
+    );
+    assert_eq!(seen.len(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn missing_key_policies() {
     let by_tenant = |policy| {

@@ -11,7 +11,9 @@ use super::{
 };
 use crate::engine::quota::Quota;
 
-/// Which header dialects a layer writes. `Retry-After` is always written on 429.
+/// Which rate-limit header dialects a layer writes: on admitted responses, and on refusals
+/// through [`Rejection::write_rate_limit_headers`](crate::Rejection::write_rate_limit_headers).
+/// `Retry-After` is not one of them (the default responder writes it on every 429).
 ///
 /// ```
 /// use tower_throttle::headers::HeaderDialects;
@@ -88,7 +90,7 @@ pub struct LimitSnapshot<'a> {
     pub policy: &'a str,
     /// The limit.
     pub quota: &'a Quota,
-    /// Requests still admissible now.
+    /// Requests still admissible now (units of cost: a request costs one).
     pub remaining: u64,
     /// Until the quota is fully restored.
     pub reset_after: Duration,

@@ -1,4 +1,5 @@
-//! Attacks of issue 11 on the client's header readers (items 7 and 8).
+//! Attacks on the client's header readers: what our own server writes is read back exactly,
+//! and oversized or malformed fields are read in bounded time.
 //!
 //! - Round trip with ourselves: for hundreds of generated quota shapes (burst below, equal
 //!   to and above the count, sub-second to 366-day windows, block periods, shadow rules,
@@ -300,7 +301,7 @@ impl RoundTrip {
     }
 }
 
-/// Item 8, and the round trip of every quota shape: fresh, partly used, exhausted and
+/// The round trip of every quota shape: fresh, partly used, exhausted and
 /// refused, after a partial refill, after sub-second steps, after a full refill.
 #[tokio::test(start_paused = true)]
 async fn the_monitor_reads_back_exactly_what_our_server_meant() {
@@ -655,7 +656,7 @@ fn list(bytes: usize, f: impl Fn(usize) -> String) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Item 7 over loopback: a 400 KB `RateLimit-Policy` + `RateLimit` pair whose names do not
+/// Over loopback: a 400 KB `RateLimit-Policy` + `RateLimit` pair whose names do not
 /// match, the largest head hyper's client accepts by default, is read (first `MAX_ITEMS`
 /// of each list, one malformed count per list cut), as are a 20-digit reset (refused) and
 /// NBSP padding (refused); a head beyond hyper's limit never reaches the monitor.
