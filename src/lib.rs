@@ -21,8 +21,8 @@ pub use backoff::BackoffLayer;
 pub use monitor::{HeaderMonitorLayer, MonitorHandle};
 pub use quota::{Quota, QuotaError};
 pub use rate_limit::{
-    BuildError, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder, Rejection,
-    RejectionReason, RuleStats, StoreFailure,
+    BuildError, HttpResponder, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder,
+    Rejection, RejectionReason, Responder, RuleStats, StoreFailure,
 };
 pub use retry::{Error, RetryError};
 pub use retry_after::RetryAfterLayer;

@@ -272,10 +272,34 @@ async fn a_responder_builds_the_whole_response() {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
+/// What a responder read from one [`Rejection`].
+#[derive(Debug, PartialEq)]
+struct Seen {
+    reason: RejectionReason,
+    rule: Option<String>,
+    count: Option<u32>,
+    retry_after: Option<Duration>,
+    limit: Option<(String, u64, Duration)>,
+    request: String,
+}
+
+fn seen(r: &Rejection<'_>) -> Seen {
+    Seen {
+        reason: r.reason(),
+        rule: r.rule().map(str::to_owned),
+        count: r.quota().map(|q| q.count()),
+        retry_after: r.retry_after(),
+        limit: r
+            .limit()
+            .map(|l| (l.policy.to_owned(), l.remaining, l.reset_after)),
+        request: format!("{} {}", r.method(), r.uri()),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn rejections_say_why_and_for_which_request() {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = std::sync::Arc::clone(&seen);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = std::sync::Arc::clone(&log);
     let layer = RateLimitLayer::builder()
         .rule(
             Rule::new("tenant", quota(1, 10))
@@ -283,72 +307,51 @@ async fn rejections_say_why_and_for_which_request() {
                 .on_missing_key(MissingKey::Reject),
         )
         .responder(move |r: &Rejection<'_>| {
-            let limit = r
-                .limit()
-                .map(|l| (l.policy.to_owned(), l.remaining, l.reset_after));
-            log.lock().unwrap().push((
-                r.reason(),
-                r.rule().map(str::to_owned),
-                r.quota().map(|q| q.count()),
-                r.retry_after(),
-                limit,
-                r.method().clone(),
-                r.uri().path().to_owned(),
-            ));
+            writer.lock().unwrap().push(seen(r));
             HttpResponder::new().respond(r)
         })
         .build()
         .unwrap();
     let mut svc = layer.layer(ok_service());
-    assert_eq!(
-        status(&mut svc, grpc("/a", Some("t"))).await,
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(&mut svc, grpc("/b", Some("t"))).await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    assert_eq!(
-        status(&mut svc, grpc("/c", None)).await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        status(&mut svc, get("/d/../e")).await,
-        StatusCode::BAD_REQUEST
-    );
+    let mut statuses = Vec::new();
+    for req in [
+        grpc("/a", Some("t")),
+        grpc("/b", Some("t")),
+        grpc("/c", None),
+        get("/d/../e"),
+    ] {
+        statuses.push(status(&mut svc, req).await.as_u16());
+    }
+    assert_eq!(statuses, [200, 429, 401, 400]);
     let ten = Duration::from_secs(10);
-    let seen = seen.lock().unwrap();
-    assert_eq!(
-        seen[0],
-        (
-            RejectionReason::RateLimited,
-            Some("tenant".to_owned()),
-            Some(1),
-            Some(ten),
-            Some(("tenant".to_owned(), 0, ten)),
-            http::Method::POST,
-            "/b".to_owned(),
-        )
-    );
-    assert_eq!(
-        (&seen[1].0, &seen[1].1, seen[1].3, &seen[1].4, &seen[1].6),
-        (
-            &RejectionReason::MissingKey("header"),
-            &Some("tenant".to_owned()),
-            None,
-            &None,
-            &"/c".to_owned()
-        )
-    );
-    assert_eq!(
-        (&seen[2].0, &seen[2].1, &seen[2].5),
-        (
-            &RejectionReason::BadPath("a dot segment ('.' or '..') in the path"),
-            &None,
-            &http::Method::GET
-        )
-    );
-    assert_eq!(seen.len(), 3);
+    let tenant = || Some("tenant".to_owned());
+    let expected = [
+        Seen {
+            reason: RejectionReason::RateLimited,
+            rule: tenant(),
+            count: Some(1),
+            retry_after: Some(ten),
+            limit: Some(("tenant".to_owned(), 0, ten)),
+            request: "POST /b".to_owned(),
+        },
+        Seen {
+            reason: RejectionReason::MissingKey("header"),
+            rule: tenant(),
+            count: Some(1),
+            retry_after: None,
+            limit: None,
+            request: "POST /c".to_owned(),
+        },
+        Seen {
+            reason: RejectionReason::BadPath("a dot segment ('.' or '..') in the path"),
+            rule: None,
+            count: None,
+            retry_after: None,
+            limit: None,
+            request: "GET /d/../e".to_owned(),
+        },
+    ];
+    assert_eq!(*log.lock().unwrap(), expected);
 }
 
 #[tokio::test(start_paused = true)]

@@ -52,6 +52,36 @@ impl fmt::Debug for CompiledRule {
     }
 }
 
+impl CompiledRule {
+    /// Whether the rule covers a request to `target`: one of its routes (or, without
+    /// routes, any) includes it and none of its carve-outs excludes it. The including
+    /// route's path parameters are left in `params`; `scratch` serves the carve-outs.
+    fn applies<'a>(
+        &'a self,
+        method: &http::Method,
+        target: &'a Target<'_>,
+        params: &mut PathParams<'a>,
+        scratch: &mut Option<PathParams<'a>>,
+    ) -> bool {
+        let included = if self.routes.is_empty() {
+            params.clear();
+            true
+        } else {
+            self.routes
+                .iter()
+                .any(|r| r.includes(method, target, params))
+        };
+        included
+            && !self.except.iter().any(|r| {
+                r.excludes(
+                    method,
+                    target,
+                    scratch.get_or_insert_with(PathParams::default),
+                )
+            })
+    }
+}
+
 /// The rules of a layer, their exempt routes and counters: everything that turns a request
 /// into the checks a store decides.
 #[derive(Clone)]
@@ -149,23 +179,7 @@ impl RuleSet {
         }
         let mut matched = 0u64;
         for (i, rule) in self.rules.iter().enumerate() {
-            let applies = if rule.routes.is_empty() {
-                parts.path_params.clear();
-                true
-            } else {
-                rule.routes
-                    .iter()
-                    .any(|r| r.includes(method, &target, &mut parts.path_params))
-            };
-            if !applies
-                || rule.except.iter().any(|r| {
-                    r.excludes(
-                        method,
-                        &target,
-                        scratch.get_or_insert_with(PathParams::default),
-                    )
-                })
-            {
+            if !rule.applies(method, &target, &mut parts.path_params, &mut scratch) {
                 continue;
             }
             let key = match self.key_of(i, rule, &parts) {
