@@ -7,23 +7,11 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::adaptive::{AdaptiveRates, Aimd};
-use super::queue::KeyedSemaphores;
+use super::pacer::Pacer;
 use super::service::Pacing;
 use super::usage::{CompiledUsageQuota, UsageQuota};
 use crate::engine::store::MemoryStore;
-use crate::rate_limit::rule_set::RuleSet;
 use crate::rate_limit::{BuildError, RateLimitHandle, RateLimitLayer};
-
-/// The client mode's state, shared by every clone of a layer and its services: the
-/// rules (as in the server mode), the queues, the usage quotas and the adaptive rates.
-pub(crate) struct Pacer {
-    pub(crate) rules: RuleSet,
-    pub(crate) max_queue_wait: Duration,
-    pub(crate) turns: Arc<KeyedSemaphores>,
-    pub(crate) permits: Arc<KeyedSemaphores>,
-    pub(crate) usage_quotas: Box<[CompiledUsageQuota]>,
-    pub(crate) adaptive: Option<AdaptiveRates>,
-}
 
 /// The client mode of [`RateLimitLayer`]: requests wait for their turn instead of being
 /// refused. See the [module docs](super).

@@ -40,6 +40,7 @@
 mod adaptive;
 mod error;
 mod layer;
+mod pacer;
 mod queue;
 mod service;
 mod usage;
