@@ -12,16 +12,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{BodyMode, Wrapped};
-use super::limiter::{Limiter, Settled};
-use crate::engine::gcra::{Decision, LimitState};
+use super::limiter::{Headline, Limiter, Settled};
+use crate::engine::gcra::Decision;
 use crate::engine::store::StoreError;
-
-/// Which rule's state to write into an admitted response's headers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Headline {
-    pub(crate) rule: usize,
-    pub(crate) state: LimitState,
-}
 
 pin_project! {
     /// Response future of [`RateLimit`](super::RateLimit).

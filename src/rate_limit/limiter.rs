@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 
-use super::future::Headline;
 use super::handle::{bump, bump_at, my_stripe};
 use super::responder::{Rejection, RejectionReason, Responder};
 use super::rule_set::RuleSet;
@@ -36,6 +35,13 @@ pub(crate) struct Limiter {
     pub(crate) dialects: HeaderDialects,
     pub(crate) responder: Arc<dyn Responder>,
     pub(crate) store_failure: StoreFailure,
+}
+
+/// Which rule's state to write into an admitted response's headers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Headline {
+    pub(crate) rule: usize,
+    pub(crate) state: LimitState,
 }
 
 /// A decision turned into what to do with the request.
@@ -168,7 +174,7 @@ impl Limiter {
 
     /// Writes the headline rule's headers on an admitted response.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap, headline: &Headline) {
-        let state: &LimitState = &headline.state;
+        let state = &headline.state;
         if let Some(r) = self.rules.rules.get(headline.rule) {
             r.headers
                 .write(headers, self.dialects, state.remaining, state.reset_after);
