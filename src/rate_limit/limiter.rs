@@ -93,6 +93,9 @@ impl Limiter {
 
     /// Bumps each matched rule's counter for `decision`; returns the index of the rule
     /// whose limit is the decision's headline.
+    // `#[inline]` on the stages of every request: the generic `settle` is compiled in the
+    // user's crate, and calls into this crate are not inlined without it.
+    #[inline]
     fn count(&self, matched: u64, decision: &Decision) -> usize {
         let stats = &self.rules.stats;
         // The thread's counter stripe, looked up once for every rule.
@@ -120,6 +123,7 @@ impl Limiter {
     }
 
     /// Notes that the store answered: logs its recovery if it was failing.
+    #[inline]
     fn store_answered(&self) {
         let stats = &self.rules.stats;
         // One relaxed load per request while the store works; the swap (a write to a
@@ -137,6 +141,7 @@ impl Limiter {
 
     /// Counts and logs a store failure (once per transition to failing), then applies the
     /// [`StoreFailure`] policy.
+    #[cold]
     fn store_failed<B>(&self, error: &StoreError, req: &Request<B>) -> Settled {
         let stats = &self.rules.stats;
         bump(&stats.store_errors);
