@@ -354,6 +354,91 @@ async fn rejections_say_why_and_for_which_request() {
     assert_eq!(*log.lock().unwrap(), expected);
 }
 
+/// Status, headers in order and body of each response, for exact comparison.
+async fn transcript(
+    svc: &mut impl tower::Service<
+        Request<Body>,
+        Response = Response<tower_throttle::rate_limit::RateLimitBody<Body>>,
+        Error = Infallible,
+    >,
+    reqs: Vec<Request<Body>>,
+) -> String {
+    let mut out = String::new();
+    for req in reqs {
+        let res = svc.ready().await.unwrap().call(req).await.unwrap();
+        out.push_str(&format!("{}\n", res.status()));
+        for (name, value) in res.headers() {
+            out.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
+        }
+        let body = axum::body::to_bytes(Body::new(res.into_body()), 4096)
+            .await
+            .unwrap();
+        out.push_str(&format!("{}\n", String::from_utf8_lossy(&body)));
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_responses_are_exact() {
+    let tenant = || {
+        Rule::new(
+            "tenant",
+            Quota::new(1, Duration::from_millis(1500)).unwrap(),
+        )
+        .key(Header::new("x-tenant".parse().unwrap()))
+        .on_missing_key(MissingKey::Reject)
+    };
+    let with_tenant = || {
+        Request::builder()
+            .uri("/")
+            .header("x-tenant", "a")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let layer = RateLimitLayer::builder().rule(tenant()).build().unwrap();
+    let mut svc = layer.layer(ok_service());
+    let requests = vec![with_tenant(), with_tenant(), get("/"), get("/x/../y")];
+    let mut out = transcript(&mut svc, requests).await;
+    let failing = RateLimitLayer::builder()
+        .rule(tenant())
+        .on_store_failure(StoreFailure::Reject)
+        .store(SlowStore {
+            memory: MemoryStore::new(),
+            fail: true,
+        })
+        .build()
+        .unwrap();
+    let mut svc = failing.layer(ok_service());
+    out.push_str(&transcript(&mut svc, vec![with_tenant()]).await);
+    let expected = r#"200 OK
+x-ratelimit-limit: 1
+x-ratelimit-remaining: 0
+x-ratelimit-reset: 2
+ratelimit-policy: "tenant";q=1;w=2
+ratelimit: "tenant";r=0;t=2
+ok
+429 Too Many Requests
+content-type: application/problem+json
+x-ratelimit-limit: 1
+x-ratelimit-remaining: 0
+x-ratelimit-reset: 2
+ratelimit-policy: "tenant";q=1;w=2
+ratelimit: "tenant";r=0;t=2
+retry-after: 2
+{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"rate limit 'tenant' exceeded (1 per 1.5s)","rule":"tenant","retry_after":2}
+401 Unauthorized
+content-type: application/problem+json
+{"type":"about:blank","title":"Unauthorized","status":401,"detail":"missing header","rule":"tenant"}
+400 Bad Request
+content-type: application/problem+json
+{"type":"about:blank","title":"Bad Request","status":400,"detail":"unreadable path: a dot segment ('.' or '..') in the path"}
+503 Service Unavailable
+content-type: application/problem+json
+{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"rate limiter unavailable"}
+"#;
+    assert_eq!(out, expected);
+}
+
 #[tokio::test(start_paused = true)]
 async fn missing_key_policies() {
     let by_tenant = |policy| {
