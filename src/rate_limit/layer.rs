@@ -256,7 +256,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
 
     /// How requests are matched to routes (default [`PathMatching::Canonical`]: the
     /// canonical form of the path); see [what the router must
-    /// agree with](crate::rules#what-the-router-must-agree-with).
+    /// agree with](crate::Rule#what-the-router-must-agree-with).
     pub fn path_matching(mut self, matching: PathMatching) -> Self {
         self.path_matching = matching;
         self

@@ -2,10 +2,11 @@
 //! [`Responder`] (by default 429 with a problem document).
 //!
 //! See [`RateLimitLayer`] for an example, [`Rule`](crate::Rule) for matching and keys.
-//!
-//! Inside, a `RuleSet` (the compiled rules: which apply to a request,
-//! with which keys) serves both modes: the server mode's `Limiter` adds the responder and
-//! the headers, the client mode ([`pacing`]) its queues and usage quotas.
+
+// Inside, a `RuleSet` (rule_set.rs: the compiled rules, which apply to a request and with
+// which keys) serves both modes: the server mode's `Limiter` (limiter.rs) adds the
+// responder and the headers, the client mode's `Pacer` (pacing/pacer.rs) its queues and
+// usage quotas.
 
 mod body;
 mod future;

@@ -1,4 +1,4 @@
-//! The canonical form of a request path, which rules match (see [`crate::rules`]).
+//! The canonical form of a request path, which rules match (see [`Rule`](crate::Rule)).
 //!
 //! [`canonicalize`] applies the normalizations of RFC 3986 (section 6.2.2) that never
 //! change which resource a path names, plus the merging of empty segments:
