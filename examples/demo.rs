@@ -130,14 +130,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tokio::spawn(clerk::serve(listener, app));
     println!("Clerk stub API (development instance) with tower-throttle on {base}\n");
     let mut seen = Seen::default();
+    frontend(&base, &mut seen).await;
+    backend(&base, &mut seen).await;
+    summary(&handle, seen, started);
+    server.abort();
+    Ok(())
+}
 
+/// Browsers signing in, keyed by client IP; one honors `Retry-After`.
+async fn frontend(base: &str, seen: &mut Seen) {
     println!("Frontend API, keyed by client IP:");
-    let alice = Caller::new("browser-A", &base, "127.0.0.2", None);
-    let bob = Caller::new("browser-B", &base, "127.0.0.3", None);
-    let first = alice
-        .burst(7, Method::POST, "/v1/sign_ins", &mut seen)
-        .await;
-    bob.burst(3, Method::POST, "/v1/sign_ins", &mut seen).await;
+    let alice = Caller::new("browser-A", base, "127.0.0.2", None);
+    let bob = Caller::new("browser-B", base, "127.0.0.3", None);
+    let first = alice.burst(7, Method::POST, "/v1/sign_ins", seen).await;
+    bob.burst(3, Method::POST, "/v1/sign_ins", seen).await;
     let wait = first
         .iter()
         .filter_map(|o| o.retry_after)
@@ -145,56 +151,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1);
     println!("  browser-A honors Retry-After: sleeping {wait} s");
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    alice
-        .burst(1, Method::POST, "/v1/sign_ins", &mut seen)
-        .await;
-    alice
-        .burst(
-            2,
-            Method::POST,
-            "/v1/sign_ins/sia_1/attempt_first_factor",
-            &mut seen,
-        )
-        .await;
-    alice
-        .burst(
-            3,
-            Method::POST,
-            "/v1/sign_ins/sia_1/attempt_second_factor",
-            &mut seen,
-        )
-        .await;
-    bob.burst(
-        4,
-        Method::POST,
-        "/v1/sign_ups/sua_1/attempt_verification",
-        &mut seen,
-    )
-    .await;
+    alice.burst(1, Method::POST, "/v1/sign_ins", seen).await;
+    let first_factor = "/v1/sign_ins/sia_1/attempt_first_factor";
+    alice.burst(2, Method::POST, first_factor, seen).await;
+    let second_factor = "/v1/sign_ins/sia_1/attempt_second_factor";
+    alice.burst(3, Method::POST, second_factor, seen).await;
+    let verification = "/v1/sign_ups/sua_1/attempt_verification";
+    bob.burst(4, Method::POST, verification, seen).await;
+}
 
+/// Backend calls keyed by secret key, and one caller without a key.
+async fn backend(base: &str, seen: &mut Seen) {
     println!("\nBackend API, keyed by secret key (100 requests / 10 s per instance):");
-    let backend = Caller::new("sk_A", &base, "127.0.0.4", Some("sk_test_demo_a"));
+    let backend = Caller::new("sk_A", base, "127.0.0.4", Some("sk_test_demo_a"));
     backend
-        .burst(30, Method::POST, "/v1/invitations/bulk", &mut seen)
+        .burst(30, Method::POST, "/v1/invitations/bulk", seen)
         .await;
     println!("  (the 5 refused invitations spent none of the instance quota:)");
-    backend.burst(80, Method::GET, "/v1/users", &mut seen).await;
-    backend.burst(50, Method::GET, "/v1/jwks", &mut seen).await;
-    let other = Caller::new("sk_B", &base, "127.0.0.4", Some("sk_test_demo_b"));
+    backend.burst(80, Method::GET, "/v1/users", seen).await;
+    backend.burst(50, Method::GET, "/v1/jwks", seen).await;
+    let other = Caller::new("sk_B", base, "127.0.0.4", Some("sk_test_demo_b"));
     other
-        .burst(6, Method::PATCH, "/v1/users/user_1", &mut seen)
+        .burst(6, Method::PATCH, "/v1/users/user_1", seen)
         .await;
+    let metadata = "/v1/users/user_1/metadata";
+    other.burst(6, Method::PATCH, metadata, seen).await;
     other
-        .burst(6, Method::PATCH, "/v1/users/user_1/metadata", &mut seen)
+        .burst(3, Method::PATCH, "/v1/users/user_2", seen)
         .await;
-    other
-        .burst(3, Method::PATCH, "/v1/users/user_2", &mut seen)
-        .await;
-    let anonymous = Caller::new("no key", &base, "127.0.0.5", None);
-    anonymous
-        .burst(2, Method::GET, "/v1/users", &mut seen)
-        .await;
+    let anonymous = Caller::new("no key", base, "127.0.0.5", None);
+    anonymous.burst(2, Method::GET, "/v1/users", seen).await;
+}
 
+/// The server's counters per rule, the `Retry-After` values clients saw, and the statuses.
+fn summary(handle: &tower_throttle::RateLimitHandle, mut seen: Seen, started: Instant) {
     println!("\nPer rule (server counters; Retry-After values seen by clients):");
     println!(
         "  {:<22} {:>8} {:>8} {:>8}  retry-after",
@@ -229,6 +219,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         statuses.join(", "),
         started.elapsed().as_secs_f64()
     );
-    server.abort();
-    Ok(())
 }

@@ -38,8 +38,8 @@ pub use client::{
 pub use monitor::{HeaderMonitorLayer, MonitorHandle};
 pub use quota::{Quota, QuotaError};
 pub use rate_limit::{
-    BuildError, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder, Rejection,
-    RejectionReason, RuleStats, StoreFailure,
+    BuildError, HttpResponder, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder,
+    Rejection, RejectionReason, Responder, RuleStats, StoreFailure,
 };
 pub use retry_after::RetryAfterLayer;
 pub use store::{MemoryStore, Store};

@@ -1,4 +1,4 @@
-//! Adversarial tests: every attack of issue 11 replayed from outside, over real loopback
+//! Adversarial tests: attacks on the limiter replayed from outside, over real loopback
 //! HTTP against the Clerk server (`examples/support/clerk.rs`), plus property tests and
 //! randomized parser inputs with a fixed seed.
 //!

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use mock::{secs, Mock};
 use tower::{Layer, ServiceExt};
 use tower_throttle::key::Header;
-use tower_throttle::pacing::{PacingError, QuotaStatus, UsageQuota};
+use tower_throttle::pacing::{PacingError, UsageQuota, UsageStatus};
 use tower_throttle::{MissingKey, Quota, RateLimitLayer, Route, Rule};
 
 fn get(path: &str) -> Request<Full<Bytes>> {
@@ -205,7 +205,7 @@ async fn usage_quota_warns_then_fails_per_key() {
         .build()
         .unwrap()
         .pacing()
-        .quota(
+        .usage_quota(
             UsageQuota::lifetime("submissions", 5)
                 .warn_at(4)
                 .key(Header::new("x-tenant".parse().unwrap())),
@@ -220,12 +220,12 @@ async fn usage_quota_warns_then_fails_per_key() {
             .oneshot(tenant("/submit", "hook-1"))
             .await
             .unwrap();
-        let status = &res.extensions().get::<Vec<QuotaStatus>>().unwrap()[0];
+        let status = &res.extensions().get::<Vec<UsageStatus>>().unwrap()[0];
         assert_eq!(status.lifetime_used, i);
         assert_eq!(status.lifetime_remaining, Some(5 - i));
         assert_eq!(status.warned, i == 4);
     }
-    assert_eq!(layer.quota_warnings("submissions"), Some(1));
+    assert_eq!(layer.usage_warnings("submissions"), Some(1));
     let err = pacing_error(
         svc.clone()
             .oneshot(tenant("/submit", "hook-1"))
@@ -235,7 +235,7 @@ async fn usage_quota_warns_then_fails_per_key() {
     assert!(
         matches!(
             err,
-            PacingError::QuotaExhausted {
+            PacingError::UsageExhausted {
                 lifetime_used: 5,
                 ..
             }
@@ -254,7 +254,7 @@ async fn missing_key_rejection_is_an_error_not_a_send() {
             Rule::new("tenant", quota(1, 1))
                 .route(Route::get("/t"))
                 .key(Header::new("x-tenant".parse().unwrap()))
-                .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED)),
+                .on_missing_key(MissingKey::Reject),
         )
         .build()
         .unwrap()

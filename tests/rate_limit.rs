@@ -14,10 +14,11 @@ use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_throttle::gcra::{Check, Decision};
 use tower_throttle::headers::HeaderDialects;
 use tower_throttle::key::{Header, PeerIp, TrustedProxies};
+use tower_throttle::rate_limit::{HttpResponder, Responder};
 use tower_throttle::store::StoreError;
 use tower_throttle::{
-    BuildError, MemoryStore, MissingKey, Quota, RateLimitLayer, RejectionReason, Route, Rule,
-    Store, StoreFailure,
+    BuildError, MemoryStore, MissingKey, Quota, RateLimitLayer, Rejection, RejectionReason, Route,
+    Rule, Store, StoreFailure,
 };
 
 type Svc = tower::util::BoxCloneService<Request<Body>, Response<Body>, Infallible>;
@@ -140,12 +141,19 @@ async fn header_dialects_are_configurable() {
 
 #[tokio::test(start_paused = true)]
 async fn rejection_body_is_replaceable() {
+    // The default responder's status and headers, another body.
+    let http = HttpResponder::new();
     let layer = RateLimitLayer::builder()
         .rule(Rule::new("g", quota(1, 10)))
-        .rejection_response(|r| {
-            assert_eq!(r.reason, RejectionReason::RateLimited);
-            let text = format!("slow down: {} ({:?})", r.rule.unwrap_or("-"), r.retry_after);
-            let mut res = Response::new(bytes::Bytes::from(text));
+        .responder(move |r: &Rejection<'_>| {
+            assert_eq!(r.reason(), RejectionReason::RateLimited);
+            let text = format!(
+                "slow down: {} ({:?})",
+                r.rule().unwrap_or("-"),
+                r.retry_after()
+            );
+            let mut res = http.respond(r);
+            *res.body_mut() = bytes::Bytes::from(text);
             res.headers_mut()
                 .insert("content-type", "text/plain".parse().unwrap());
             res
@@ -162,6 +170,273 @@ async fn rejection_body_is_replaceable() {
         .await
         .unwrap();
     assert_eq!(&body[..], b"slow down: g (Some(10s))");
+}
+
+/// A responder that answers the gRPC way (HTTP 200, the status in the headers of a
+/// trailers-only response) and refusals without a rule HTTP's way.
+fn grpc_or_http(r: &Rejection<'_>) -> Response<bytes::Bytes> {
+    let grpc = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/grpc");
+    if !grpc {
+        return HttpResponder::new().respond(r);
+    }
+    let mut res = Response::new(bytes::Bytes::new());
+    let headers = res.headers_mut();
+    headers.insert("content-type", "application/grpc".parse().unwrap());
+    let code = match r.reason() {
+        RejectionReason::RateLimited => "8",
+        RejectionReason::MissingKey(_) => "16",
+        _ => "14",
+    };
+    headers.insert("grpc-status", code.parse().unwrap());
+    if let Some(wait) = r.retry_after() {
+        let ms = wait.as_millis().to_string();
+        headers.insert("grpc-retry-pushback-ms", ms.parse().unwrap());
+    }
+    r.write_rate_limit_headers(headers);
+    res
+}
+
+fn grpc(path: &str, tenant: Option<&str>) -> Request<Body> {
+    let req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/grpc");
+    let req = match tenant {
+        Some(t) => req.header("x-tenant", t),
+        None => req,
+    };
+    req.body(Body::empty()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_responder_builds_the_whole_response() {
+    let layer = RateLimitLayer::builder()
+        .rule(
+            Rule::new(
+                "tenant",
+                Quota::new(1, Duration::from_millis(2500)).unwrap(),
+            )
+            .key(Header::new("x-tenant".parse().unwrap()))
+            .on_missing_key(MissingKey::Reject),
+        )
+        .headers(HeaderDialects::LEGACY)
+        .responder(grpc_or_http)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    let path = "/helloworld.Greeter/SayHello";
+    assert_eq!(
+        status(&mut svc, grpc(path, Some("a"))).await,
+        StatusCode::OK
+    );
+    // Rate limited: the status is the responder's, not 429; no Retry-After unless it
+    // writes one; the rate-limit headers it asked for; an empty body that ends at once.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(grpc(path, Some("a")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "8");
+    assert_eq!(res.headers()["grpc-retry-pushback-ms"], "2500");
+    assert_eq!(res.headers()["x-ratelimit-limit"], "1");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    assert!(res.headers().get("retry-after").is_none());
+    assert!(res.headers().get("ratelimit").is_none());
+    assert!(http_body::Body::is_end_stream(res.body()));
+    // A missing key, as the responder maps it.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(grpc(path, None))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert!(res.headers().get("x-ratelimit-limit").is_none());
+    // The same layer answers HTTP requests with the default responder.
+    let http = Request::builder()
+        .uri("/")
+        .header("x-tenant", "a")
+        .body(Body::empty())
+        .unwrap();
+    let res = svc.ready().await.unwrap().call(http).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "3");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+/// What a responder read from one [`Rejection`].
+#[derive(Debug, PartialEq)]
+struct Seen {
+    reason: RejectionReason,
+    rule: Option<String>,
+    count: Option<u32>,
+    retry_after: Option<Duration>,
+    limit: Option<(String, u64, Duration)>,
+    request: String,
+}
+
+fn seen(r: &Rejection<'_>) -> Seen {
+    Seen {
+        reason: r.reason(),
+        rule: r.rule().map(str::to_owned),
+        count: r.quota().map(|q| q.count()),
+        retry_after: r.retry_after(),
+        limit: r
+            .limit()
+            .map(|l| (l.policy.to_owned(), l.remaining, l.reset_after)),
+        request: format!("{} {}", r.method(), r.uri()),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejections_say_why_and_for_which_request() {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = std::sync::Arc::clone(&log);
+    let layer = RateLimitLayer::builder()
+        .rule(
+            Rule::new("tenant", quota(1, 10))
+                .key(Header::new("x-tenant".parse().unwrap()))
+                .on_missing_key(MissingKey::Reject),
+        )
+        .responder(move |r: &Rejection<'_>| {
+            writer.lock().unwrap().push(seen(r));
+            HttpResponder::new().respond(r)
+        })
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(ok_service());
+    let mut statuses = Vec::new();
+    for req in [
+        grpc("/a", Some("t")),
+        grpc("/b", Some("t")),
+        grpc("/c", None),
+        get("/d/../e"),
+    ] {
+        statuses.push(status(&mut svc, req).await.as_u16());
+    }
+    assert_eq!(statuses, [200, 429, 401, 400]);
+    let ten = Duration::from_secs(10);
+    let tenant = || Some("tenant".to_owned());
+    let expected = [
+        Seen {
+            reason: RejectionReason::RateLimited,
+            rule: tenant(),
+            count: Some(1),
+            retry_after: Some(ten),
+            limit: Some(("tenant".to_owned(), 0, ten)),
+            request: "POST /b".to_owned(),
+        },
+        Seen {
+            reason: RejectionReason::MissingKey("header"),
+            rule: tenant(),
+            count: Some(1),
+            retry_after: None,
+            limit: None,
+            request: "POST /c".to_owned(),
+        },
+        Seen {
+            reason: RejectionReason::BadPath("a dot segment ('.' or '..') in the path"),
+            rule: None,
+            count: None,
+            retry_after: None,
+            limit: None,
+            request: "GET /d/../e".to_owned(),
+        },
+    ];
+    assert_eq!(*log.lock().unwrap(), expected);
+}
+
+/// Status, headers in order and body of each response, for exact comparison.
+async fn transcript(
+    svc: &mut impl tower::Service<
+        Request<Body>,
+        Response = Response<tower_throttle::rate_limit::RateLimitBody<Body>>,
+        Error = Infallible,
+    >,
+    reqs: Vec<Request<Body>>,
+) -> String {
+    let mut out = String::new();
+    for req in reqs {
+        let res = svc.ready().await.unwrap().call(req).await.unwrap();
+        out.push_str(&format!("{}\n", res.status()));
+        for (name, value) in res.headers() {
+            out.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
+        }
+        let body = axum::body::to_bytes(Body::new(res.into_body()), 4096)
+            .await
+            .unwrap();
+        out.push_str(&format!("{}\n", String::from_utf8_lossy(&body)));
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_responses_are_exact() {
+    let tenant = || {
+        Rule::new(
+            "tenant",
+            Quota::new(1, Duration::from_millis(1500)).unwrap(),
+        )
+        .key(Header::new("x-tenant".parse().unwrap()))
+        .on_missing_key(MissingKey::Reject)
+    };
+    let with_tenant = || {
+        Request::builder()
+            .uri("/")
+            .header("x-tenant", "a")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let layer = RateLimitLayer::builder().rule(tenant()).build().unwrap();
+    let mut svc = layer.layer(ok_service());
+    let requests = vec![with_tenant(), with_tenant(), get("/"), get("/x/../y")];
+    let mut out = transcript(&mut svc, requests).await;
+    let failing = RateLimitLayer::builder()
+        .rule(tenant())
+        .on_store_failure(StoreFailure::Reject)
+        .store(SlowStore {
+            memory: MemoryStore::new(),
+            fail: true,
+        })
+        .build()
+        .unwrap();
+    let mut svc = failing.layer(ok_service());
+    out.push_str(&transcript(&mut svc, vec![with_tenant()]).await);
+    let expected = r#"200 OK
+x-ratelimit-limit: 1
+x-ratelimit-remaining: 0
+x-ratelimit-reset: 2
+ratelimit-policy: "tenant";q=1;w=2
+ratelimit: "tenant";r=0;t=2
+ok
+429 Too Many Requests
+content-type: application/problem+json
+x-ratelimit-limit: 1
+x-ratelimit-remaining: 0
+x-ratelimit-reset: 2
+ratelimit-policy: "tenant";q=1;w=2
+ratelimit: "tenant";r=0;t=2
+retry-after: 2
+{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"rate limit 'tenant' exceeded (1 per 1.5s)","rule":"tenant","retry_after":2}
+401 Unauthorized
+content-type: application/problem+json
+{"type":"about:blank","title":"Unauthorized","status":401,"detail":"missing header","rule":"tenant"}
+400 Bad Request
+content-type: application/problem+json
+{"type":"about:blank","title":"Bad Request","status":400,"detail":"unreadable path: a dot segment ('.' or '..') in the path"}
+503 Service Unavailable
+content-type: application/problem+json
+{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"rate limiter unavailable"}
+"#;
+    assert_eq!(out, expected);
 }
 
 #[tokio::test(start_paused = true)]
@@ -198,9 +473,17 @@ async fn missing_key_policies() {
     for _ in 0..3 {
         assert_eq!(status(&mut svc, get("/")).await, StatusCode::OK);
     }
-    // Reject: a configured status, never a 500.
+    // Reject: 401 by default, never a 500.
     let mut svc = RateLimitLayer::builder()
-        .rule(by_tenant(MissingKey::Reject(StatusCode::BAD_REQUEST)))
+        .rule(by_tenant(MissingKey::Reject))
+        .build()
+        .unwrap()
+        .layer(ok_service());
+    assert_eq!(status(&mut svc, get("/")).await, StatusCode::UNAUTHORIZED);
+    // ... or the status the HTTP responder is configured with.
+    let mut svc = RateLimitLayer::builder()
+        .rule(by_tenant(MissingKey::Reject))
+        .responder(HttpResponder::new().missing_key_status(StatusCode::BAD_REQUEST))
         .build()
         .unwrap()
         .layer(ok_service());
@@ -394,10 +677,7 @@ async fn asynchronous_store_and_failure_policies() {
 
     for (policy, expected) in [
         (StoreFailure::Admit, StatusCode::OK),
-        (
-            StoreFailure::Reject(StatusCode::SERVICE_UNAVAILABLE),
-            StatusCode::SERVICE_UNAVAILABLE,
-        ),
+        (StoreFailure::Reject, StatusCode::SERVICE_UNAVAILABLE),
     ] {
         let layer = RateLimitLayer::builder()
             .rule(Rule::new("g", quota(2, 10)))

@@ -197,7 +197,7 @@ async fn failure_policies_and_recovery() {
         .rule(Rule::new("g", Quota::per_second(10).unwrap()))
         .key_secret(*b"failure-policies")
         .store(failing.clone())
-        .on_store_failure(StoreFailure::Reject(StatusCode::SERVICE_UNAVAILABLE))
+        .on_store_failure(StoreFailure::Reject)
         .build()
         .unwrap();
     let handle = layer.handle();

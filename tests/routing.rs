@@ -12,8 +12,11 @@ use axum::http::{Method, Request, Response};
 use axum::Router;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_throttle::key::{PathParam, PeerIp};
+use tower_throttle::rate_limit::HttpResponder;
 use tower_throttle::PathMatching;
-use tower_throttle::{Quota, RateLimitLayer, RateLimitLayerBuilder, RejectionReason, Route, Rule};
+use tower_throttle::{
+    Quota, RateLimitLayer, RateLimitLayerBuilder, Rejection, RejectionReason, Route, Rule,
+};
 
 fn quota(count: u32) -> Quota {
     Quota::new(count, Duration::from_secs(10)).unwrap()
@@ -141,9 +144,11 @@ async fn dot_segments_are_refused_before_any_rule() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let reasons = Arc::clone(&seen);
     let layer = table(PathMatching::Canonical)
-        .rejection_response(move |r| {
-            reasons.lock().unwrap().push(r.reason);
-            Response::new(bytes::Bytes::from_static(b"custom"))
+        .responder(move |r: &Rejection<'_>| {
+            reasons.lock().unwrap().push(r.reason());
+            let mut res = Response::new(bytes::Bytes::from_static(b"custom"));
+            *res.status_mut() = HttpResponder::new().status(r.reason());
+            res
         })
         .build()
         .unwrap();

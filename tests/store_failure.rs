@@ -81,7 +81,7 @@ async fn store_failures_follow_the_policy_and_are_logged_once_per_transition() {
     };
     let layer = RateLimitLayer::builder()
         .rule(Rule::new("global", Quota::per_hour(100).unwrap()))
-        .on_store_failure(StoreFailure::Reject(StatusCode::SERVICE_UNAVAILABLE))
+        .on_store_failure(StoreFailure::Reject)
         .store(store)
         .build()
         .unwrap();

@@ -59,7 +59,7 @@ fn hourly(name: &str, count: u32, route: &str) -> Result<Rule, Box<dyn std::erro
     Ok(Rule::new(name, Quota::per_hour(count)?)
         .route(Route::post(route))
         .key(BearerToken)
-        .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED)))
+        .on_missing_key(MissingKey::Reject))
 }
 
 /// Every row of Clerk's table.
@@ -71,7 +71,7 @@ pub fn rules(instance: Instance) -> Result<Vec<Rule>, Box<dyn std::error::Error>
     let mut instance_rule = Rule::new("instance", Quota::new(backend, TEN_SECONDS)?)
         .route(Route::any("/v1/{*rest}"))
         .key(BearerToken)
-        .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED));
+        .on_missing_key(MissingKey::Reject);
     for r in frontend_routes() {
         instance_rule = instance_rule.except(r);
     }

@@ -11,7 +11,9 @@ use super::{
 };
 use crate::engine::quota::Quota;
 
-/// Which header dialects a layer writes. `Retry-After` is always written on 429.
+/// Which rate-limit header dialects a layer writes: on admitted responses, and on refusals
+/// through [`Rejection::write_rate_limit_headers`](crate::Rejection::write_rate_limit_headers).
+/// `Retry-After` is not one of them (the default responder writes it on every 429).
 ///
 /// ```
 /// use tower_throttle::headers::HeaderDialects;
@@ -88,7 +90,7 @@ pub struct LimitSnapshot<'a> {
     pub policy: &'a str,
     /// The limit.
     pub quota: &'a Quota,
-    /// Requests still admissible now.
+    /// Requests still admissible now (units of cost: a request costs one).
     pub remaining: u64,
     /// Until the quota is fully restored.
     pub reset_after: Duration,
@@ -125,7 +127,7 @@ pub(crate) fn int_value(n: u64) -> HeaderValue {
 /// The IETF policy's quota and window in whole seconds: the quota's count and period when
 /// the period is whole seconds, else the same rate over the period rounded up to whole
 /// seconds (`10 per 100 ms` is published as `q=100;w=1`).
-pub fn policy_window(quota: &Quota) -> (u64, u64) {
+pub(crate) fn policy_window(quota: &Quota) -> (u64, u64) {
     let period = quota.period();
     if period.subsec_nanos() == 0 {
         return (u64::from(quota.count()), period.as_secs());
@@ -315,7 +317,8 @@ fn sf_int(v: u64) -> Integer {
 /// Limit and remaining follow the quota's count and true remaining capacity (which can
 /// exceed the count when the burst is larger). Reset is the time until the quota is fully
 /// restored, in whole seconds rounded up (the legacy one at most [`LEGACY_RESET_MAX`]).
-pub fn write_limit_headers(
+#[cfg(test)]
+pub(crate) fn write_limit_headers(
     headers: &mut HeaderMap,
     dialects: HeaderDialects,
     snap: &LimitSnapshot<'_>,

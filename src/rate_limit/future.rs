@@ -12,24 +12,16 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{BodyMode, Wrapped};
-use super::layer::Shared;
-use super::service::Settled;
-use crate::engine::gcra::{Decision, LimitState};
+use super::limiter::{Headline, Limiter, Settled};
+use crate::engine::gcra::Decision;
 use crate::engine::store::StoreError;
-
-/// Which rule's state to write into an admitted response's headers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Headline {
-    pub(crate) rule: usize,
-    pub(crate) state: LimitState,
-}
 
 pin_project! {
     /// Response future of [`RateLimit`](super::RateLimit).
     pub struct ResponseFuture<F, C, S, R, M = Wrapped> {
         #[pin]
         state: State<F, C, S, R>,
-        headers: Option<(Arc<Shared>, Headline)>,
+        headers: Option<(Arc<Limiter>, Headline)>,
         mode: PhantomData<fn() -> M>,
     }
 }
@@ -42,7 +34,7 @@ pin_project! {
             check: C,
             inner: Option<S>,
             req: Option<Request<R>>,
-            shared: Arc<Shared>,
+            limiter: Arc<Limiter>,
             matched: u64,
         },
         Calling { #[pin] fut: F },
@@ -51,7 +43,7 @@ pin_project! {
 }
 
 impl<F, C, S, R, M> ResponseFuture<F, C, S, R, M> {
-    pub(crate) fn calling(fut: F, headers: Option<(Arc<Shared>, Headline)>) -> Self {
+    pub(crate) fn calling(fut: F, headers: Option<(Arc<Limiter>, Headline)>) -> Self {
         ResponseFuture {
             state: State::Calling { fut },
             headers,
@@ -71,7 +63,7 @@ impl<F, C, S, R, M> ResponseFuture<F, C, S, R, M> {
         check: C,
         inner: S,
         req: Request<R>,
-        shared: Arc<Shared>,
+        limiter: Arc<Limiter>,
         matched: u64,
     ) -> Self {
         ResponseFuture {
@@ -79,7 +71,7 @@ impl<F, C, S, R, M> ResponseFuture<F, C, S, R, M> {
                 check,
                 inner: Some(inner),
                 req: Some(req),
-                shared,
+                limiter,
                 matched,
             },
             headers: None,
@@ -105,16 +97,16 @@ where
                     check,
                     inner,
                     req,
-                    shared,
+                    limiter,
                     matched,
                 } => {
                     let result = ready!(Pin::new(check).poll(cx));
                     let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
                         panic!("ResponseFuture polled after completion");
                     };
-                    match shared.settle(*matched, result) {
+                    match limiter.settle(*matched, result, &req) {
                         Settled::Admit(headline) => {
-                            *this.headers = headline.map(|h| (Arc::clone(shared), h));
+                            *this.headers = headline.map(|h| (Arc::clone(limiter), h));
                             let fut = inner.call(req);
                             this.state.set(State::Calling { fut });
                         }
@@ -124,8 +116,8 @@ where
                 StateProj::Calling { fut } => {
                     let res = ready!(fut.poll(cx))?;
                     let (mut parts, body) = res.into_parts();
-                    if let Some((shared, h)) = this.headers.take() {
-                        shared.write_headers(&mut parts.headers, h.rule, &h.state);
+                    if let Some((limiter, headline)) = this.headers.take() {
+                        limiter.write_headers(&mut parts.headers, &headline);
                     }
                     return Poll::Ready(Ok(Response::from_parts(parts, M::inner(body))));
                 }

@@ -1,25 +1,21 @@
 //! [`RateLimitLayer`] and its builder: rules are validated and compiled once, here.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use siphasher::sip::SipHasher13;
 use tower_layer::Layer;
 
 use super::body::{Unwrapped, Wrapped};
-use super::handle::{Counter, RateLimitHandle, RuleCounters, Stats};
-use super::response::{RejectionFn, StoreFailure};
+use super::handle::RateLimitHandle;
+use super::limiter::{Limiter, StoreFailure};
+use super::responder::{HttpResponder, Responder};
+use super::rule_set::{self, RuleSet};
 use super::RateLimit;
-use crate::engine::clock::TokioClock;
-use crate::engine::gcra::{GcraParams, MAX_CHECKS};
-use crate::engine::quota::Quota;
+use crate::engine::gcra::MAX_CHECKS;
 use crate::engine::store::{MemoryStore, Store};
-use crate::headers::write::LimitHeaders;
 use crate::headers::HeaderDialects;
-use crate::rules::key::KeyExtractor;
-use crate::rules::{CompiledRoute, MissingKey, PathMatching, Route, Rule};
+use crate::rules::{PathMatching, Route, Rule};
 
 /// Why a [`RateLimitLayer`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,43 +88,6 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-pub(crate) struct CompiledRule {
-    pub(crate) name: String,
-    pub(crate) quota: Quota,
-    pub(crate) routes: Vec<CompiledRoute>,
-    pub(crate) except: Vec<CompiledRoute>,
-    pub(crate) key: Arc<dyn KeyExtractor>,
-    pub(crate) params: GcraParams,
-    pub(crate) shadow: bool,
-    pub(crate) missing_key: MissingKey,
-    pub(crate) concurrency: Option<u32>,
-    /// Hasher keyed by the layer's secret with the rule name already written.
-    pub(crate) seed: SipHasher13,
-    /// The key of the shared bucket for requests without a key.
-    pub(crate) keyless: u64,
-    /// `seed.finish()`: the key of an extractor that wrote nothing ([`Global`](crate::rules::key::Global)).
-    pub(crate) empty_key: u64,
-    /// The rule's id for the store ([`Check::rule`](crate::engine::gcra::Check::rule)).
-    pub(crate) id: u64,
-    /// The rule's rate-limit header values, prepared once.
-    pub(crate) headers: LimitHeaders,
-}
-
-/// Everything a request needs except the store; shared by every clone.
-pub(crate) struct Shared {
-    pub(crate) rules: Box<[CompiledRule]>,
-    pub(crate) exempt: Box<[CompiledRoute]>,
-    pub(crate) path_matching: PathMatching,
-    pub(crate) dialects: HeaderDialects,
-    pub(crate) rejection: Option<RejectionFn>,
-    pub(crate) store_failure: StoreFailure,
-    pub(crate) stats: Arc<Stats>,
-    /// The SipHash keys of request keys (from `key_secret`, or random).
-    pub(crate) key_secret: (u64, u64),
-    /// Read once per request: the arrival time the store decides at.
-    pub(crate) clock: TokioClock,
-}
-
 /// Applies [`RateLimit`] to a service: the server side of tower-throttle.
 ///
 /// Cheap to clone; every clone and every service it makes share the same limits, store
@@ -155,7 +114,7 @@ pub(crate) struct Shared {
 /// `M` is the [`BodyMode`](super::BodyMode) of the services it makes: see
 /// [`unwrapped_body`](Self::unwrapped_body).
 pub struct RateLimitLayer<St = MemoryStore, M = Wrapped> {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) limiter: Arc<Limiter>,
     pub(crate) store: St,
     pub(crate) mode: PhantomData<fn() -> M>,
 }
@@ -163,7 +122,7 @@ pub struct RateLimitLayer<St = MemoryStore, M = Wrapped> {
 impl<St: Clone, M> Clone for RateLimitLayer<St, M> {
     fn clone(&self) -> Self {
         RateLimitLayer {
-            shared: Arc::clone(&self.shared),
+            limiter: Arc::clone(&self.limiter),
             store: self.store.clone(),
             mode: PhantomData,
         }
@@ -172,7 +131,13 @@ impl<St: Clone, M> Clone for RateLimitLayer<St, M> {
 
 impl<St, M> fmt::Debug for RateLimitLayer<St, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.shared.rules.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .limiter
+            .rules
+            .rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
         f.debug_struct("RateLimitLayer")
             .field("rules", &names)
             .finish_non_exhaustive()
@@ -187,7 +152,7 @@ impl RateLimitLayer {
             exempt: Vec::new(),
             path_matching: PathMatching::default(),
             dialects: HeaderDialects::default(),
-            rejection: None,
+            responder: Arc::new(HttpResponder::new()),
             store_failure: StoreFailure::default(),
             key_secret: None,
             store: MemoryStore::new(),
@@ -219,7 +184,7 @@ impl<St> RateLimitLayer<St> {
     /// ```
     pub fn unwrapped_body(self) -> RateLimitLayer<St, Unwrapped> {
         RateLimitLayer {
-            shared: self.shared,
+            limiter: self.limiter,
             store: self.store,
             mode: PhantomData,
         }
@@ -230,7 +195,7 @@ impl<St, M> RateLimitLayer<St, M> {
     /// The counters of this layer (shared with every clone).
     pub fn handle(&self) -> RateLimitHandle {
         RateLimitHandle {
-            stats: Arc::clone(&self.shared.stats),
+            stats: Arc::clone(&self.limiter.rules.stats),
         }
     }
 
@@ -246,7 +211,7 @@ impl<S, St: Clone, M> Layer<S> for RateLimitLayer<St, M> {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
-            shared: Arc::clone(&self.shared),
+            limiter: Arc::clone(&self.limiter),
             store: self.store.clone(),
             mode: PhantomData,
         }
@@ -259,7 +224,7 @@ pub struct RateLimitLayerBuilder<St = MemoryStore> {
     exempt: Vec<Route>,
     path_matching: PathMatching,
     dialects: HeaderDialects,
-    rejection: Option<RejectionFn>,
+    responder: Arc<dyn Responder>,
     store_failure: StoreFailure,
     key_secret: Option<[u8; 16]>,
     store: St,
@@ -291,7 +256,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
 
     /// How requests are matched to routes (default [`PathMatching::Canonical`]: the
     /// canonical form of the path); see [what the router must
-    /// agree with](crate::rules#what-the-router-must-agree-with).
+    /// agree with](crate::Rule#what-the-router-must-agree-with).
     pub fn path_matching(mut self, matching: PathMatching) -> Self {
         self.path_matching = matching;
         self
@@ -303,14 +268,11 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
         self
     }
 
-    /// Replaces the default problem-document body of responses the layer writes itself.
-    /// The status and the rate-limit and `Retry-After` headers are set by the layer after
-    /// the closure returns (headers the closure set are kept).
-    pub fn rejection_response<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&super::Rejection<'_>) -> http::Response<bytes::Bytes> + Send + Sync + 'static,
-    {
-        self.rejection = Some(Arc::new(f));
+    /// Who answers refused requests (default [`HttpResponder`]: problem documents, 429 when
+    /// rate limited). The responder builds the whole response, status included: see
+    /// [`Responder`].
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.responder = Arc::new(responder);
         self
     }
 
@@ -320,7 +282,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
     /// in-memory store cannot fail, and a `RedisStore` (feature `redis`) decides on its
     /// in-memory fallback while Redis is down unless built with `RedisFallback::Error`,
     /// which hands each failure to this policy (fail open with `Admit`, fail closed with
-    /// `Reject`).
+    /// `Reject`, answered by the [responder](Self::responder)).
     pub fn on_store_failure(mut self, policy: StoreFailure) -> Self {
         self.store_failure = policy;
         self
@@ -342,7 +304,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
             exempt: self.exempt,
             path_matching: self.path_matching,
             dialects: self.dialects,
-            rejection: self.rejection,
+            responder: self.responder,
             store_failure: self.store_failure,
             key_secret: self.key_secret,
             store,
@@ -351,129 +313,25 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
 
     /// Validates the configuration and builds the layer.
     pub fn build(self) -> Result<RateLimitLayer<St>, BuildError> {
-        if self.rules.is_empty() {
-            return Err(BuildError::NoRules);
-        }
-        if self.rules.len() > MAX_CHECKS {
-            return Err(BuildError::TooManyRules(self.rules.len()));
-        }
+        rule_set::check_count(self.rules.len())?;
         if self.key_secret.is_none() && self.store.is_shared() {
             return Err(BuildError::SharedStoreWithoutKeySecret);
         }
-        let (k0, k1) = match self.key_secret {
-            Some(s) => (
-                u64::from_le_bytes(s[..8].try_into().unwrap_or_default()),
-                u64::from_le_bytes(s[8..].try_into().unwrap_or_default()),
-            ),
-            None => {
-                let rs = std::collections::hash_map::RandomState::new();
-                (rs.hash_one(0u8), rs.hash_one(1u8))
-            }
-        };
-        let mut names: Vec<String> = Vec::new();
-        let mut rules = Vec::with_capacity(self.rules.len());
-        for rule in self.rules {
-            let valid = !rule.name.is_empty()
-                && rule.name.len() <= 64
-                && rule.name.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-            if !valid {
-                return Err(BuildError::BadRuleName(rule.name));
-            }
-            if names.contains(&rule.name) {
-                return Err(BuildError::DuplicateRule(rule.name));
-            }
-            names.push(rule.name.clone());
-            rules.push(compile_rule(rule, k0, k1)?);
-        }
-        let exempt = self
-            .exempt
-            .iter()
-            .map(|r| compile_route("exempt", r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stats = Arc::new(Stats {
-            rules: names.iter().map(|_| RuleCounters::default()).collect(),
-            names: names.into_boxed_slice(),
-            exempted: Counter::default(),
-            store_errors: Counter::default(),
-            bad_paths: Counter::default(),
-            store_failing: Default::default(),
-        });
+        let rules = RuleSet::compile(
+            self.rules,
+            &self.exempt,
+            self.path_matching,
+            self.key_secret,
+        )?;
         Ok(RateLimitLayer {
-            shared: Arc::new(Shared {
-                rules: rules.into_boxed_slice(),
-                exempt: exempt.into_boxed_slice(),
-                path_matching: self.path_matching,
+            limiter: Arc::new(Limiter {
+                rules,
                 dialects: self.dialects,
-                rejection: self.rejection,
+                responder: self.responder,
                 store_failure: self.store_failure,
-                stats,
-                key_secret: (k0, k1),
-                clock: TokioClock::new(),
             }),
             store: self.store,
             mode: PhantomData,
         })
     }
-}
-
-fn compile_route(rule: &str, route: &Route) -> Result<CompiledRoute, BuildError> {
-    route.compile().map_err(|reason| BuildError::BadTemplate {
-        rule: rule.to_owned(),
-        route: route.to_string(),
-        reason,
-    })
-}
-
-fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError> {
-    let routes = rule
-        .routes
-        .iter()
-        .map(|r| compile_route(&rule.name, r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let except = rule
-        .except
-        .iter()
-        .map(|r| compile_route(&rule.name, r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut missing_param = None;
-    rule.key.path_params(&mut |p| {
-        if missing_param.is_none() && (routes.is_empty() || routes.iter().any(|r| !r.has_param(p)))
-        {
-            missing_param = Some(p.to_owned());
-        }
-    });
-    if rule.concurrency == Some(0) {
-        return Err(BuildError::ZeroConcurrency(rule.name));
-    }
-    if let Some(param) = missing_param {
-        return Err(BuildError::UnknownPathParam {
-            rule: rule.name,
-            param,
-        });
-    }
-    // The rule's name in one of three domains: the seed of its keys (0xff), the key of
-    // keyless requests (0xfe), and the rule's id for the store (0xfd).
-    let hasher = |domain: u8| {
-        let mut h = SipHasher13::new_with_keys(k0, k1);
-        h.write(rule.name.as_bytes());
-        h.write_u8(domain);
-        h
-    };
-    let (seed, keyless, id) = (hasher(0xff), hasher(0xfe), hasher(0xfd));
-    Ok(CompiledRule {
-        id: id.finish(),
-        params: GcraParams::new(&rule.quota, rule.block),
-        keyless: keyless.finish(),
-        empty_key: seed.finish(),
-        headers: LimitHeaders::new(&rule.name, &rule.quota),
-        name: rule.name,
-        quota: rule.quota,
-        routes,
-        except,
-        key: rule.key,
-        shadow: rule.shadow,
-        missing_key: rule.missing_key,
-        concurrency: rule.concurrency,
-        seed,
-    })
 }

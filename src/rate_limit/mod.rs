@@ -1,19 +1,27 @@
-//! The server side of `RateLimitLayer`: keyed limits answered with 429.
+//! The server side of `RateLimitLayer`: keyed limits; refused requests are answered by a
+//! [`Responder`] (by default 429 with a problem document).
 //!
 //! See [`RateLimitLayer`] for an example, [`Rule`](crate::Rule) for matching and keys.
 
+// Inside, a `RuleSet` (rule_set.rs: the compiled rules, which apply to a request and with
+// which keys) serves both modes: the server mode's `Limiter` (limiter.rs) adds the
+// responder and the headers, the client mode's `Pacer` (pacing/pacer.rs) its queues and
+// usage quotas.
+
 mod body;
 mod future;
-pub(crate) mod handle;
-pub(crate) mod layer;
+mod handle;
+mod layer;
+mod limiter;
 pub mod pacing;
-pub(crate) mod plan;
-mod response;
+mod responder;
+mod rule_set;
 mod service;
 
 pub use body::{BodyMode, RateLimitBody, Unwrapped, Wrapped};
 pub use future::ResponseFuture;
 pub use handle::{RateLimitHandle, RuleStats};
 pub use layer::{BuildError, RateLimitLayer, RateLimitLayerBuilder};
-pub use response::{Rejection, RejectionReason, StoreFailure};
+pub use limiter::StoreFailure;
+pub use responder::{HttpResponder, Rejection, RejectionReason, Responder};
 pub use service::RateLimit;

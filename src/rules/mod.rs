@@ -1,84 +1,5 @@
 //! Rules: which requests a limit applies to, how they are keyed, and what happens when a
-//! request has no key.
-//!
-//! A [`Rule`] names a [`Quota`], a [`KeyExtractor`], and the routes it covers: method +
-//! path templates such as `/v1/users/{user_id}`. A rule with several routes is one bucket
-//! for all of them (Clerk's `PATCH /v1/users/{user_id}` and `…/{user_id}/metadata` share a
-//! per-user limit). A rule without routes applies to every request; `except` carves routes
-//! out of it. Exempt routes bypass every rule (see
-//! [`RateLimitLayerBuilder::exempt`](crate::RateLimitLayerBuilder::exempt)).
-//!
-//! Templates: segments are literals, `{name}` (one segment, captured), or a final
-//! `{*name}` (the rest of the path, possibly empty). For a rule's routes a single trailing
-//! slash on the request path is ignored, so `/v1/sign_ins/` matches `/v1/sign_ins`, and a
-//! `GET` route also covers `HEAD` (routers serve `HEAD` with the `GET` handler).
-//! Carve-outs are exact: see below.
-//!
-//! # Which path is matched
-//!
-//! By default ([`PathMatching::Canonical`]) a rule's routes match the [canonical
-//! form](crate::rules::path) of the request path, worked out once per request: `//v1//sign_ins`,
-//! `/v1/sign_%69ns` and `/v1/sign_ins/` are all the sign-in route, and spend its bucket.
-//! Template literals are put in the same form. A path with a dot segment (`.`, `..`,
-//! `%2e%2e`) has no canonical form: the layer answers it `400 Bad Request` before any rule
-//! or route of the service is involved ([`RejectionReason::BadPath`](crate::RejectionReason::BadPath)).
-//!
-//! Carve-outs (`except` routes and exempt routes) are the other way round: they match the
-//! path **as sent** only. Canonical matching can only add rules to a request (every path
-//! that matches a template as sent also matches it canonically), so a request is never
-//! limited less than its spelling as sent would be; a spelling of an exempt route is not
-//! exempt (`GET //v1/jwks` pays the backend limit), because a router that does not
-//! canonicalize may serve it under some other route. For the same reason a carve-out
-//! matches a trailing slash only if its template has one (`GET /v1/jwks/` is not the
-//! exempt `GET /v1/jwks`; a final `{*rest}` takes any), and a `GET` carve-out does not
-//! cover `HEAD`.
-//!
-//! [`PathParam`](crate::rules::key::PathParam) keys are percent-decoded the way axum's `Path`
-//! extractor decodes them (every valid escape, `%2F` included; an invalid escape is kept
-//! as is), so `user_1`, `user%5F1` and `%75ser_1` are one bucket.
-//!
-//! # What the router must agree with
-//!
-//! The limit is only as good as the agreement between these templates and the router
-//! behind the layer. With the default matching, the router must:
-//!
-//! - route on the path as sent (axum, hyper, matchit do) or on a form that merges empty
-//!   segments and decodes unreserved escapes at most — **not** decode reserved escapes
-//!   (`%2F` into `/`) before routing, not strip dot segments (the layer refuses those), not
-//!   fold case (or use [`PathMatching::CanonicalIgnoreCase`]);
-//! - give `{name}` one non-empty segment and `{*name}` the rest of the path, like axum;
-//! - serve every route it has under a rule that covers it, and answer the rest with 404
-//!   (a catch-all handler is served under whatever rule its path spells).
-//!
-//! With axum, `PathMatching::AxumMatchedPath` (feature `axum`) removes the question: the
-//! layer, applied with `Router::route_layer`, reads the template axum matched
-//! (`MatchedPath`) and applies the rules whose routes are that template, so limiter and
-//! router cannot disagree.
-//!
-//! ```
-//! # #[cfg(feature = "axum")]
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use axum::{routing::post, Router};
-//! use tower_throttle::key::PeerIp;
-//! use tower_throttle::PathMatching;
-//! use tower_throttle::{Quota, RateLimitLayer, Route, Rule};
-//!
-//! let layer = RateLimitLayer::builder()
-//!     .path_matching(PathMatching::AxumMatchedPath)
-//!     .rule(
-//!         Rule::new("sign_in", Quota::per_second(1)?)
-//!             .route(Route::post("/v1/sign_ins"))
-//!             .key(PeerIp::new()),
-//!     )
-//!     .build()?;
-//! let app: Router = Router::new()
-//!     .route("/v1/sign_ins", post(|| async { "signed in" }))
-//!     .route_layer(layer);
-//! # Ok(())
-//! # }
-//! # #[cfg(not(feature = "axum"))]
-//! # fn main() {}
-//! ```
+//! request has no key. The user-facing documentation is on [`Rule`].
 
 pub mod key;
 pub mod path;
@@ -90,8 +11,6 @@ pub use route::{PathMatching, Route};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-
-use http::StatusCode;
 
 use crate::engine::quota::Quota;
 use crate::rules::key::{Global, KeyExtractor};
@@ -105,16 +24,19 @@ pub enum MissingKey {
     Shared,
     /// The rule does not apply to such requests.
     Skip,
-    /// Answer at once with this status and a problem document (e.g. 401 for an API that
-    /// requires a key). Checked before any limit is consumed.
-    Reject(StatusCode),
+    /// Refuse the request at once, before any limit is consumed: the server mode's
+    /// [responder](crate::rate_limit::Responder) answers it
+    /// ([`RejectionReason::MissingKey`](crate::RejectionReason::MissingKey); 401 by
+    /// default, see [`HttpResponder::missing_key_status`](crate::rate_limit::HttpResponder::missing_key_status)),
+    /// the client mode fails it with
+    /// [`PacingError::MissingKey`](crate::pacing::PacingError::MissingKey).
+    Reject,
 }
 
 /// A named limit and the requests it applies to.
 ///
 /// ```
 /// use std::time::Duration;
-/// use http::StatusCode;
 /// use tower_throttle::key::{BearerToken, PathParam};
 /// use tower_throttle::{MissingKey, Quota, Route, Rule};
 ///
@@ -128,8 +50,89 @@ pub enum MissingKey {
 /// let instance = Rule::new("instance", Quota::new(100, Duration::from_secs(10))?)
 ///     .except(Route::post("/v1/sign_ins"))
 ///     .key(BearerToken)
-///     .on_missing_key(MissingKey::Reject(StatusCode::UNAUTHORIZED));
+///     .on_missing_key(MissingKey::Reject);
 /// # Ok::<(), tower_throttle::QuotaError>(())
+/// ```
+///
+/// # Routes and templates
+///
+/// A [`Rule`] names a [`Quota`], a [`KeyExtractor`], and the routes it covers: method +
+/// path templates such as `/v1/users/{user_id}`. A rule with several routes is one bucket
+/// for all of them (Clerk's `PATCH /v1/users/{user_id}` and `…/{user_id}/metadata` share a
+/// per-user limit). A rule without routes applies to every request; `except` carves routes
+/// out of it. Exempt routes bypass every rule (see
+/// [`RateLimitLayerBuilder::exempt`](crate::RateLimitLayerBuilder::exempt)).
+///
+/// Templates: segments are literals, `{name}` (one segment, captured), or a final
+/// `{*name}` (the rest of the path, possibly empty). For a rule's routes a single trailing
+/// slash on the request path is ignored, so `/v1/sign_ins/` matches `/v1/sign_ins`, and a
+/// `GET` route also covers `HEAD` (routers serve `HEAD` with the `GET` handler).
+/// Carve-outs are exact: see below.
+///
+/// # Which path is matched
+///
+/// By default ([`PathMatching::Canonical`]) a rule's routes match the [canonical
+/// form](crate::rules::path) of the request path, worked out once per request: `//v1//sign_ins`,
+/// `/v1/sign_%69ns` and `/v1/sign_ins/` are all the sign-in route, and spend its bucket.
+/// Template literals are put in the same form. A path with a dot segment (`.`, `..`,
+/// `%2e%2e`) has no canonical form: the layer answers it `400 Bad Request` before any rule
+/// or route of the service is involved ([`RejectionReason::BadPath`](crate::RejectionReason::BadPath)).
+///
+/// Carve-outs (`except` routes and exempt routes) are the other way round: they match the
+/// path **as sent** only. Canonical matching can only add rules to a request (every path
+/// that matches a template as sent also matches it canonically), so a request is never
+/// limited less than its spelling as sent would be; a spelling of an exempt route is not
+/// exempt (`GET //v1/jwks` pays the backend limit), because a router that does not
+/// canonicalize may serve it under some other route. For the same reason a carve-out
+/// matches a trailing slash only if its template has one (`GET /v1/jwks/` is not the
+/// exempt `GET /v1/jwks`; a final `{*rest}` takes any), and a `GET` carve-out does not
+/// cover `HEAD`.
+///
+/// [`PathParam`](crate::rules::key::PathParam) keys are percent-decoded the way axum's `Path`
+/// extractor decodes them (every valid escape, `%2F` included; an invalid escape is kept
+/// as is), so `user_1`, `user%5F1` and `%75ser_1` are one bucket.
+///
+/// # What the router must agree with
+///
+/// The limit is only as good as the agreement between these templates and the router
+/// behind the layer. With the default matching, the router must:
+///
+/// - route on the path as sent (axum, hyper, matchit do) or on a form that merges empty
+///   segments and decodes unreserved escapes at most — **not** decode reserved escapes
+///   (`%2F` into `/`) before routing, not strip dot segments (the layer refuses those), not
+///   fold case (or use [`PathMatching::CanonicalIgnoreCase`]);
+/// - give `{name}` one non-empty segment and `{*name}` the rest of the path, like axum;
+/// - serve every route it has under a rule that covers it, and answer the rest with 404
+///   (a catch-all handler is served under whatever rule its path spells).
+///
+/// With axum, `PathMatching::AxumMatchedPath` (feature `axum`) removes the question: the
+/// layer, applied with `Router::route_layer`, reads the template axum matched
+/// (`MatchedPath`) and applies the rules whose routes are that template, so limiter and
+/// router cannot disagree.
+///
+/// ```
+/// # #[cfg(feature = "axum")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use axum::{routing::post, Router};
+/// use tower_throttle::key::PeerIp;
+/// use tower_throttle::PathMatching;
+/// use tower_throttle::{Quota, RateLimitLayer, Route, Rule};
+///
+/// let layer = RateLimitLayer::builder()
+///     .path_matching(PathMatching::AxumMatchedPath)
+///     .rule(
+///         Rule::new("sign_in", Quota::per_second(1)?)
+///             .route(Route::post("/v1/sign_ins"))
+///             .key(PeerIp::new()),
+///     )
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/v1/sign_ins", post(|| async { "signed in" }))
+///     .route_layer(layer);
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "axum"))]
+/// # fn main() {}
 /// ```
 #[derive(Clone)]
 pub struct Rule {

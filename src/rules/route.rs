@@ -85,8 +85,8 @@ impl fmt::Display for Route {
     }
 }
 
-/// How a layer finds which of its routes a request is on (see [`Rule`](crate::Rule) for
-/// what the router behind the layer must agree with); set with
+/// How a layer finds which of its routes a request is on (see [what the router must
+/// agree with](crate::Rule#what-the-router-must-agree-with)); set with
 /// [`RateLimitLayerBuilder::path_matching`](crate::RateLimitLayerBuilder::path_matching).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

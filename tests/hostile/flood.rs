@@ -1,11 +1,11 @@
-//! Attacks of issue 11, item 3: a flood of new keys must not weaken existing limits.
+//! A flood of new keys must not weaken existing limits.
 //!
 //! The Clerk table runs on a `MemoryStore` of 1,024 keys, so a flood of
 //! `POST /v1/invitations/bulk` with fresh bearer tokens (each request brings two new keys:
 //! the instance rule's and the hourly bulk rule's) fills it within a few thousand
-//! requests. Before the fix, a full store evicted the keys closest to idle, which are the
+//! requests. A full store must not evict the keys closest to idle, which are the
 //! short-window keys being limited right now: an exhausted sign-in IP, instance key and
-//! per-user PATCH were admitted again.
+//! per-user PATCH stay refused.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
-//! Attacks on the client's header readers: what our own server writes must read back
-//! exactly, and hostile heads must read cheaply and within their caps.
+//! Attacks on the client's header readers: what our own server writes is read back exactly,
+//! and oversized or malformed fields are read in bounded time.
 //!
 //! - Round trip with ourselves: for hundreds of generated quota shapes (burst below, equal
 //!   to and above the count, sub-second to 366-day windows, block periods, shadow rules,
@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
 use tower_throttle::clock::{Clock, Timestamp, TokioClock};
 use tower_throttle::gcra::{decide, Check, Decision, GcraParams};
-use tower_throttle::headers::write::{policy_window, LEGACY_RESET_MAX};
+use tower_throttle::headers::write::LEGACY_RESET_MAX;
 use tower_throttle::headers::{
     ceil_secs, grpc_forbids_retry, parse_rate_limit_capped, parse_reset, parse_retry_after,
     retry_hint, Dialect, HeaderDialects, HintSource, QuotaPolicy, QuotaState, RateLimitInfo,
@@ -723,4 +723,13 @@ async fn hostile_heads_over_loopback() {
     assert!(status.is_err(), "hyper refuses a head above its limit");
     assert!(handle.snapshot(&key).is_none());
     assert_eq!(handle.stats().responses, 2);
+}
+
+/// The IETF policy's quota and window as the writer documents them: the quota's count and
+/// period in whole seconds, or the same rate over the period rounded up to whole seconds.
+fn policy_window(quota: &Quota) -> (u64, u64) {
+    let period = quota.period();
+    let w = period.as_secs() + u64::from(period.subsec_nanos() > 0);
+    let q = u128::from(quota.count()) * u128::from(w) * 1_000_000_000 / period.as_nanos();
+    (u64::try_from(q).unwrap_or(u64::MAX), w)
 }

@@ -1,5 +1,5 @@
-//! Attacks of issue 11 (paths): spellings of one route that used to match no rule, and
-//! spellings of one path parameter that used to split its bucket. Sent byte for byte over
+//! Attacks on paths: spellings of one route must match its rule, and spellings of one path
+//! parameter must share its bucket. Sent byte for byte over
 //! loopback HTTP, like `curl --path-as-is`.
 
 use crate::harness::{bearer, Raw, Server};
@@ -20,7 +20,7 @@ async fn the_real_sign_in_route_refuses_the_sixth() {
     assert_eq!(server.send("127.0.0.3", &backend).await.status, 200);
 }
 
-/// `POST //v1//sign_ins` was admitted 12 times out of 12; it is the sign-in route's bucket.
+/// `POST //v1//sign_ins` is the sign-in route's bucket.
 /// A spelling is not carved out of the backend rule (carve-outs match the path as sent),
 /// so it also needs a key: without one it is refused outright.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Attacks of issue 11 on the Redis store, replayed over loopback HTTP against the Clerk
+//! Attacks on the Redis store, replayed over loopback HTTP against the Clerk
 //! server on a real `redis-server`: a full blocked-key cache, stale pooled connections,
 //! Redis down or paused, and instances without a shared key secret.
 
@@ -102,7 +102,8 @@ async fn sign_ins_across_a_client_kill_are_all_counted() {
         redis.command(&["CLIENT", "KILL", "TYPE", "normal"]),
         ":2\r\n"
     );
-    // Was 6 of 6: the first call of each instance failed fast and was admitted uncounted.
+    // Counted exactly: the first call of each instance must not fail fast on its dead
+    // pooled connection and be admitted uncounted.
     assert_eq!(sign_ins(&[&a, &b], "127.0.7.1", 4).await, 3);
     assert_eq!((sa.health().reconnects, sb.health().reconnects), (1, 1));
     assert_eq!((sa.errors(), sb.errors()), (0, 0));
@@ -133,7 +134,7 @@ async fn redis_down_limits_each_instance_to_its_quota() {
     let server = clerk_on(&s).await;
     assert_eq!(sign_ins(&[&server], "127.0.7.3", 1).await, 1);
     redis.kill();
-    // Was 12 of 12 (fail open, by default): now the in-memory fallback's 5.
+    // Not fail open: the in-memory fallback enforces its 5.
     assert_eq!(sign_ins(&[&server], "127.0.7.3", 12).await, 5);
     let down = s.health();
     assert_eq!(

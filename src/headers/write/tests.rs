@@ -38,7 +38,7 @@ fn writes_both_dialects() {
     assert!(none.is_empty());
 }
 
-/// The writer before values were prepared per rule: every field serialized by `sfv`.
+/// A reference writer: every field serialized by `sfv` on each call, nothing prepared.
 fn reference(dialects: HeaderDialects, snap: &LimitSnapshot<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let reset = ceil_secs(snap.reset_after);

@@ -21,17 +21,17 @@ pub enum PacingError {
         /// Until the request would be admitted.
         wait: Duration,
     },
-    /// A rule with `MissingKey::Reject` found no key in the request.
+    /// A rule with `MissingKey::Reject`, or a usage quota, found no key in the request.
     MissingKey {
-        /// The rule.
+        /// The rule (or usage quota).
         rule: String,
         /// What was missing.
         what: &'static str,
     },
     /// A usage quota is used up.
-    QuotaExhausted {
-        /// The quota.
-        quota: String,
+    UsageExhausted {
+        /// The usage quota's name.
+        usage_quota: String,
         /// Units used over the key's lifetime.
         lifetime_used: u64,
         /// Units left in the current window, when the quota has a window.
@@ -58,13 +58,13 @@ impl fmt::Display for PacingError {
             PacingError::MissingKey { rule, what } => {
                 write!(f, "request not sent: rule {rule:?} needs {what}")
             }
-            PacingError::QuotaExhausted {
-                quota,
+            PacingError::UsageExhausted {
+                usage_quota,
                 lifetime_used,
                 ..
             } => write!(
                 f,
-                "request not sent: usage quota {quota:?} exhausted ({lifetime_used} used)"
+                "request not sent: usage quota {usage_quota:?} exhausted ({lifetime_used} used)"
             ),
             PacingError::Store(e) => write!(f, "request not sent: rate-limit store failed: {e}"),
             PacingError::BadPath(e) => write!(f, "request not sent: {e}"),

@@ -7,34 +7,23 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::adaptive::{AdaptiveRates, Aimd};
-use super::queue::KeyedSemaphores;
-use super::quota::{CompiledQuota, UsageQuota};
+use super::pacer::Pacer;
 use super::service::Pacing;
+use super::usage::{CompiledUsageQuota, UsageQuota};
 use crate::engine::store::MemoryStore;
-use crate::rate_limit::layer::Shared;
 use crate::rate_limit::{BuildError, RateLimitHandle, RateLimitLayer};
-
-/// State of a pacing layer shared by every clone and service.
-pub(crate) struct PacingShared {
-    pub(crate) rules: Arc<Shared>,
-    pub(crate) max_queue_wait: Duration,
-    pub(crate) turns: Arc<KeyedSemaphores>,
-    pub(crate) permits: Arc<KeyedSemaphores>,
-    pub(crate) quotas: Box<[CompiledQuota]>,
-    pub(crate) adaptive: Option<AdaptiveRates>,
-}
 
 /// The client mode of [`RateLimitLayer`]: requests wait for their turn instead of being
 /// refused. See the [module docs](super).
 pub struct PacingLayer<St = MemoryStore> {
-    pub(crate) shared: Arc<PacingShared>,
+    pub(crate) pacer: Arc<Pacer>,
     pub(crate) store: St,
 }
 
 impl<St: Clone> Clone for PacingLayer<St> {
     fn clone(&self) -> Self {
         PacingLayer {
-            shared: Arc::clone(&self.shared),
+            pacer: Arc::clone(&self.pacer),
             store: self.store.clone(),
         }
     }
@@ -43,7 +32,7 @@ impl<St: Clone> Clone for PacingLayer<St> {
 impl<St> fmt::Debug for PacingLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PacingLayer")
-            .field("max_queue_wait", &self.shared.max_queue_wait)
+            .field("max_queue_wait", &self.pacer.max_queue_wait)
             .finish_non_exhaustive()
     }
 }
@@ -52,14 +41,14 @@ impl<St> PacingLayer<St> {
     /// Per-rule counters: `admitted` requests, `limited` = requests that had to wait.
     pub fn handle(&self) -> RateLimitHandle {
         RateLimitHandle {
-            stats: Arc::clone(&self.shared.rules.stats),
+            stats: Arc::clone(&self.pacer.rules.stats),
         }
     }
 
-    /// Warnings logged so far by the quota called `name`.
-    pub fn quota_warnings(&self, name: &str) -> Option<u64> {
-        self.shared
-            .quotas
+    /// Warnings logged so far by the usage quota called `name`.
+    pub fn usage_warnings(&self, name: &str) -> Option<u64> {
+        self.pacer
+            .usage_quotas
             .iter()
             .find(|q| q.name == name)
             .map(|q| q.warnings.load(std::sync::atomic::Ordering::Relaxed))
@@ -68,7 +57,7 @@ impl<St> PacingLayer<St> {
     /// The adaptive rate of an endpoint (authority, or `Host`, + path), in requests per second, when
     /// adaptive pacing is on and the endpoint has been used.
     pub fn adaptive_rate(&self, endpoint: &str) -> Option<f64> {
-        self.shared.adaptive.as_ref().and_then(|a| a.rate(endpoint))
+        self.pacer.adaptive.as_ref().and_then(|a| a.rate(endpoint))
     }
 
     /// The layer's store.
@@ -83,7 +72,7 @@ impl<S, St: Clone> Layer<S> for PacingLayer<St> {
     fn layer(&self, inner: S) -> Self::Service {
         Pacing {
             inner,
-            shared: Arc::clone(&self.shared),
+            pacer: Arc::clone(&self.pacer),
             store: self.store.clone(),
         }
     }
@@ -93,7 +82,7 @@ impl<S, St: Clone> Layer<S> for PacingLayer<St> {
 pub struct PacingLayerBuilder<St = MemoryStore> {
     layer: RateLimitLayer<St>,
     max_queue_wait: Duration,
-    quotas: Vec<UsageQuota>,
+    usage_quotas: Vec<UsageQuota>,
     adaptive: Option<Aimd>,
 }
 
@@ -101,7 +90,7 @@ impl<St> fmt::Debug for PacingLayerBuilder<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PacingLayerBuilder")
             .field("max_queue_wait", &self.max_queue_wait)
-            .field("quotas", &self.quotas)
+            .field("usage_quotas", &self.usage_quotas)
             .finish_non_exhaustive()
     }
 }
@@ -112,7 +101,7 @@ impl<St> RateLimitLayer<St> {
         PacingLayerBuilder {
             layer: self,
             max_queue_wait: Duration::from_secs(60),
-            quotas: Vec::new(),
+            usage_quotas: Vec::new(),
             adaptive: None,
         }
     }
@@ -127,8 +116,8 @@ impl<St> PacingLayerBuilder<St> {
     }
 
     /// Adds a usage quota.
-    pub fn quota(mut self, quota: UsageQuota) -> Self {
-        self.quotas.push(quota);
+    pub fn usage_quota(mut self, quota: UsageQuota) -> Self {
+        self.usage_quotas.push(quota);
         self
     }
 
@@ -140,23 +129,24 @@ impl<St> PacingLayerBuilder<St> {
         self
     }
 
-    /// Validates the quotas and builds the layer.
+    /// Validates the usage quotas and builds the layer.
     pub fn build(self) -> Result<PacingLayer<St>, BuildError> {
-        // The rules' key secret: with a shared store, every instance counts the same keys.
-        let (k0, k1) = self.layer.shared.key_secret;
         let mut names: Vec<&str> = Vec::new();
-        for q in &self.quotas {
+        for q in &self.usage_quotas {
             if names.contains(&q.name.as_str()) {
                 return Err(BuildError::DuplicateRule(q.name.clone()));
             }
             names.push(&q.name);
         }
-        let quotas = self
-            .quotas
+        let RateLimitLayer { limiter, store, .. } = self.layer;
+        // The rules' key secret: with a shared store, every instance counts the same keys.
+        let (k0, k1) = limiter.rules.key_secret;
+        let usage_quotas = self
+            .usage_quotas
             .into_iter()
             .map(|q| {
                 let name = q.name.clone();
-                CompiledQuota::compile(q, k0, k1).map_err(|reason| BuildError::BadTemplate {
+                CompiledUsageQuota::compile(q, k0, k1).map_err(|reason| BuildError::BadTemplate {
                     rule: name,
                     route: String::new(),
                     reason,
@@ -164,15 +154,15 @@ impl<St> PacingLayerBuilder<St> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(PacingLayer {
-            shared: Arc::new(PacingShared {
-                rules: self.layer.shared,
+            pacer: Arc::new(Pacer {
+                rules: limiter.rules.clone(),
                 max_queue_wait: self.max_queue_wait,
                 turns: Arc::default(),
                 permits: Arc::default(),
-                quotas: quotas.into_boxed_slice(),
+                usage_quotas: usage_quotas.into_boxed_slice(),
                 adaptive: self.adaptive.map(AdaptiveRates::new),
             }),
-            store: self.layer.store,
+            store,
         })
     }
 }

@@ -19,7 +19,7 @@
 //!     .build()?
 //!     .pacing()
 //!     .max_queue_wait(Duration::from_secs(3600))
-//!     .quota(UsageQuota::lifetime("submissions", 50_000).warn_at(45_000).key(webhook()))
+//!     .usage_quota(UsageQuota::lifetime("submissions", 50_000).warn_at(45_000).key(webhook()))
 //!     .build()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -31,7 +31,7 @@
 //! - **Maximum queue wait**: past it, or when the wait needed is already longer, the
 //!   request fails with [`PacingError`] and is not sent.
 //! - **Usage quotas** ([`UsageQuota`]): lifetime or per-window counters kept in the store,
-//!   with a warning threshold and [`PacingError::QuotaExhausted`] once used up.
+//!   with a warning threshold and [`PacingError::UsageExhausted`] once used up.
 //! - **Adaptive pacing** (opt-in, [`Aimd`]): per endpoint, spreads the remaining quota the
 //!   server reports over the time to its reset, halves the rate on a 429 and recovers
 //!   gradually.
@@ -40,12 +40,13 @@
 mod adaptive;
 mod error;
 mod layer;
+mod pacer;
 mod queue;
-mod quota;
 mod service;
+mod usage;
 
 pub use adaptive::{AdaptiveError, Aimd};
 pub use error::PacingError;
 pub use layer::{PacingLayer, PacingLayerBuilder};
-pub use quota::{QuotaStatus, UsageQuota};
 pub use service::{Pacing, PacingFuture};
+pub use usage::{UsageQuota, UsageStatus};

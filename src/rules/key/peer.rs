@@ -20,7 +20,8 @@ use super::{KeyBuilder, KeyExtractor, KeyMissing, RequestParts};
 /// started with axum's `into_make_service_with_connect_info::<SocketAddr>()`, or the crate
 /// was built without its `axum` feature (then axum's `ConnectInfo` is not read; insert a
 /// plain `SocketAddr` extension instead). To refuse such requests rather than share a
-/// bucket, set `MissingKey::Reject(StatusCode::INTERNAL_SERVER_ERROR)` on the rule.
+/// bucket, set `MissingKey::Reject` on the rule (and answer them 500 with
+/// [`HttpResponder::missing_key_status`](crate::rate_limit::HttpResponder::missing_key_status)).
 ///
 /// ```
 /// use tower_throttle::key::{PeerIp, TrustedProxies};

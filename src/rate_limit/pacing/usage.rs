@@ -86,12 +86,12 @@ impl UsageQuota {
     }
 }
 
-/// A request's standing in one quota after it was counted. The response's extensions hold
-/// a `Vec<QuotaStatus>`, one per quota that applied.
+/// A request's standing in one usage quota after it was counted. The response's extensions
+/// hold a `Vec<UsageStatus>`, one per usage quota that applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaStatus {
-    /// The quota.
-    pub quota: String,
+pub struct UsageStatus {
+    /// The usage quota's name.
+    pub usage_quota: String,
     /// Units used over the key's lifetime (this request included).
     pub lifetime_used: u64,
     /// Units left over the lifetime, when limited.
@@ -102,7 +102,7 @@ pub struct QuotaStatus {
     pub warned: bool,
 }
 
-pub(crate) struct CompiledQuota {
+pub(crate) struct CompiledUsageQuota {
     pub(crate) name: String,
     pub(crate) limits: UsageLimits,
     pub(crate) warn_at: Option<u64>,
@@ -112,7 +112,7 @@ pub(crate) struct CompiledQuota {
     pub(crate) warnings: AtomicU64,
 }
 
-impl CompiledQuota {
+impl CompiledUsageQuota {
     pub(crate) fn compile(q: UsageQuota, k0: u64, k1: u64) -> Result<Self, String> {
         let routes = q
             .routes
@@ -126,7 +126,7 @@ impl CompiledQuota {
         seed.write(b"usage-quota\0");
         seed.write(q.name.as_bytes());
         seed.write_u8(0xff);
-        Ok(CompiledQuota {
+        Ok(CompiledUsageQuota {
             name: q.name,
             limits: q.limits,
             warn_at: q.warn_at,
@@ -137,8 +137,8 @@ impl CompiledQuota {
         })
     }
 
-    /// The quota key of `req`, whose canonical path is `path`, when the quota applies to
-    /// it.
+    /// The usage key of `req`, whose canonical path is `path`, when the usage quota
+    /// applies to it (`Err` says which key is missing).
     pub(crate) fn key_of<'a, B>(
         &'a self,
         req: &'a http::Request<B>,
