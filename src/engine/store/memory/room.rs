@@ -75,6 +75,12 @@ pub(super) struct Overflow {
     /// under `pass`; read as hints.
     seen: AtomicU64,
     next: AtomicU64,
+    /// The latest arrival time a request on the overflow path brought. Callers read their
+    /// clock before the store decides, so a pass may run on a reading older than ones
+    /// already decided; it uses this instead, so it never keeps as live an entry that a
+    /// request already saw idle (keeping it would refuse that rule's next new key until
+    /// the pass gate reopens, up to [`RECLAIM_GAP_NS`] later).
+    latest: AtomicU64,
     pass: Mutex<()>,
     /// Reclaim passes run (tests check they stay rare).
     #[cfg(test)]
@@ -89,6 +95,7 @@ impl Overflow {
             events: AtomicU64::new(0),
             seen: AtomicU64::new(0),
             next: AtomicU64::new(0),
+            latest: AtomicU64::new(0),
             pass: Mutex::new(()),
             #[cfg(test)]
             passes: AtomicU64::new(0),
@@ -150,6 +157,12 @@ impl Overflow {
     /// An entry was created or a tag's count fell to zero in a shard.
     pub(super) fn note_event(&self) {
         self.events.fetch_add(1, Ordering::Release);
+    }
+
+    /// Records `now` as an arrival time; returns the latest one recorded (see the field
+    /// `latest`).
+    fn record_arrival(&self, now: u64) -> u64 {
+        self.latest.fetch_max(now, Ordering::AcqRel).max(now)
     }
 
     /// Whether a reclaim pass at `now` may free an entry the last one kept.
@@ -326,6 +339,7 @@ impl Inner {
     pub(super) fn reclaim(&self, gated: bool, now: u64) -> usize {
         let o = &self.overflow;
         let _pass = o.pass.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = if gated { o.record_arrival(now) } else { now };
         if gated && !o.reclaim_due(now) {
             return 0;
         }
@@ -355,6 +369,7 @@ impl Inner {
     /// Decides a new key that found no room on its rule's overflow bucket.
     pub(super) fn overflow_one(&self, now: u64, check: &Check) -> Decision {
         self.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.overflow.record_arrival(now);
         let decided = self
             .overflow
             .slot(check.rule)
