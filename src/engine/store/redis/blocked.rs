@@ -13,6 +13,14 @@
 //!   key set goes to Redis, which refuses it again.
 //!
 //! Shards allocate their buckets on first insert, so an unused cache costs nothing.
+//!
+//! A cached refusal replays the refusal Redis made: the same refusing limits
+//! (`denied_mask`) and headline, with its times counted down. Limits of the set that start
+//! refusing meanwhile (a global key other clients used up) do not show in it until the
+//! entry expires and Redis decides again; the answer is still a refusal, never an
+//! admission, and its `Retry-After` is never later than Redis' would be. The store
+//! conformance kit compares every field with the model, so its Redis run turns the cache
+//! off (`blocked_cache(false)`).
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
