@@ -9,21 +9,22 @@
 //! stays atomic and exact. A key found moved (its shard was rebuilt) releases the keys
 //! held and sends the request to the slow path.
 //!
-//! **The slow path** (a key missing or moved, or no cached table) takes the mutexes of the
-//! shards involved in ascending order, locks the keys the tables hold, decides, stores
-//! them back, and then inserts the new keys. Nobody else can see those keys meanwhile:
+//! **The slow path** ([`shards`]: a key missing or moved, or no cached table) takes the
+//! mutexes of the shards involved in ascending order, locks the keys the tables hold,
+//! decides, stores them back, and then inserts the new keys. Nobody else can see those keys meanwhile:
 //! they are missing from every table, so any other request on them waits for the mutex.
 //! Rebuilds wait for key locks to clear (holders never wait for a mutex), so neither path
 //! can deadlock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, MutexGuard};
 
 use super::single::{load_unlocked, wait};
-use super::table::{slot_key, Table};
-use super::{lock, room, view, Inner, Writer};
+use super::table::slot_key;
+use super::{view, Inner};
 use crate::engine::gcra::{decide_states, fill_headline, Check, Decision, MAX_CHECKS};
 use crate::engine::state::LOCKED;
+
+mod shards;
 
 /// Locks `slot`, returning its state (without the bit); `None` if it moved.
 fn lock_key(slot: &AtomicU64) -> Option<u64> {
@@ -141,176 +142,6 @@ impl Inner {
             Some(decision.finish(checks))
         })
         .flatten()
-    }
-
-    /// The slow path: decide under the mutexes of the shards, inserting new keys where
-    /// their shard has room and deciding the others on their rules' overflow buckets.
-    /// Out of line, so that the known-keys path stays small. A new key of a rule the
-    /// full overflow table has no entry for first frees the entries of rules gone idle
-    /// (see [`Inner::reclaim`]), then the request starts again.
-    #[inline(never)]
-    fn check_locked<const N: usize>(
-        &self,
-        checks: &[Check],
-        keys: &[(usize, u64)],
-        key_of: &[usize],
-        now: u64,
-    ) -> Decision {
-        self.with_reclaim(now, |may_reclaim| {
-            self.check_in_shards::<N>(checks, keys, key_of, now, may_reclaim)
-        })
-    }
-
-    /// [`Inner::check_locked`] once; `None` (no state written) when `may_reclaim` and a
-    /// reclaim pass is due for a new key's rule without an overflow entry.
-    fn check_in_shards<const N: usize>(
-        &self,
-        checks: &[Check],
-        keys: &[(usize, u64)],
-        key_of: &[usize],
-        now: u64,
-        may_reclaim: bool,
-    ) -> Option<Decision> {
-        let mut shards = [0usize; N];
-        for (s, k) in shards.iter_mut().zip(keys) {
-            *s = k.0;
-        }
-        let distinct = sort_dedup(&mut shards[..keys.len()]);
-        let shards = &shards[..distinct];
-        let mut guards: [Option<MutexGuard<'_, Writer>>; N] =
-            std::array::from_fn(|i| shards.get(i).map(|&s| lock(&self.shards[s])));
-        let guard_of = |shard: usize| shards.binary_search(&shard).unwrap_or(0);
-        let missing_in = |g: &Writer, shard: usize| -> u64 {
-            let mut mask = 0u64;
-            for (k, &(s, key)) in keys.iter().enumerate() {
-                if s == shard && g.table.find(key).is_none() {
-                    mask |= 1 << k;
-                }
-            }
-            mask
-        };
-        // Slots for the missing keys, shard by shard, lowest key first (making room may
-        // drop idle keys, ours included, so they are counted again after it); the keys
-        // refused a slot overflow.
-        let rule_of = |k: usize| checks[key_of.iter().position(|&o| o == k).unwrap_or(0)].rule;
-        let mut tags = [0u8; N];
-        let mut overflowing = 0u64;
-        for (g, &shard) in guards.iter_mut().zip(shards) {
-            let Some(g) = g.as_mut() else { continue };
-            let wanted = missing_in(g, shard).count_ones() as usize;
-            if wanted == 0 {
-                continue;
-            }
-            self.make_room(g, now, wanted);
-            let (mut missing, mut granted) = (missing_in(g, shard), 0u64);
-            while missing != 0 {
-                let k = missing.trailing_zeros() as usize;
-                missing &= missing - 1;
-                tags[k] = self.overflow.tag(rule_of(k));
-                if tags[k] == room::NO_TAG && may_reclaim && self.overflow.reclaim_due(now) {
-                    return None;
-                }
-                let same = (0..k)
-                    .filter(|&j| granted & (1 << j) != 0 && tags[j] == tags[k])
-                    .count();
-                if self.grants(g, tags[k], granted.count_ones() as usize, same) {
-                    granted |= 1 << k;
-                } else {
-                    overflowing |= 1 << k;
-                }
-            }
-        }
-        // Which state each distinct key is decided on: its own, or (overflowing) the
-        // overflow bucket of its rule, shared by the overflowing keys of that rule.
-        let mut state_of: [usize; N] = std::array::from_fn(|k| k);
-        let mut buckets: [(u64, usize); N] = [(0, 0); N];
-        let mut n_buckets = 0;
-        for k in (0..keys.len()).filter(|&k| overflowing & (1 << k) != 0) {
-            let rule = rule_of(k);
-            match buckets[..n_buckets].iter().find(|b| b.0 == rule) {
-                Some(&(_, first)) => state_of[k] = first,
-                None => {
-                    buckets[n_buckets] = (rule, k);
-                    n_buckets += 1;
-                }
-            }
-        }
-        // Bucket slots are locked after every key slot, in rule order (a global order).
-        let buckets = &mut buckets[..n_buckets];
-        buckets.sort_unstable();
-        // New keys that get a slot start from their rule's overflow-bucket state (read
-        // before any bucket is locked below).
-        let mut held: [Option<&AtomicU64>; N] = [None; N];
-        let mut states = [0u64; N];
-        for (k, (slot, state)) in held
-            .iter_mut()
-            .zip(&mut states)
-            .enumerate()
-            .take(keys.len())
-        {
-            let (shard, key) = keys[k];
-            *slot = guards[guard_of(shard)]
-                .as_ref()
-                .and_then(|g| g.table.find(key));
-            match slot {
-                Some(s) => *state = lock_key(s).unwrap_or(0),
-                None if overflowing & (1 << k) == 0 => {
-                    *state = self.overflow.start_state(rule_of(k));
-                }
-                None => {}
-            }
-        }
-        for &(rule, k) in buckets.iter() {
-            held[k] = self.overflow.slot(rule);
-            states[k] = match held[k] {
-                Some(s) => lock_key(s).unwrap_or(0),
-                None => checks
-                    .iter()
-                    .zip(key_of)
-                    .filter(|(_, &o)| state_of[o] == k)
-                    .map(|(c, _)| room::exhausted(now, c))
-                    .max()
-                    .unwrap_or(now),
-            };
-        }
-        let mut decided_on = [0usize; N];
-        for (d, &k) in decided_on.iter_mut().zip(key_of) {
-            *d = state_of[k];
-        }
-        let decided_on = &decided_on[..checks.len()];
-        let (decision, changed) = decide_keys::<N>(now, checks, decided_on, &mut states);
-        let overflowed = decided_on
-            .iter()
-            .filter(|&&k| overflowing & (1 << k) != 0)
-            .count();
-        if overflowed > 0 {
-            self.overflowed
-                .fetch_add(overflowed as u64, Ordering::Relaxed);
-        }
-        let mut missing = 0u64;
-        for (k, (slot, &state)) in held.iter().zip(&states).enumerate() {
-            match slot {
-                Some(s) => s.store(state, Ordering::Release),
-                None => missing |= 1 << k,
-            }
-        }
-        // Key locks released: inserting may rebuild a shard (which waits for them).
-        for (k, &(shard, key)) in keys.iter().enumerate() {
-            if missing & !overflowing & changed & (1 << k) != 0 {
-                if let Some(g) = guards[guard_of(shard)].as_mut() {
-                    self.insert_new(g, key, states[k], tags[k], now);
-                }
-            }
-        }
-        let tables: [Option<Arc<Table>>; N] =
-            std::array::from_fn(|i| guards[i].as_ref().map(|g| Arc::clone(&g.table)));
-        drop(guards);
-        for (&shard, table) in shards.iter().zip(tables) {
-            if let Some(table) = table {
-                self.refresh_view(shard, table);
-            }
-        }
-        Some(decision.finish(checks))
     }
 }
 
