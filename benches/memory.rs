@@ -16,8 +16,8 @@ use governor::{Quota as GQuota, RateLimiter};
 use support::{record, Row};
 use tower_throttle::clock::{Clock, ManualClock};
 use tower_throttle::gcra::{Check, GcraParams};
-use tower_throttle::store::memory::DEFAULT_MAX_KEYS;
 use tower_throttle::store::MemoryStore;
+use tower_throttle::store::DEFAULT_MAX_KEYS;
 use tower_throttle::Quota;
 
 struct Counting;

@@ -35,7 +35,7 @@
 
 pub(crate) mod parse;
 pub(crate) mod ratelimit;
-pub mod write;
+pub(crate) mod write;
 
 pub use parse::{
     grpc_forbids_retry, parse_retry_after, retry_hint, HintSource, RetryHint, DEFAULT_HINT_CAP,
@@ -44,7 +44,7 @@ pub use ratelimit::{
     parse_rate_limit, parse_rate_limit_capped, parse_reset, Dialect, QuotaPolicy, QuotaState,
     RateLimitInfo, DEFAULT_RESET_CAP, MAX_ITEMS,
 };
-pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot};
+pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot, LEGACY_RESET_MAX};
 
 /// `X-RateLimit-Limit`.
 pub const X_RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("x-ratelimit-limit");

@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
 use tower_throttle::clock::{Clock, Timestamp, TokioClock};
 use tower_throttle::gcra::{decide, Check, Decision, GcraParams};
-use tower_throttle::headers::write::LEGACY_RESET_MAX;
+use tower_throttle::headers::LEGACY_RESET_MAX;
 use tower_throttle::headers::{
     ceil_secs, grpc_forbids_retry, parse_rate_limit_capped, parse_reset, parse_retry_after,
     retry_hint, Dialect, HeaderDialects, HintSource, QuotaPolicy, QuotaState, RateLimitInfo,

@@ -85,16 +85,18 @@ use crate::engine::gcra::{Check, Decision};
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
-pub mod memory;
+mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
-pub mod usage;
+mod usage;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
     BlockedCacheStats, RedisFallback, RedisHealth, RedisMemoryPolicy, RedisStore, RedisStoreBuilder,
 };
-pub use memory::{EvictionStats, MemoryStore, MemoryStoreBuilder};
+pub use memory::{
+    EvictionStats, MemoryStore, MemoryStoreBuilder, MemoryStoreError, DEFAULT_MAX_KEYS,
+};
 pub use usage::{Usage, UsageLimits};
 
 /// Decides the limits of one request. See the [module docs](self) for how to write one.

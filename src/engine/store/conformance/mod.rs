@@ -1,12 +1,12 @@
 //! A conformance kit for [`Store`] implementations (feature `test-util`).
 //!
 //! Every property runs on a fresh store from your factory and panics, with the case that
-//! failed, when the store departs from the engine's own decision ([`decide`]) or from the
+//! failed, when the store departs from the engine's own decision ([`decide`](crate::gcra::decide)) or from the
 //! rules in the [store docs](super):
 //!
 //! | property | what it checks |
 //! |---|---|
-//! | [`model`](Harness::model) | random quotas, keys, burst sizes, block periods, shadow checks, several checks per request and (with [`Time::Passed`]) random arrival times: every decision equals [`decide`] on a plain map of states |
+//! | [`model`](Harness::model) | random quotas, keys, burst sizes, block periods, shadow checks, several checks per request and (with [`Time::Passed`]) random arrival times: every decision equals [`decide`](crate::gcra::decide) on a plain map of states |
 //! | [`all_or_nothing`](Harness::all_or_nothing) | a request refused by one limit consumes none of the others |
 //! | [`block_periods`](Harness::block_periods) | a refusal starts the block period; refusals during it do not extend it |
 //! | [`shadow_limits`](Harness::shadow_limits) | a shadow limit is counted and reported, never refuses |
