@@ -74,32 +74,43 @@ pub trait Clock: Send + Sync + 'static {
 /// [`tokio::time::Instant`], so paused-time tests are exact. Everywhere else (tasks and
 /// `block_on` of a `multi_thread` runtime, what servers run, or no runtime at all) tokio's
 /// time is the monotonic system clock, and the clock reads exactly what governor's
-/// default clock reads: [`quanta`]'s counter (the TSC on x86-64 when the CPU reports an
-/// invariant TSC, `CNTVCT_EL0` on aarch64, else `clock_gettime(CLOCK_MONOTONIC)`).
+/// default clock reads, at the same cost: [`quanta`]'s counter (the TSC on x86-64 when
+/// the CPU reports an invariant TSC and RDTSCP, `CNTVCT_EL0` on aarch64, else
+/// `clock_gettime(CLOCK_MONOTONIC)`, which is what makes a reading's cost depend on the
+/// machine: many VMs hide those CPUID bits).
 ///
 /// The source is chosen at the clock's first reading, from the runtime that reading runs
-/// on, and kept: later readings cost one load and a branch more than quanta's. A clock
-/// is meant for one layer, which runs on one runtime.
+/// on, and kept. A clock is meant for one layer, which runs on one runtime.
 ///
 /// All `TokioClock`s of a process share one epoch, up to an hour before the first one was
 /// made (so runtimes created, and paused, shortly before still read exact times), and
 /// both sources measure from it. They agree to the counter's calibration error (parts per
 /// million); GCRA stays correct (never panics, never over-admits by more than that
 /// drift) if readings of two sources interleave on one store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TokioClock {
-    epoch: &'static Epoch,
-    source: OnceLock<ClockSource>,
+    /// A copy of the epoch's counter, so a reading touches only this clock's memory.
+    counter: quanta::Clock,
+    /// The source and, for the counter, the offset to the shared epoch, in one word so a
+    /// reading makes one load and one test before quanta's: [`UNDECIDED`] until the first
+    /// reading, [`TOKIO`], or the counter's offset ([`Epoch::offset`]).
+    state: AtomicU64,
 }
+
+/// [`TokioClock::state`] before the first reading.
+const UNDECIDED: u64 = u64::MAX;
+/// [`TokioClock::state`] of a clock that reads tokio's time.
+const TOKIO: u64 = u64::MAX - 1;
 
 /// The process-wide epoch of [`TokioClock`]s, on both sources.
 #[derive(Debug)]
 struct Epoch {
     tokio: tokio::time::Instant,
     counter: quanta::Clock,
-    counter_raw: u64,
-    /// How far the epoch lies before the first [`TokioClock`] (see [`EPOCH_LEADS`]).
-    lead_ns: u64,
+    /// What the counter's nanoseconds (`delta_as_nanos(0, raw)`, governor's reading) exceed
+    /// nanoseconds since the epoch by, modulo 2^64: subtracting it is the whole conversion.
+    /// Never [`UNDECIDED`] or [`TOKIO`].
+    offset: u64,
 }
 
 /// How far the shared epoch lies before the first [`TokioClock`]: the first of these the
@@ -117,16 +128,18 @@ fn epoch() -> &'static Epoch {
         // Real time, never a paused runtime's: every later reading is at or after it.
         let real = std::time::Instant::now();
         let counter = quanta::Clock::new();
-        let counter_raw = counter.raw();
+        let at_real = counter.delta_as_nanos(0, counter.raw());
         let (lead, start) = EPOCH_LEADS
             .iter()
             .find_map(|&lead| Some((lead, real.checked_sub(lead)?)))
             .unwrap_or((Duration::ZERO, real));
+        // Wrapping: the counter may start anywhere (VMs offset it), even below the lead.
+        // Moving every reading up to 2 ns later keeps the two marker values free.
+        let offset = at_real.wrapping_sub(nanos_of(lead)).min(TOKIO - 1);
         Epoch {
             tokio: tokio::time::Instant::from_std(start),
             counter,
-            counter_raw,
-            lead_ns: nanos_of(lead),
+            offset,
         }
     })
 }
@@ -160,37 +173,66 @@ impl TokioClock {
     /// cycle counter (about a millisecond, once).
     pub fn new() -> Self {
         TokioClock {
-            epoch: epoch(),
-            source: OnceLock::new(),
+            counter: epoch().counter.clone(),
+            state: AtomicU64::new(UNDECIDED),
+        }
+    }
+
+    /// The source of this clock's readings, once it has read.
+    #[cfg(test)]
+    pub(crate) fn source(&self) -> Option<ClockSource> {
+        match self.state.load(Ordering::Relaxed) {
+            UNDECIDED => None,
+            TOKIO => Some(ClockSource::Tokio),
+            _ => Some(ClockSource::Counter),
         }
     }
 
     /// Nanoseconds since the epoch by tokio's clock, whatever the context.
     pub(crate) fn tokio_nanos(&self) -> u64 {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch.tokio);
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(epoch().tokio);
         nanos_of(elapsed)
     }
 
     /// Nanoseconds since the epoch by the cycle counter, whatever the context.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn counter_nanos(&self) -> u64 {
-        let e = self.epoch;
-        let since = e.counter.delta_as_nanos(e.counter_raw, e.counter.raw());
-        since.saturating_add(e.lead_ns)
-    }
-
-    #[cold]
-    fn first_reading(&self) -> Timestamp {
-        let source = *self.source.get_or_init(ClockSource::current);
-        self.read(source)
+        self.counter_minus(epoch().offset)
     }
 
     #[inline]
-    fn read(&self, source: ClockSource) -> Timestamp {
-        Timestamp(match source {
-            ClockSource::Counter => self.counter_nanos(),
-            ClockSource::Tokio => self.tokio_nanos(),
-        })
+    fn counter_minus(&self, offset: u64) -> u64 {
+        let c = &self.counter;
+        c.delta_as_nanos(0, c.raw()).wrapping_sub(offset)
+    }
+
+    /// Tokio's time, or the first reading: picks the source (the first reading of any
+    /// thread wins) and reads it.
+    #[cold]
+    fn slow_reading(&self) -> Timestamp {
+        if self.state.load(Ordering::Relaxed) == UNDECIDED {
+            let state = match ClockSource::current() {
+                ClockSource::Tokio => TOKIO,
+                ClockSource::Counter => epoch().offset,
+            };
+            let _ =
+                self.state
+                    .compare_exchange(UNDECIDED, state, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        match self.state.load(Ordering::Relaxed) {
+            TOKIO => Timestamp(self.tokio_nanos()),
+            offset => Timestamp(self.counter_minus(offset)),
+        }
+    }
+}
+
+impl Clone for TokioClock {
+    /// A clock with the same source (or, before the first reading, one that picks its own).
+    fn clone(&self) -> Self {
+        TokioClock {
+            counter: self.counter.clone(),
+            state: AtomicU64::new(self.state.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -203,9 +245,12 @@ impl Default for TokioClock {
 impl Clock for TokioClock {
     #[inline]
     fn now(&self) -> Timestamp {
-        match self.source.get() {
-            Some(&source) => self.read(source),
-            None => self.first_reading(),
+        // The trick: for the counter, `state` is the offset itself, so the hot path is
+        // governor's reading minus one word, behind one test (Relaxed: a plain load; the
+        // offset is derived from the immutable epoch, so no ordering is needed).
+        match self.state.load(Ordering::Relaxed) {
+            UNDECIDED | TOKIO => self.slow_reading(),
+            offset => Timestamp(self.counter_minus(offset)),
         }
     }
 }
@@ -346,13 +391,23 @@ mod tests {
         multi.block_on(async { served.now() });
         let outside = TokioClock::new();
         outside.now();
-        assert_eq!(paused.source.get(), Some(&ClockSource::Tokio));
-        assert_eq!(served.source.get(), Some(&ClockSource::Counter));
-        assert_eq!(outside.source.get(), Some(&ClockSource::Counter));
+        assert_eq!(paused.source(), Some(ClockSource::Tokio));
+        assert_eq!(served.source(), Some(ClockSource::Counter));
+        assert_eq!(outside.source(), Some(ClockSource::Counter));
         multi.block_on(async { paused.now() });
         current.block_on(async { served.now() });
-        assert_eq!(paused.source.get(), Some(&ClockSource::Tokio));
-        assert_eq!(served.source.get(), Some(&ClockSource::Counter));
+        assert_eq!(paused.source(), Some(ClockSource::Tokio));
+        assert_eq!(served.source(), Some(ClockSource::Counter));
+    }
+
+    #[test]
+    fn counter_clocks_share_one_epoch() {
+        // Interleaved on one thread: the other clock's reading lies between two of one's.
+        let (a, b) = (TokioClock::new(), TokioClock::new());
+        let (a0, b0, a1) = (a.now(), b.now(), a.now());
+        assert_eq!(b.source(), Some(ClockSource::Counter));
+        assert!(a0 <= b0 && b0 <= a1, "{a0:?} {b0:?} {a1:?}");
+        assert_eq!(b.clone().source(), Some(ClockSource::Counter));
     }
 
     #[test]
