@@ -106,6 +106,8 @@ const TOKIO: u64 = u64::MAX - 1;
 #[derive(Debug)]
 struct Epoch {
     tokio: tokio::time::Instant,
+    /// Added to tokio readings: the part of [`EPOCH_LEAD_NS`] `tokio` could not go back.
+    tokio_shift: u64,
     counter: quanta::Clock,
     /// What the counter's nanoseconds (`delta_as_nanos(0, raw)`, governor's reading) exceed
     /// nanoseconds since the epoch by, modulo 2^64: subtracting it is the whole conversion.
@@ -113,14 +115,14 @@ struct Epoch {
     offset: u64,
 }
 
-/// How far the shared epoch lies before the first [`TokioClock`]: the first of these the
-/// monotonic clock can go back (an hour, unless the host booted less than that ago).
-const EPOCH_LEADS: [Duration; 4] = [
-    Duration::from_secs(3600),
-    Duration::from_secs(60),
-    Duration::from_secs(1),
-    Duration::ZERO,
-];
+/// How far the shared epoch lies before the first [`TokioClock`] reading: readings start
+/// an hour in, so a counter that runs slightly behind on another core (TSCs can, governor#299),
+/// or a paused runtime's clock behind real time, reads a little earlier instead of wrapping
+/// below zero to centuries ahead.
+const EPOCH_LEAD_NS: u64 = 3_600_000_000_000;
+
+/// The leads tried for tokio's epoch, longest first (see [`epoch`]).
+const TOKIO_LEADS: [u64; 4] = [EPOCH_LEAD_NS, 60_000_000_000, 1_000_000_000, 0];
 
 fn epoch() -> &'static Epoch {
     static EPOCH: OnceLock<Epoch> = OnceLock::new();
@@ -129,15 +131,20 @@ fn epoch() -> &'static Epoch {
         let real = std::time::Instant::now();
         let counter = quanta::Clock::new();
         let at_real = counter.delta_as_nanos(0, counter.raw());
-        let (lead, start) = EPOCH_LEADS
-            .iter()
-            .find_map(|&lead| Some((lead, real.checked_sub(lead)?)))
-            .unwrap_or((Duration::ZERO, real));
         // Wrapping: the counter may start anywhere (VMs offset it), even below the lead.
         // Moving every reading up to 2 ns later keeps the two marker values free.
-        let offset = at_real.wrapping_sub(nanos_of(lead)).min(TOKIO - 1);
+        let offset = at_real.wrapping_sub(EPOCH_LEAD_NS).min(TOKIO - 1);
+        // Tokio's epoch goes as far back as the host's uptime allows (`real` minus an hour
+        // is no `Instant` on a host up for less), so a paused runtime's clock, frozen when
+        // the runtime was built, is not before it; readings add the part of the lead that
+        // could not be taken.
+        let (tokio_lead, tokio_epoch) = TOKIO_LEADS
+            .iter()
+            .find_map(|&lead| Some((lead, real.checked_sub(Duration::from_nanos(lead))?)))
+            .unwrap_or((0, real));
         Epoch {
-            tokio: tokio::time::Instant::from_std(start),
+            tokio: tokio::time::Instant::from_std(tokio_epoch),
+            tokio_shift: EPOCH_LEAD_NS - tokio_lead,
             counter,
             offset,
         }
@@ -191,7 +198,7 @@ impl TokioClock {
     /// Nanoseconds since the epoch by tokio's clock, whatever the context.
     pub(crate) fn tokio_nanos(&self) -> u64 {
         let elapsed = tokio::time::Instant::now().saturating_duration_since(epoch().tokio);
-        nanos_of(elapsed)
+        nanos_of(elapsed).saturating_add(epoch().tokio_shift)
     }
 
     /// Nanoseconds since the epoch by the cycle counter, whatever the context.
@@ -310,6 +317,17 @@ mod tests {
         assert_eq!(clock.now(), start);
         tokio::time::advance(Duration::from_millis(2500)).await;
         assert_eq!(clock.now().as_nanos() - start.as_nanos(), 2_500_000_000);
+    }
+
+    #[test]
+    fn readings_start_an_hour_into_the_epoch() {
+        // A counter running slightly behind on another core then reads a little earlier,
+        // never a wrapped value centuries ahead.
+        let clock = TokioClock::new();
+        let counter = clock.counter_nanos();
+        assert!((EPOCH_LEAD_NS..EPOCH_LEAD_NS * 1000).contains(&counter));
+        let tokio = clock.tokio_nanos();
+        assert!((EPOCH_LEAD_NS..EPOCH_LEAD_NS * 1000).contains(&tokio));
     }
 
     #[test]
