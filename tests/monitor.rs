@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
-use tower_throttle::headers::{Dialect, QuotaPolicy, QuotaState};
+use tower_throttle::headers::{Dialect, RateLimitPolicy, RateLimitState};
 use tower_throttle::monitor::{
     HeaderMonitorLayer, MonitorConfigError, MonitorEvent, MonitorHandle, MonitorStats, Threshold,
 };
@@ -265,13 +265,13 @@ async fn draft_11_policies_are_stored() {
     assert_eq!(
         snap.policies,
         [
-            QuotaPolicy {
+            RateLimitPolicy {
                 name: Some("burst".into()),
                 quota: 100,
                 window: Some(Duration::from_secs(60)),
                 partition_key: None,
             },
-            QuotaPolicy {
+            RateLimitPolicy {
                 name: Some("daily".into()),
                 quota: 1000,
                 window: Some(Duration::from_secs(86400)),
@@ -281,7 +281,7 @@ async fn draft_11_policies_are_stored() {
     );
     assert_eq!(
         snap.states,
-        [QuotaState {
+        [RateLimitState {
             name: Some("burst".into()),
             remaining: 42,
             reset_after: Some(Duration::from_secs(30)),

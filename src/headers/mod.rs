@@ -41,8 +41,8 @@ pub use parse::{
     grpc_forbids_retry, parse_retry_after, retry_hint, HintSource, RetryHint, DEFAULT_HINT_CAP,
 };
 pub use ratelimit::{
-    parse_rate_limit, parse_rate_limit_capped, parse_reset, Dialect, QuotaPolicy, QuotaState,
-    RateLimitInfo, DEFAULT_RESET_CAP, MAX_ITEMS,
+    parse_rate_limit, parse_rate_limit_capped, parse_reset, Dialect, RateLimitInfo,
+    RateLimitPolicy, RateLimitState, DEFAULT_RESET_CAP, MAX_ITEMS,
 };
 pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot, LEGACY_RESET_MAX};
 

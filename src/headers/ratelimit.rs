@@ -39,9 +39,10 @@ pub enum Dialect {
     RetryAfterOnly,
 }
 
-/// One quota policy (IETF draft-11 `RateLimit-Policy` item, or a synthesized one).
+/// One policy a server announced: an item of the IETF draft-11 `RateLimit-Policy` field (the
+/// draft calls it a quota policy), or one synthesized from an older dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaPolicy {
+pub struct RateLimitPolicy {
     /// The policy's name; `None` for policies synthesized from Integer items.
     pub name: Option<String>,
     /// The quota (`q`, or the Integer item itself).
@@ -52,9 +53,9 @@ pub struct QuotaPolicy {
     pub partition_key: Option<Vec<u8>>,
 }
 
-/// Remaining state of one policy (IETF draft-11 `RateLimit` item).
+/// What remains of one policy: an item of the IETF draft-11 `RateLimit` field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaState {
+pub struct RateLimitState {
     /// The name of the policy this state belongs to.
     pub name: Option<String>,
     /// Remaining quota units (`r`).
@@ -83,9 +84,9 @@ pub struct RateLimitInfo {
     pub retry_after: Option<Duration>,
     /// Policies of the winning dialect (draft-11 items, or synthesized from Integer items
     /// carrying `w`, e.g. `RateLimit-Policy: 100;w=60` or `X-RateLimit-Limit: 100, 100;w=60`).
-    pub policies: Vec<QuotaPolicy>,
+    pub policies: Vec<RateLimitPolicy>,
     /// Per-policy states (draft-11 `RateLimit` items).
-    pub states: Vec<QuotaState>,
+    pub states: Vec<RateLimitState>,
     /// Count of malformed fields or members that were ignored (e.g. unparsable numbers, an
     /// SF list that does not parse, a RateLimit item missing `r`, a repeated policy name, a
     /// list cut at [`MAX_ITEMS`]).

@@ -12,7 +12,7 @@ use super::event::{MonitorEvent, Threshold};
 use super::handle::Counters;
 use crate::client::Endpoint;
 use crate::headers::ratelimit::{
-    parse_rate_limit_at, Dialect, QuotaPolicy, QuotaState, RateLimitInfo, SfMemo,
+    parse_rate_limit_at, Dialect, RateLimitInfo, RateLimitPolicy, RateLimitState, SfMemo,
 };
 
 /// Turns a request head into an endpoint key.
@@ -65,9 +65,9 @@ pub struct EndpointSnapshot {
     /// snapshot holds the cap instead): see [`RateLimitInfo::capped`].
     pub capped: bool,
     /// Quota policies (IETF `RateLimit-Policy`).
-    pub policies: Vec<QuotaPolicy>,
+    pub policies: Vec<RateLimitPolicy>,
     /// Per-policy states (IETF `RateLimit`).
-    pub states: Vec<QuotaState>,
+    pub states: Vec<RateLimitState>,
     /// The header dialect the server used.
     pub dialect: Option<Dialect>,
     /// When the response was received.

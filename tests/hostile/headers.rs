@@ -28,8 +28,8 @@ use tower_throttle::gcra::{decide, Check, Decision, GcraParams};
 use tower_throttle::headers::LEGACY_RESET_MAX;
 use tower_throttle::headers::{
     ceil_secs, grpc_forbids_retry, parse_rate_limit_capped, parse_reset, parse_retry_after,
-    retry_hint, Dialect, HeaderDialects, HintSource, QuotaPolicy, QuotaState, RateLimitInfo,
-    DEFAULT_RESET_CAP, MAX_ITEMS,
+    retry_hint, Dialect, HeaderDialects, HintSource, RateLimitInfo, RateLimitPolicy,
+    RateLimitState, DEFAULT_RESET_CAP, MAX_ITEMS,
 };
 use tower_throttle::quota::MAX_PERIOD;
 use tower_throttle::{HeaderMonitorLayer, Quota, RateLimitLayer, Rule};
@@ -136,8 +136,8 @@ type Reading = (
     Option<Duration>,
     bool,
     Option<Dialect>,
-    Vec<QuotaPolicy>,
-    Vec<QuotaState>,
+    Vec<RateLimitPolicy>,
+    Vec<RateLimitState>,
 );
 
 /// The reading of the server's `decision`, from the rules' quotas alone.
@@ -174,13 +174,13 @@ fn expected(shape: &Shape, decision: &Decision) -> Reading {
         );
     }
     let (q, w) = policy_window(quota);
-    let policy = QuotaPolicy {
+    let policy = RateLimitPolicy {
         name: Some(name.clone()),
         quota: q,
         window: Some(S(w)),
         partition_key: None,
     };
-    let state = QuotaState {
+    let state = RateLimitState {
         name: Some(name),
         remaining: head.remaining,
         reset_after: Some(reset),

@@ -16,7 +16,7 @@ use sfv::{BareItem, Dictionary, ListEntry, Parser};
 
 use super::memo::{PolicyReading, StateReading};
 use super::sf::{opt, parse_list, sf_bytes, sf_secs, sf_u64, SfItem};
-use super::{Ctx, QuotaPolicy, QuotaState, RateLimitInfo};
+use super::{Ctx, RateLimitInfo, RateLimitPolicy, RateLimitState};
 
 /// The most policies (named, and Integer ones apart) and states kept from one
 /// `RateLimit-Policy` or `RateLimit` field, and Integer policies from one limit field
@@ -32,13 +32,13 @@ trait Named {
     fn name(&self) -> Option<&str>;
 }
 
-impl Named for QuotaPolicy {
+impl Named for RateLimitPolicy {
     fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 }
 
-impl Named for QuotaState {
+impl Named for RateLimitState {
     fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
@@ -134,7 +134,7 @@ impl Ctx<'_> {
                 bad += 1;
                 return;
             };
-            let policy = QuotaPolicy {
+            let policy = RateLimitPolicy {
                 name,
                 quota,
                 window: opt(&mut bad, w.as_ref(), sf_secs),
@@ -165,7 +165,7 @@ impl Ctx<'_> {
                 bad += 1;
                 return;
             };
-            states.push(QuotaState {
+            states.push(RateLimitState {
                 name: Some(name),
                 remaining,
                 reset_after: opt(&mut bad, t.as_ref(), sf_secs),
@@ -200,7 +200,10 @@ impl Ctx<'_> {
     /// with the quota of its policy. A remaining above the quota is read as sent (a burst
     /// larger than the quota: our own server writes `q=20` and `r=39` for 20 per 10 s with
     /// a burst of 40).
-    pub(super) fn draft11(policies: Vec<QuotaPolicy>, states: Vec<QuotaState>) -> RateLimitInfo {
+    pub(super) fn draft11(
+        policies: Vec<RateLimitPolicy>,
+        states: Vec<RateLimitState>,
+    ) -> RateLimitInfo {
         let mut info = RateLimitInfo::default();
         let head = states
             .iter()
@@ -222,7 +225,7 @@ impl Ctx<'_> {
 
 /// The quota of the policy called `name` (names are unique: see [`Kept`]): one scan of at
 /// most [`MAX_ITEMS`] policies, made once per reading (for the headline state only).
-fn quota_of(policies: &[QuotaPolicy], name: Option<&str>) -> Option<u64> {
+fn quota_of(policies: &[RateLimitPolicy], name: Option<&str>) -> Option<u64> {
     let name = name?;
     policies.iter().find_map(|p| {
         probe();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sfv::{List, ListEntry, Parser};
 
-use super::{sf_secs, sf_u64, QuotaPolicy};
+use super::{sf_secs, sf_u64, RateLimitPolicy};
 use crate::headers::parse::{trim_ows, trim_ows_str};
 
 /// A plain unsigned integer (ASCII digits only, surrounding SP and HTAB allowed).
@@ -47,7 +47,7 @@ pub(super) fn digits_u64(number: Option<u64>) -> Option<u64> {
 }
 
 /// [`parse_limit`] of an all-digit line.
-pub(super) fn digits_limit(number: Option<u64>) -> Option<(u64, Option<Vec<QuotaPolicy>>)> {
+pub(super) fn digits_limit(number: Option<u64>) -> Option<(u64, Option<Vec<RateLimitPolicy>>)> {
     number.map(|n| (n, Some(Vec::new())))
 }
 
@@ -58,14 +58,14 @@ pub(super) fn digits_secs(number: Option<u64>) -> Option<Duration> {
 
 /// The leading integer of a limit field, plus the policies of its Integer items carrying
 /// `w` (`None` when the value has parameters but is not a valid SF List).
-pub(super) fn parse_limit(value: &str) -> Option<(u64, Option<Vec<QuotaPolicy>>)> {
+pub(super) fn parse_limit(value: &str) -> Option<(u64, Option<Vec<RateLimitPolicy>>)> {
     let value = trim_ows_str(value);
     let limit = plain_u64(value.split([',', ';']).next()?)?;
     if !value.contains(';') {
         return Some((limit, Some(Vec::new())));
     }
     let policy = |entry: ListEntry| match entry {
-        ListEntry::Item(item) => Some(QuotaPolicy {
+        ListEntry::Item(item) => Some(RateLimitPolicy {
             name: None,
             quota: sf_u64(&item.bare_item)?,
             window: Some(sf_secs(item.params.get("w")?)?),

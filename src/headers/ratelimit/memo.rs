@@ -12,12 +12,12 @@
 //! while a server repeats itself, they are used as they are, so the copy allocates
 //! nothing; otherwise they are overwritten. Either way the copy is the reading (tested).
 
-use super::{Ctx, Field, QuotaPolicy, QuotaState, RateLimitInfo};
+use super::{Ctx, Field, RateLimitInfo, RateLimitPolicy, RateLimitState};
 
 /// What a `RateLimit-Policy` text reads as: named (draft-11) and Integer policies.
-pub(super) type PolicyReading = (Vec<QuotaPolicy>, Vec<QuotaPolicy>);
+pub(super) type PolicyReading = (Vec<RateLimitPolicy>, Vec<RateLimitPolicy>);
 /// What a `RateLimit` text reads as: draft-11 states, or a draft-07 reading.
-pub(super) type StateReading = (Vec<QuotaState>, RateLimitInfo);
+pub(super) type StateReading = (Vec<RateLimitState>, RateLimitInfo);
 
 /// Longest text remembered: a longer one is read without the memo (the memo keeps no
 /// more than this much of a server's bytes).
@@ -52,8 +52,8 @@ pub(crate) struct SfMemo {
 /// Vectors given back for the next copies of remembered readings.
 #[derive(Default)]
 pub(super) struct Spare {
-    policies: Vec<QuotaPolicy>,
-    states: Vec<QuotaState>,
+    policies: Vec<RateLimitPolicy>,
+    states: Vec<RateLimitState>,
 }
 
 impl SfMemo {
@@ -67,7 +67,7 @@ impl SfMemo {
 
     /// Keeps `policies` and `states` (e.g. of a replaced snapshot) as the storage of the
     /// next copies of remembered readings; their contents do not matter.
-    pub(crate) fn recycle(&mut self, policies: Vec<QuotaPolicy>, states: Vec<QuotaState>) {
+    pub(crate) fn recycle(&mut self, policies: Vec<RateLimitPolicy>, states: Vec<RateLimitState>) {
         self.spare = Spare { policies, states };
     }
 }
@@ -267,8 +267,8 @@ mod tests {
     #[test]
     fn a_copy_into_spare_storage_is_the_items() {
         let name = |n: usize| (n > 0).then(|| "x".repeat(n * 3));
-        let policies: Vec<QuotaPolicy> = (0..4)
-            .map(|n| QuotaPolicy {
+        let policies: Vec<RateLimitPolicy> = (0..4)
+            .map(|n| RateLimitPolicy {
                 name: name(n),
                 quota: n as u64,
                 window: (n > 1).then(|| Duration::from_secs(n as u64)),

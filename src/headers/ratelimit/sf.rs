@@ -183,7 +183,7 @@ mod tests {
     /// Through `parse_rate_limit`: duplicates, several lines of one field.
     #[test]
     fn readings_with_duplicates_and_several_lines() {
-        use super::super::{parse_rate_limit, Dialect, QuotaPolicy, QuotaState};
+        use super::super::{parse_rate_limit, Dialect, RateLimitPolicy, RateLimitState};
         use std::time::{Duration, UNIX_EPOCH};
         let read = |pairs: &[(&'static str, &'static str)]| {
             let mut headers = http::HeaderMap::new();
@@ -192,13 +192,13 @@ mod tests {
             }
             parse_rate_limit(&headers, UNIX_EPOCH + Duration::from_secs(1_666_132_000))
         };
-        let policy = |name: &str, quota, window: Option<u64>| QuotaPolicy {
+        let policy = |name: &str, quota, window: Option<u64>| RateLimitPolicy {
             name: Some(name.to_owned()),
             quota,
             window: window.map(Duration::from_secs),
             partition_key: None,
         };
-        let state = |name: &str, remaining, reset: Option<u64>| QuotaState {
+        let state = |name: &str, remaining, reset: Option<u64>| RateLimitState {
             name: Some(name.to_owned()),
             remaining,
             reset_after: reset.map(Duration::from_secs),

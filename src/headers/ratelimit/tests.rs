@@ -47,8 +47,8 @@ fn info(
     }
 }
 
-fn policy(name: Option<&str>, quota: u64, window: Option<u64>) -> QuotaPolicy {
-    QuotaPolicy {
+fn policy(name: Option<&str>, quota: u64, window: Option<u64>) -> RateLimitPolicy {
+    RateLimitPolicy {
         name: name.map(str::to_owned),
         quota,
         window: window.map(secs),
@@ -56,8 +56,8 @@ fn policy(name: Option<&str>, quota: u64, window: Option<u64>) -> QuotaPolicy {
     }
 }
 
-fn state(name: &str, remaining: u64, reset_after: Option<u64>) -> QuotaState {
-    QuotaState {
+fn state(name: &str, remaining: u64, reset_after: Option<u64>) -> RateLimitState {
+    RateLimitState {
         name: Some(name.to_owned()),
         remaining,
         reset_after: reset_after.map(secs),
@@ -67,8 +67,8 @@ fn state(name: &str, remaining: u64, reset_after: Option<u64>) -> QuotaState {
 
 fn with(
     mut info: RateLimitInfo,
-    policies: Vec<QuotaPolicy>,
-    states: Vec<QuotaState>,
+    policies: Vec<RateLimitPolicy>,
+    states: Vec<RateLimitState>,
 ) -> RateLimitInfo {
     info.policies = policies;
     info.states = states;
