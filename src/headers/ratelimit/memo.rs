@@ -67,6 +67,7 @@ impl SfMemo {
 
     /// Keeps `policies` and `states` (e.g. of a replaced snapshot) as the storage of the
     /// next copies of remembered readings; their contents do not matter.
+    #[inline]
     pub(crate) fn recycle(&mut self, policies: Vec<QuotaPolicy>, states: Vec<QuotaState>) {
         self.spare = Spare { policies, states };
     }
