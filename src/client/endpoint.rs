@@ -25,6 +25,7 @@ pub(crate) struct Endpoint<'a> {
 impl<'a> Endpoint<'a> {
     /// The endpoint of a request with this URI and `Host` header (read only when the URI
     /// has no authority; a `Host` that is not visible ASCII counts as absent).
+    #[inline]
     pub(crate) fn new(uri: &'a Uri, host: Option<&'a HeaderValue>) -> Self {
         let authority = uri
             .authority()
@@ -38,11 +39,13 @@ impl<'a> Endpoint<'a> {
     }
 
     /// The endpoint of a request head.
+    #[inline]
     pub(crate) fn of(head: &'a http::request::Parts) -> Self {
         Endpoint::new(&head.uri, head.headers.get(http::header::HOST))
     }
 
     /// Appends `authority` + `path` to `out`, growing it at most once.
+    #[inline]
     pub(crate) fn write_to(self, out: &mut String) {
         out.reserve(self.authority.len() + self.path.len());
         out.push_str(self.authority);
@@ -50,6 +53,7 @@ impl<'a> Endpoint<'a> {
     }
 
     /// `authority` + `path`: the key of monitor snapshots and adaptive rates.
+    #[inline]
     pub(crate) fn key(self) -> String {
         let mut key = String::new();
         self.write_to(&mut key);

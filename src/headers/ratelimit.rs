@@ -216,17 +216,13 @@ pub(crate) fn parse_rate_limit_at<'m>(
         now,
         malformed: 0,
     };
-    let [draft11, draft07, separate] = cx.ietf(memo.as_deref_mut());
+    let ietf = cx.ietf(memo.as_deref_mut());
     let x = cx.x_family(&X_RATELIMIT);
     let x_dashed = cx.x_family(&X_RATE_LIMIT);
     let hint = cx.retry_reading(headers, cap);
     // The first non-empty reading in precedence order (the others are dropped unmoved).
-    let (dialect, mut info) = if !draft11.is_empty() {
-        (Some(Dialect::IetfDraft11), draft11)
-    } else if !draft07.is_empty() {
-        (Some(Dialect::IetfDraft07), draft07)
-    } else if !separate.is_empty() {
-        (Some(Dialect::IetfSeparate), separate)
+    let (dialect, mut info) = if let Some((dialect, info)) = ietf {
+        (Some(dialect), info)
     } else if !x.is_empty() {
         (Some(Dialect::XRateLimit), x)
     } else if !x_dashed.is_empty() {
@@ -264,11 +260,13 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// The three IETF readings, in precedence order: draft-11 (`RateLimit-Policy` and
-    /// `RateLimit` lists), draft-07 (the `RateLimit` dictionary) and the separate fields.
-    /// Integer `RateLimit-Policy` items join the draft-07 reading, or the separate one when
-    /// only that is present.
-    fn ietf(&mut self, mut memo: Option<&mut SfMemo>) -> [RateLimitInfo; 3] {
+    /// The first non-empty of the three IETF readings, in precedence order: draft-11
+    /// (`RateLimit-Policy` and `RateLimit` lists), draft-07 (the `RateLimit` dictionary) and
+    /// the separate fields. All three are read (each counts its malformed fields). Integer
+    /// `RateLimit-Policy` items join the draft-07 reading, or the separate one when only
+    /// that is present. Only the chosen reading is returned: returning all three would copy
+    /// the two dropped ones too.
+    fn ietf(&mut self, mut memo: Option<&mut SfMemo>) -> Option<(Dialect, RateLimitInfo)> {
         let policy_slot = memo.as_deref_mut().map(SfMemo::policy);
         let (named, numbered) = self
             .sf_field(names::RATELIMIT_POLICY, policy_slot, Ctx::policy_field)
@@ -285,7 +283,15 @@ impl<'a> Ctx<'a> {
             &mut draft07
         };
         owner.policies.extend(numbered);
-        [draft11, draft07, separate]
+        if !draft11.is_empty() {
+            Some((Dialect::IetfDraft11, draft11))
+        } else if !draft07.is_empty() {
+            Some((Dialect::IetfDraft07, draft07))
+        } else if !separate.is_empty() {
+            Some((Dialect::IetfSeparate, separate))
+        } else {
+            None
+        }
     }
 
     /// The retry hint, looked for only when a retry field is present. An unreadable

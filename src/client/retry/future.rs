@@ -125,10 +125,10 @@ fn attempt_head(head: &http::request::Parts, extensions: Extensions) -> http::re
 }
 
 impl<P: Policy> Attempts<P> {
-    /// The request of the next attempt (none once the body was handed out for good), and
-    /// the attempt counted.
-    fn next_request(&mut self) -> Option<Request<ReplayBody>> {
-        let body = self.next_body.take()?;
+    /// The request of the next attempt, carrying `body` (taken from `next_body`), and the
+    /// attempt counted. Returned bare rather than in an `Option`, so that it is built where
+    /// the service call takes it instead of being copied there.
+    fn next_request(&mut self, body: ReplayBody) -> Request<ReplayBody> {
         let extensions = self.first_extensions.take().unwrap_or_else(|| {
             let mut extensions = self.head.extensions.clone();
             if extensions.get::<RetryContext>().is_none() {
@@ -140,10 +140,7 @@ impl<P: Policy> Attempts<P> {
             self.started.get_or_insert_with(Instant::now);
         }
         self.sent += 1;
-        Some(Request::from_parts(
-            attempt_head(&self.head, extensions),
-            body,
-        ))
+        Request::from_parts(attempt_head(&self.head, extensions), body)
     }
 
     /// Asks the policy about an attempt's outcome and turns its verdict into what follows.
@@ -214,7 +211,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let next = match this.state.as_mut().project() {
+            // Each arm sets the next state itself: a state built in place is moved once,
+            // where one assigned after the match would be copied whole once more.
+            match this.state.as_mut().project() {
                 StateProj::Failed { error } => {
                     let e = error
                         .take()
@@ -223,7 +222,7 @@ where
                 }
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.poll(cx));
-                    State::Ready
+                    this.state.set(State::Ready);
                 }
                 StateProj::Ready => {
                     // The first send uses the service that was polled ready by `call`;
@@ -231,24 +230,23 @@ where
                     if let Err(e) = ready!(poll_ready_boxed(this.svc, cx)) {
                         return Poll::Ready(Err(Error::new(e)));
                     }
-                    let Some(req) = this.attempts.next_request() else {
+                    // No body once it was handed out for good.
+                    let Some(body) = this.attempts.next_body.take() else {
                         return Poll::Ready(Err(Error::new(POLLED_AFTER_COMPLETION)));
                     };
-                    State::Calling {
-                        fut: this.svc.call(req),
-                    }
+                    let fut = this.svc.call(this.attempts.next_request(body));
+                    this.state.set(State::Calling { fut });
                 }
                 StateProj::Calling { fut } => {
                     let result = ready!(fut.poll(cx)).map_err(into_box_error);
                     match this.attempts.settle(result) {
                         Settled::Done(out) => return Poll::Ready(out),
-                        Settled::Retry(delay) => State::Waiting {
+                        Settled::Retry(delay) => this.state.set(State::Waiting {
                             sleep: tokio::time::sleep(delay),
-                        },
+                        }),
                     }
                 }
-            };
-            this.state.set(next);
+            }
         }
     }
 }

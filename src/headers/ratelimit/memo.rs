@@ -67,6 +67,7 @@ impl SfMemo {
 
     /// Keeps `policies` and `states` (e.g. of a replaced snapshot) as the storage of the
     /// next copies of remembered readings; their contents do not matter.
+    #[inline]
     pub(crate) fn recycle(&mut self, policies: Vec<RateLimitPolicy>, states: Vec<RateLimitState>) {
         self.spare = Spare { policies, states };
     }
