@@ -124,6 +124,20 @@ const EPOCH_LEAD_NS: u64 = 3_600_000_000_000;
 /// The leads tried for tokio's epoch, longest first (see [`epoch`]).
 const TOKIO_LEADS: [u64; 4] = [EPOCH_LEAD_NS, 60_000_000_000, 1_000_000_000, 0];
 
+/// The counter's [`Epoch::offset`], given its reading at the epoch's real instant: readings
+/// are then [`EPOCH_LEAD_NS`] at that instant, whatever the host's uptime.
+fn counter_offset(at_real: u64) -> u64 {
+    // Wrapping: the counter may start anywhere (VMs offset it), even below the lead.
+    // Clamping moves readings at most 2 ns later and keeps the two marker values free.
+    at_real.wrapping_sub(EPOCH_LEAD_NS).min(TOKIO - 1)
+}
+
+/// What tokio readings add when tokio's epoch could go back only `tokio_lead` ns: readings
+/// are then [`EPOCH_LEAD_NS`] at the epoch's real instant too, so both sources agree.
+fn tokio_shift(tokio_lead: u64) -> u64 {
+    EPOCH_LEAD_NS - tokio_lead
+}
+
 fn epoch() -> &'static Epoch {
     static EPOCH: OnceLock<Epoch> = OnceLock::new();
     EPOCH.get_or_init(|| {
@@ -131,9 +145,7 @@ fn epoch() -> &'static Epoch {
         let real = std::time::Instant::now();
         let counter = quanta::Clock::new();
         let at_real = counter.delta_as_nanos(0, counter.raw());
-        // Wrapping: the counter may start anywhere (VMs offset it), even below the lead.
-        // Moving every reading up to 2 ns later keeps the two marker values free.
-        let offset = at_real.wrapping_sub(EPOCH_LEAD_NS).min(TOKIO - 1);
+        let offset = counter_offset(at_real);
         // Tokio's epoch goes as far back as the host's uptime allows (`real` minus an hour
         // is no `Instant` on a host up for less), so a paused runtime's clock, frozen when
         // the runtime was built, is not before it; readings add the part of the lead that
@@ -144,7 +156,7 @@ fn epoch() -> &'static Epoch {
             .unwrap_or((0, real));
         Epoch {
             tokio: tokio::time::Instant::from_std(tokio_epoch),
-            tokio_shift: EPOCH_LEAD_NS - tokio_lead,
+            tokio_shift: tokio_shift(tokio_lead),
             counter,
             offset,
         }
@@ -317,6 +329,18 @@ mod tests {
         assert_eq!(clock.now(), start);
         tokio::time::advance(Duration::from_millis(2500)).await;
         assert_eq!(clock.now().as_nanos() - start.as_nanos(), 2_500_000_000);
+    }
+
+    #[test]
+    fn a_host_up_for_under_a_second_reads_no_wrapped_time() {
+        // Uptime too short for any tokio lead, and a counter that has barely started.
+        let (at_real, tokio_lead) = (500, 0);
+        let offset = counter_offset(at_real);
+        // Another core's counter, 1 ns behind: a little earlier, not centuries ahead.
+        assert_eq!(499u64.wrapping_sub(offset), EPOCH_LEAD_NS - 1);
+        assert_eq!(at_real.wrapping_sub(offset), EPOCH_LEAD_NS);
+        // Tokio's reading at the same instant (0 ns after its epoch) agrees.
+        assert_eq!(tokio_shift(tokio_lead), EPOCH_LEAD_NS);
     }
 
     #[test]
