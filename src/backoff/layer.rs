@@ -30,8 +30,8 @@ pub enum HintMode {
 
 type ResponsePredicate = Arc<dyn Fn(StatusCode, &HeaderMap) -> bool + Send + Sync>;
 
-/// The decisions of a [`BackoffLayer`]: see its builder.
-pub struct BackoffPolicy {
+/// What a [`BackoffLayerBuilder`] sets and a [`BackoffPolicy`] decides with.
+struct Settings {
     backoff: Backoff,
     max_retries: u32,
     max_elapsed: Option<Duration>,
@@ -43,13 +43,12 @@ pub struct BackoffPolicy {
     generate_idempotency_key: bool,
     hint_mode: HintMode,
     budget: Option<RetryBudget>,
-    rng: Mutex<Rng>,
     max_replay_bytes: usize,
 }
 
-impl fmt::Debug for BackoffPolicy {
+impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BackoffPolicy")
+        f.debug_struct("Settings")
             .field("backoff", &self.backoff)
             .field("max_retries", &self.max_retries)
             .field("max_elapsed", &self.max_elapsed)
@@ -58,6 +57,13 @@ impl fmt::Debug for BackoffPolicy {
             .field("budget", &self.budget.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The decisions of a [`BackoffLayer`]: see its builder.
+#[derive(Debug)]
+pub struct BackoffPolicy {
+    settings: Settings,
+    rng: Mutex<Rng>,
 }
 
 impl BackoffPolicy {
@@ -72,23 +78,28 @@ impl BackoffPolicy {
         head: &http::request::Parts,
         outcome: &Outcome<'_>,
     ) -> Option<Option<Duration>> {
-        let repeatable = !self.idempotent_only || is_idempotent(&head.method, &head.headers);
+        let repeatable =
+            !self.settings.idempotent_only || is_idempotent(&head.method, &head.headers);
         match outcome {
             Outcome::Response { status, headers } => {
-                let asked = self.statuses.contains(status)
-                    || self.retry_if.as_ref().is_some_and(|p| p(*status, headers));
+                let asked = self.settings.statuses.contains(status)
+                    || self
+                        .settings
+                        .retry_if
+                        .as_ref()
+                        .is_some_and(|p| p(*status, headers));
                 if !asked || !repeatable || grpc_forbids_retry(headers) {
                     return None;
                 }
-                Some(match self.hint_mode {
+                Some(match self.settings.hint_mode {
                     HintMode::Ignore => None,
                     _ => retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay),
                 })
             }
             Outcome::Error(e) => {
                 let retryable = !is_retry_error(e)
-                    && ((self.retry_never_sent && never_sent(e))
-                        || (self.retry_timeouts && repeatable && is_timeout(e)));
+                    && ((self.settings.retry_never_sent && never_sent(e))
+                        || (self.settings.retry_timeouts && repeatable && is_timeout(e)));
                 retryable.then_some(None)
             }
         }
@@ -99,9 +110,10 @@ impl BackoffPolicy {
     fn delay(&self, ctx: &RetryContext, info: AttemptInfo, hint: Option<Duration>) -> Duration {
         // Retries made by every stacked layer: the schedule continues where they left it.
         let backoff = self
+            .settings
             .backoff
             .delay(ctx.retries(), info.prev_delay, &mut self.rng());
-        match (self.hint_mode, hint) {
+        match (self.settings.hint_mode, hint) {
             (HintMode::Exact, Some(h)) => h,
             (HintMode::AtLeastBackoff, Some(h)) => h.max(backoff),
             _ => backoff,
@@ -118,12 +130,12 @@ impl BackoffPolicy {
 
 impl Policy for BackoffPolicy {
     fn prepare(&self, head: &mut http::request::Parts, ctx: &RetryContext) {
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &self.settings.budget {
             if ctx.first_deposit() {
                 budget.deposit();
             }
         }
-        if self.generate_idempotency_key && !is_idempotent(&head.method, &head.headers) {
+        if self.settings.generate_idempotency_key && !is_idempotent(&head.method, &head.headers) {
             // One key for every attempt of this request, across stacked layers too.
             let key = ctx.idempotency_key(Self::new_idempotency_key);
             head.headers.insert(IDEMPOTENCY_KEY, key);
@@ -145,15 +157,16 @@ impl Policy for BackoffPolicy {
         }
         let delay = self.delay(ctx, info, hint);
         if self
+            .settings
             .max_elapsed
             .is_some_and(|max| info.elapsed.saturating_add(delay) > max)
         {
             return Verdict::GiveUp { hint };
         }
-        if !ctx.try_claim(self.max_retries) {
+        if !ctx.try_claim(self.settings.max_retries) {
             return Verdict::GiveUp { hint };
         }
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &self.settings.budget {
             if !budget.withdraw() {
                 return Verdict::Fail(RetryError::BudgetExhausted {
                     attempts: ctx.retries(),
@@ -165,11 +178,11 @@ impl Policy for BackoffPolicy {
     }
 
     fn max_replay_bytes(&self) -> usize {
-        self.max_replay_bytes
+        self.settings.max_replay_bytes
     }
 
     fn reads_elapsed(&self) -> bool {
-        self.max_elapsed.is_some()
+        self.settings.max_elapsed.is_some()
     }
 }
 
@@ -208,25 +221,27 @@ impl BackoffLayer {
             .map(|b| b.jitter(Jitter::Equal))
             .unwrap_or_else(|_| unreachable!("the default schedule is valid"));
         BackoffLayerBuilder {
-            backoff,
-            max_retries: 3,
-            max_elapsed: None,
-            statuses: DEFAULT_RETRY_STATUSES.to_vec(),
-            retry_if: None,
-            retry_timeouts: false,
-            retry_never_sent: true,
-            idempotent_only: true,
-            generate_idempotency_key: false,
-            hint_mode: HintMode::Exact,
-            budget: Some(RetryBudget::default()),
+            settings: Settings {
+                backoff,
+                max_retries: 3,
+                max_elapsed: None,
+                statuses: DEFAULT_RETRY_STATUSES.to_vec(),
+                retry_if: None,
+                retry_timeouts: false,
+                retry_never_sent: true,
+                idempotent_only: true,
+                generate_idempotency_key: false,
+                hint_mode: HintMode::Exact,
+                budget: Some(RetryBudget::default()),
+                max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
+            },
             seed: None,
-            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
         }
     }
 
     /// The retry budget shared by every clone, if enabled.
     pub fn budget(&self) -> Option<&RetryBudget> {
-        self.policy.budget.as_ref()
+        self.policy.settings.budget.as_ref()
     }
 }
 
@@ -239,38 +254,16 @@ impl<S> Layer<S> for BackoffLayer {
 }
 
 /// Configures a [`BackoffLayer`]; [`build`](Self::build) validates the configuration.
+#[derive(Debug)]
 pub struct BackoffLayerBuilder {
-    backoff: Backoff,
-    max_retries: u32,
-    max_elapsed: Option<Duration>,
-    statuses: Vec<StatusCode>,
-    retry_if: Option<ResponsePredicate>,
-    retry_timeouts: bool,
-    retry_never_sent: bool,
-    idempotent_only: bool,
-    generate_idempotency_key: bool,
-    hint_mode: HintMode,
-    budget: Option<RetryBudget>,
+    settings: Settings,
     seed: Option<u64>,
-    max_replay_bytes: usize,
-}
-
-impl fmt::Debug for BackoffLayerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BackoffLayerBuilder")
-            .field("backoff", &self.backoff)
-            .field("max_retries", &self.max_retries)
-            .field("max_elapsed", &self.max_elapsed)
-            .field("statuses", &self.statuses)
-            .field("hint_mode", &self.hint_mode)
-            .finish_non_exhaustive()
-    }
 }
 
 impl BackoffLayerBuilder {
     /// The delay schedule (default 1 s × 2ⁿ, max 60 s, equal jitter).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.settings.backoff = backoff;
         self
     }
 
@@ -278,20 +271,20 @@ impl BackoffLayerBuilder {
     /// layers share one count: each retries only while the total is below its own
     /// maximum, and the schedule continues from the total.
     pub fn max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = retries;
+        self.settings.max_retries = retries;
         self
     }
 
     /// Gives up rather than wait past this much time since the first attempt (must be
     /// longer than zero; default unbounded).
     pub fn max_elapsed(mut self, max: Duration) -> Self {
-        self.max_elapsed = Some(max);
+        self.settings.max_elapsed = Some(max);
         self
     }
 
     /// Statuses to retry (default [`DEFAULT_RETRY_STATUSES`]).
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        self.statuses = statuses.into_iter().collect();
+        self.settings.statuses = statuses.into_iter().collect();
         self
     }
 
@@ -301,46 +294,46 @@ impl BackoffLayerBuilder {
     where
         F: Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static,
     {
-        self.retry_if = Some(Arc::new(predicate));
+        self.settings.retry_if = Some(Arc::new(predicate));
         self
     }
 
     /// Retries timeouts of idempotent requests (default off).
     pub fn retry_timeouts(mut self, on: bool) -> Self {
-        self.retry_timeouts = on;
+        self.settings.retry_timeouts = on;
         self
     }
 
     /// Retries errors where the request never reached the server (connection refused,
     /// unreachable), for every method (default on).
     pub fn retry_never_sent(mut self, on: bool) -> Self {
-        self.retry_never_sent = on;
+        self.settings.retry_never_sent = on;
         self
     }
 
     /// Whether only idempotent requests are retried (default true). Errors where the
     /// request was never sent are retried for every method.
     pub fn idempotent_only(mut self, on: bool) -> Self {
-        self.idempotent_only = on;
+        self.settings.idempotent_only = on;
         self
     }
 
     /// Adds an `Idempotency-Key` (a random v4 UUID, the same on every attempt) to
     /// non-idempotent requests that have none, making them retryable (default off).
     pub fn generate_idempotency_key(mut self, on: bool) -> Self {
-        self.generate_idempotency_key = on;
+        self.settings.generate_idempotency_key = on;
         self
     }
 
     /// How `Retry-After` combines with the schedule (default [`HintMode::Exact`]).
     pub fn hint_mode(mut self, mode: HintMode) -> Self {
-        self.hint_mode = mode;
+        self.settings.hint_mode = mode;
         self
     }
 
     /// The retry budget (default [`RetryBudget::default`]); `None` disables it.
     pub fn budget(mut self, budget: Option<RetryBudget>) -> Self {
-        self.budget = budget;
+        self.settings.budget = budget;
         self
     }
 
@@ -353,7 +346,7 @@ impl BackoffLayerBuilder {
     /// Most request-body bytes kept for a retry (default 64 KiB); a larger body is sent
     /// once and not retried.
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
-        self.max_replay_bytes = bytes;
+        self.settings.max_replay_bytes = bytes;
         self
     }
 
@@ -361,24 +354,13 @@ impl BackoffLayerBuilder {
     /// are validated where they are made ([`Backoff`], [`RetryBudget`]); this refuses a
     /// zero [`max_elapsed`](Self::max_elapsed), which would never retry.
     pub fn build(self) -> Result<BackoffLayer, BackoffError> {
-        if self.max_elapsed.is_some_and(|max| max.is_zero()) {
+        if self.settings.max_elapsed.is_some_and(|max| max.is_zero()) {
             return Err(BackoffError::ZeroMaxElapsed);
         }
         Ok(BackoffLayer {
             policy: Arc::new(BackoffPolicy {
-                backoff: self.backoff,
-                max_retries: self.max_retries,
-                max_elapsed: self.max_elapsed,
-                statuses: self.statuses,
-                retry_if: self.retry_if,
-                retry_timeouts: self.retry_timeouts,
-                retry_never_sent: self.retry_never_sent,
-                idempotent_only: self.idempotent_only,
-                generate_idempotency_key: self.generate_idempotency_key,
-                hint_mode: self.hint_mode,
-                budget: self.budget,
                 rng: Mutex::new(self.seed.map_or_else(Rng::from_entropy, Rng::seeded)),
-                max_replay_bytes: self.max_replay_bytes,
+                settings: self.settings,
             }),
         })
     }
