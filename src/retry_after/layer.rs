@@ -25,31 +25,36 @@ pub enum LongWait {
 
 type EndpointFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
 
-/// The decisions of a [`RetryAfterLayer`]: see its builder.
-pub struct RetryAfterPolicy {
+/// What a [`RetryAfterLayerBuilder`] sets and a [`RetryAfterPolicy`] decides with.
+struct Settings {
     statuses: Vec<StatusCode>,
     max_retries: u32,
     default_delay: Duration,
     max_wait: Duration,
     long_wait: LongWait,
-    gate: Option<EndpointGate>,
     endpoint: EndpointFn,
     release_jitter: Duration,
-    rng: Mutex<Rng>,
     max_replay_bytes: usize,
 }
 
-impl fmt::Debug for RetryAfterPolicy {
+impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryAfterPolicy")
+        f.debug_struct("Settings")
             .field("statuses", &self.statuses)
             .field("max_retries", &self.max_retries)
             .field("default_delay", &self.default_delay)
             .field("max_wait", &self.max_wait)
             .field("long_wait", &self.long_wait)
-            .field("gate", &self.gate.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The decisions of a [`RetryAfterLayer`]: see its builder.
+#[derive(Debug)]
+pub struct RetryAfterPolicy {
+    settings: Settings,
+    gate: Option<EndpointGate>,
+    rng: Mutex<Rng>,
 }
 
 /// The default key of gated endpoints: the method, a space, then the request's authority
@@ -104,27 +109,27 @@ impl std::error::Error for RetryAfterConfigError {}
 
 impl RetryAfterPolicy {
     fn jitter(&self) -> Duration {
-        if self.release_jitter.is_zero() {
+        if self.settings.release_jitter.is_zero() {
             return Duration::ZERO;
         }
         self.rng
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .duration_up_to(self.release_jitter)
+            .duration_up_to(self.settings.release_jitter)
     }
 
     /// Applies `max_wait` to a wait the server asked for.
     fn bounded(&self, wait: Duration, status: Option<StatusCode>) -> Result<Duration, RetryError> {
-        if wait <= self.max_wait {
+        if wait <= self.settings.max_wait {
             return Ok(wait);
         }
-        match self.long_wait {
+        match self.settings.long_wait {
             LongWait::Fail => Err(RetryError::WaitTooLong {
                 hint: wait,
-                max_wait: self.max_wait,
+                max_wait: self.settings.max_wait,
                 last_status: status,
             }),
-            LongWait::WaitMax => Ok(self.max_wait),
+            LongWait::WaitMax => Ok(self.settings.max_wait),
         }
     }
 }
@@ -138,7 +143,7 @@ impl Policy for RetryAfterPolicy {
             // No block is live: no endpoint can be blocked, so the key is not built.
             return Ok(None);
         }
-        match gate.blocked_for(&(self.endpoint)(head)) {
+        match gate.blocked_for(&(self.settings.endpoint)(head)) {
             // Released requests spread out upwards: never before the server's time.
             Some(left) => self.bounded(left + self.jitter(), None).map(Some),
             None => Ok(None),
@@ -166,28 +171,31 @@ impl Policy for RetryAfterPolicy {
                     }),
                 ) = (&self.gate, e.downcast_ref::<RetryError>())
                 {
-                    if self.statuses.contains(s) {
-                        gate.block((self.endpoint)(head), *h);
+                    if self.settings.statuses.contains(s) {
+                        gate.block((self.settings.endpoint)(head), *h);
                     }
                 }
                 return Verdict::Return;
             }
         };
-        if !self.statuses.contains(status) {
+        if !self.settings.statuses.contains(status) {
             return Verdict::Return;
         }
         let hint = retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP);
         if let (Some(gate), Some(hint)) = (&self.gate, hint) {
-            gate.block((self.endpoint)(head), hint.delay);
+            gate.block((self.settings.endpoint)(head), hint.delay);
         }
-        let wait = match self.bounded(hint.map_or(self.default_delay, |h| h.delay), Some(*status)) {
+        let wait = match self.bounded(
+            hint.map_or(self.settings.default_delay, |h| h.delay),
+            Some(*status),
+        ) {
             Ok(wait) => wait,
             Err(e) => return Verdict::Fail(e),
         };
         if !info.replayable {
             return Verdict::Return;
         }
-        if !ctx.try_claim(self.max_retries) {
+        if !ctx.try_claim(self.settings.max_retries) {
             return Verdict::GiveUp {
                 hint: hint.map(|h| h.delay),
             };
@@ -196,7 +204,7 @@ impl Policy for RetryAfterPolicy {
     }
 
     fn max_replay_bytes(&self) -> usize {
-        self.max_replay_bytes
+        self.settings.max_replay_bytes
     }
 
     fn reads_elapsed(&self) -> bool {
@@ -230,19 +238,21 @@ impl RetryAfterLayer {
     /// Starts a configuration with the defaults listed on each builder method.
     pub fn builder() -> RetryAfterLayerBuilder {
         RetryAfterLayerBuilder {
-            statuses: vec![
-                StatusCode::TOO_MANY_REQUESTS,
-                StatusCode::SERVICE_UNAVAILABLE,
-            ],
-            max_retries: 3,
-            default_delay: Duration::from_secs(5),
-            max_wait: Duration::from_secs(60),
-            long_wait: LongWait::Fail,
+            settings: Settings {
+                statuses: vec![
+                    StatusCode::TOO_MANY_REQUESTS,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ],
+                max_retries: 3,
+                default_delay: Duration::from_secs(5),
+                max_wait: Duration::from_secs(60),
+                long_wait: LongWait::Fail,
+                endpoint: Arc::new(default_endpoint),
+                release_jitter: Duration::from_millis(100),
+                max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
+            },
             gate: true,
-            endpoint: Arc::new(default_endpoint),
-            release_jitter: Duration::from_millis(100),
             seed: None,
-            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
         }
     }
 
@@ -261,58 +271,43 @@ impl<S> Layer<S> for RetryAfterLayer {
 }
 
 /// Configures a [`RetryAfterLayer`]; [`build`](Self::build) validates the configuration.
+#[derive(Debug)]
 pub struct RetryAfterLayerBuilder {
-    statuses: Vec<StatusCode>,
-    max_retries: u32,
-    default_delay: Duration,
-    max_wait: Duration,
-    long_wait: LongWait,
+    settings: Settings,
     gate: bool,
-    endpoint: EndpointFn,
-    release_jitter: Duration,
     seed: Option<u64>,
-    max_replay_bytes: usize,
-}
-
-impl fmt::Debug for RetryAfterLayerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryAfterLayerBuilder")
-            .field("statuses", &self.statuses)
-            .field("max_retries", &self.max_retries)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RetryAfterLayerBuilder {
     /// Statuses that carry guidance and are retried (default 429 and 503).
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        self.statuses = statuses.into_iter().collect();
+        self.settings.statuses = statuses.into_iter().collect();
         self
     }
 
     /// Most retries per request (default 3). Stacked retrying layers share one count:
     /// each retries only while the total is below its own maximum.
     pub fn max_retries(mut self, retries: u32) -> Self {
-        self.max_retries = retries;
+        self.settings.max_retries = retries;
         self
     }
 
     /// The wait after a retryable status without guidance (default 5 s; Clay: 60 s).
     pub fn default_delay(mut self, delay: Duration) -> Self {
-        self.default_delay = delay;
+        self.settings.default_delay = delay;
         self
     }
 
     /// The longest wait the layer accepts from a server (default 60 s), and what happens
     /// beyond it (default [`LongWait::Fail`]).
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
-        self.max_wait = max_wait;
+        self.settings.max_wait = max_wait;
         self
     }
 
     /// What happens when the server asks for more than `max_wait`.
     pub fn on_long_wait(mut self, long_wait: LongWait) -> Self {
-        self.long_wait = long_wait;
+        self.settings.long_wait = long_wait;
         self
     }
 
@@ -328,14 +323,14 @@ impl RetryAfterLayerBuilder {
     where
         F: Fn(&http::request::Parts) -> String + Send + Sync + 'static,
     {
-        self.endpoint = Arc::new(f);
+        self.settings.endpoint = Arc::new(f);
         self
     }
 
     /// Upper bound of the random delay added to requests released from a gate, so they
     /// do not all arrive at the same instant (default 100 ms; zero disables).
     pub fn release_jitter(mut self, jitter: Duration) -> Self {
-        self.release_jitter = jitter;
+        self.settings.release_jitter = jitter;
         self
     }
 
@@ -348,31 +343,26 @@ impl RetryAfterLayerBuilder {
     /// Most request-body bytes kept for a retry (default 64 KiB); a larger body is sent
     /// once and not retried.
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
-        self.max_replay_bytes = bytes;
+        self.settings.max_replay_bytes = bytes;
         self
     }
 
     /// Validates the configuration and builds the layer: with [`LongWait::Fail`], the
     /// default delay must not exceed `max_wait`.
     pub fn build(self) -> Result<RetryAfterLayer, RetryAfterConfigError> {
-        if self.long_wait == LongWait::Fail && self.default_delay > self.max_wait {
+        if self.settings.long_wait == LongWait::Fail
+            && self.settings.default_delay > self.settings.max_wait
+        {
             return Err(RetryAfterConfigError::DefaultDelayOverMaxWait {
-                default_delay: self.default_delay,
-                max_wait: self.max_wait,
+                default_delay: self.settings.default_delay,
+                max_wait: self.settings.max_wait,
             });
         }
         Ok(RetryAfterLayer {
             policy: Arc::new(RetryAfterPolicy {
-                statuses: self.statuses,
-                max_retries: self.max_retries,
-                default_delay: self.default_delay,
-                max_wait: self.max_wait,
-                long_wait: self.long_wait,
                 gate: self.gate.then(EndpointGate::default),
-                endpoint: self.endpoint,
-                release_jitter: self.release_jitter,
                 rng: Mutex::new(self.seed.map_or_else(Rng::from_entropy, Rng::seeded)),
-                max_replay_bytes: self.max_replay_bytes,
+                settings: self.settings,
             }),
         })
     }
