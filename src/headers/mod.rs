@@ -11,6 +11,10 @@
 //!   RFC 9110 HTTP-date (measured against the response's `Date`), `retry-after-ms`,
 //!   `x-amz-retry-after`, `grpc-retry-pushback-ms` — tolerant, capped, never fatal;
 //!   [`parse_retry_after`] for one value, [`grpc_forbids_retry`] for gRPC's veto;
+//! - gRPC: [`grpc_status`] (the code of a trailers-only response, as [`GrpcCode`]),
+//!   [`grpc_message`], [`grpc_pushback`] (gRFC A6's `grpc-retry-pushback-ms`) and
+//!   [`is_grpc`] (a gRPC content type); [`encode_grpc_message`] and [`pushback_value`]
+//!   for servers;
 //! - [`parse_rate_limit`]: the remaining quota in every rate-limit dialect, and
 //!   [`parse_reset`] for one reset value in any of the forms servers send.
 //!
@@ -33,12 +37,18 @@
 //! [`MAX_ITEMS`] members, waits capped ([`DEFAULT_HINT_CAP`], [`DEFAULT_RESET_CAP`]) with a
 //! `capped` flag.
 
+mod grpc;
 pub(crate) mod parse;
 pub(crate) mod ratelimit;
 pub(crate) mod write;
 
+pub use grpc::{
+    encode_grpc_message, grpc_message, grpc_pushback, grpc_status, is_grpc, pushback_value,
+    GrpcCode, GrpcPushback, GRPC_MESSAGE, GRPC_STATUS,
+};
 pub use parse::{
     grpc_forbids_retry, parse_retry_after, retry_hint, HintSource, RetryHint, DEFAULT_HINT_CAP,
+    GRPC_RETRY_PUSHBACK_MS,
 };
 pub use ratelimit::{
     parse_rate_limit, parse_rate_limit_capped, parse_reset, Dialect, RateLimitInfo,

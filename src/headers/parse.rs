@@ -18,8 +18,8 @@ use http::HeaderMap;
 
 pub(crate) const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 pub(crate) const X_AMZ_RETRY_AFTER: HeaderName = HeaderName::from_static("x-amz-retry-after");
-pub(crate) const GRPC_RETRY_PUSHBACK_MS: HeaderName =
-    HeaderName::from_static("grpc-retry-pushback-ms");
+/// `grpc-retry-pushback-ms`.
+pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// Where a hint came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +165,7 @@ pub fn parse_retry_after(value: &[u8], reference: SystemTime) -> Option<Duration
 }
 
 /// Parses a `grpc-retry-pushback-ms` value: a non-negative integer of milliseconds.
-fn parse_pushback(value: &[u8]) -> Option<Duration> {
+pub(super) fn parse_pushback(value: &[u8]) -> Option<Duration> {
     let trimmed = trim_ows(value);
     if trimmed.contains(&b'.') {
         return None;
