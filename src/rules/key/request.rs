@@ -67,8 +67,16 @@ impl<'a> RequestParts<'a> {
         }
     }
 
-    /// The peer's socket address: axum's `ConnectInfo<SocketAddr>` (feature `axum`) or a
-    /// plain `SocketAddr` request extension (insert one in a hyper service).
+    /// The peer's socket address, from the first of these request extensions that has one:
+    ///
+    /// - axum's `ConnectInfo<SocketAddr>` (feature `axum`; serve with
+    ///   `into_make_service_with_connect_info::<SocketAddr>()`);
+    /// - tonic's `TcpConnectInfo` (feature `tonic`; its `remote_addr()`, which
+    ///   `tonic::transport::Server` sets on every call over TCP). tonic's `TlsConnectInfo`
+    ///   (TLS servers) is not read: it exists only with tonic's TLS features, which this
+    ///   crate does not enable; copy its inner `TcpConnectInfo` into the extensions (a
+    ///   `map_request` layer before this one) or insert a `SocketAddr`;
+    /// - a plain `SocketAddr` (insert one in a hyper service).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         #[cfg(feature = "axum")]
         if let Some(ci) = self
@@ -76,6 +84,14 @@ impl<'a> RequestParts<'a> {
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
         {
             return Some(ci.0);
+        }
+        #[cfg(feature = "tonic")]
+        if let Some(addr) = self
+            .extensions
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|ci| ci.remote_addr())
+        {
+            return Some(addr);
         }
         self.extensions.get::<SocketAddr>().copied()
     }
