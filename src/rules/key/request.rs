@@ -96,3 +96,45 @@ impl<'a> RequestParts<'a> {
         self.extensions.get::<SocketAddr>().copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::RequestParts;
+
+    fn peer(req: &http::Request<()>) -> Option<SocketAddr> {
+        RequestParts::new(req).peer_addr()
+    }
+
+    #[test]
+    fn a_plain_socket_addr_is_the_fallback() {
+        let addr: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let mut req = http::Request::new(());
+        assert_eq!(peer(&req), None);
+        req.extensions_mut().insert(addr);
+        assert_eq!(peer(&req), Some(addr));
+    }
+
+    #[cfg(feature = "tonic")]
+    #[test]
+    fn tonic_connect_info_is_read() {
+        use tonic::transport::server::TcpConnectInfo;
+        let remote: SocketAddr = "127.0.0.2:40000".parse().unwrap();
+        let plain: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(TcpConnectInfo {
+            local_addr: Some("127.0.0.1:50051".parse().unwrap()),
+            remote_addr: Some(remote),
+        });
+        assert_eq!(peer(&req), Some(remote));
+        // tonic's address wins over a plain one; without a remote address, the plain one.
+        req.extensions_mut().insert(plain);
+        assert_eq!(peer(&req), Some(remote));
+        req.extensions_mut().insert(TcpConnectInfo {
+            local_addr: None,
+            remote_addr: None,
+        });
+        assert_eq!(peer(&req), Some(plain));
+    }
+}
