@@ -119,8 +119,9 @@ impl<'a> Rejection<'a> {
     /// Writes the rate-limit header dialects the layer is configured with
     /// ([`RateLimitLayerBuilder::headers`](crate::RateLimitLayerBuilder::headers)) for the
     /// refusing limit, replacing earlier values; nothing when there is no limit state (see
-    /// [`limit`](Self::limit)). `Retry-After` is not one of them: see
-    /// [`retry_after_value`].
+    /// [`limit`](Self::limit)). `Retry-After` and gRPC's `grpc-retry-pushback-ms` are not
+    /// among them: see [`retry_after_value`](crate::headers::retry_after_value) and
+    /// [`pushback_value`](crate::headers::pushback_value).
     pub fn write_rate_limit_headers(&self, headers: &mut HeaderMap) {
         if let (Some(rule), Some(state)) = (self.rule, self.state) {
             rule.headers
