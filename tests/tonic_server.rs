@@ -106,6 +106,11 @@ fn per_api_key() -> Rule {
     .on_missing_key(MissingKey::Reject)
 }
 
+/// A layer with one rule.
+fn limits(rule: Rule) -> RateLimitLayer {
+    RateLimitLayer::builder().rule(rule).build().unwrap()
+}
+
 fn meta<'a>(status: &'a Status, name: &str) -> &'a str {
     status
         .metadata()
@@ -118,11 +123,7 @@ fn meta<'a>(status: &'a Status, name: &str) -> &'a str {
 #[tokio::test(start_paused = true)]
 async fn the_fourth_call_in_ten_seconds_is_resource_exhausted_with_pushback() {
     for placement in PLACEMENTS {
-        let layer = RateLimitLayer::builder()
-            .rule(per_api_key())
-            .build()
-            .unwrap();
-        let mut client = client(serve(layer, placement).await).await;
+        let mut client = client(serve(limits(per_api_key()), placement).await).await;
         let start = Instant::now();
         for _ in 0..3 {
             assert_eq!(
@@ -171,11 +172,7 @@ async fn the_fourth_call_in_ten_seconds_is_resource_exhausted_with_pushback() {
 /// Admitted calls carry the rate-limit metadata too (in the response headers).
 #[tokio::test(start_paused = true)]
 async fn admitted_calls_carry_rate_limit_metadata() {
-    let layer = RateLimitLayer::builder()
-        .rule(per_api_key())
-        .build()
-        .unwrap();
-    let mut client = client(serve(layer, Placement::Service).await).await;
+    let mut client = client(serve(limits(per_api_key()), Placement::Service).await).await;
     let mut req = tonic::Request::new(HelloRequest { name: "x".into() });
     req.metadata_mut()
         .insert("x-api-key", "k1".parse().unwrap());
@@ -187,11 +184,7 @@ async fn admitted_calls_carry_rate_limit_metadata() {
 #[tokio::test(start_paused = true)]
 async fn a_missing_api_key_is_unauthenticated() {
     for placement in PLACEMENTS {
-        let layer = RateLimitLayer::builder()
-            .rule(per_api_key())
-            .build()
-            .unwrap();
-        let mut client = client(serve(layer, placement).await).await;
+        let mut client = client(serve(limits(per_api_key()), placement).await).await;
         let refused = say_hello(&mut client, None).await.unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated, "{placement:?}");
         assert_eq!(
@@ -239,15 +232,10 @@ async fn a_failing_store_set_to_refuse_is_unavailable() {
 #[tokio::test(start_paused = true)]
 async fn two_source_ips_are_limited_independently() {
     for placement in PLACEMENTS {
-        let layer = RateLimitLayer::builder()
-            .rule(
-                Rule::new("per_ip", Quota::new(2, Duration::from_secs(10)).unwrap())
-                    .key(PeerIp::new())
-                    .on_missing_key(MissingKey::Reject),
-            )
-            .build()
-            .unwrap();
-        let addr = serve(layer, placement).await;
+        let per_ip = Rule::new("per_ip", Quota::new(2, Duration::from_secs(10)).unwrap())
+            .key(PeerIp::new())
+            .on_missing_key(MissingKey::Reject);
+        let addr = serve(limits(per_ip), placement).await;
         let mut clients = [
             GreeterClient::new(channel_from(addr, "127.0.0.1").await),
             GreeterClient::new(channel_from(addr, "127.0.0.2").await),
@@ -275,14 +263,11 @@ async fn two_source_ips_are_limited_independently() {
 /// microseconds; rule names themselves are printable ASCII, checked at build).
 #[tokio::test(start_paused = true)]
 async fn messages_arrive_decoded_in_status_message() {
-    let layer = RateLimitLayer::builder()
-        .rule(Rule::new(
-            "100%41 \"fair\" use",
-            Quota::new(1, Duration::from_nanos(1500)).unwrap(),
-        ))
-        .build()
-        .unwrap();
-    let mut client = client(serve(layer, Placement::Server).await).await;
+    let quick = Rule::new(
+        "100%41 \"fair\" use",
+        Quota::new(1, Duration::from_nanos(1500)).unwrap(),
+    );
+    let mut client = client(serve(limits(quick), Placement::Server).await).await;
     assert!(say_hello(&mut client, None).await.is_ok());
     let refused = say_hello(&mut client, None).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted);
@@ -301,14 +286,9 @@ async fn messages_arrive_decoded_in_status_message() {
 /// so it must spend, and be refused by, the method's limit.
 #[tokio::test(start_paused = true)]
 async fn a_get_to_the_method_path_is_limited_too() {
-    let layer = RateLimitLayer::builder()
-        .rule(
-            Rule::new("say_hello", Quota::new(1, Duration::from_secs(10)).unwrap())
-                .route(Route::grpc_method("helloworld.Greeter", "SayHello")),
-        )
-        .build()
-        .unwrap();
-    let addr = serve(layer, Placement::Server).await;
+    let say_hello_rule = Rule::new("say_hello", Quota::new(1, Duration::from_secs(10)).unwrap())
+        .route(Route::grpc_method("helloworld.Greeter", "SayHello"));
+    let addr = serve(limits(say_hello_rule), Placement::Server).await;
     let channel = channel_from(addr, "127.0.0.1").await;
     let get = || {
         http::Request::get(format!("http://{addr}{SAY_HELLO}"))
@@ -335,11 +315,7 @@ async fn a_get_to_the_method_path_is_limited_too() {
 /// with no trailers), without `Retry-After` or a problem document.
 #[tokio::test(start_paused = true)]
 async fn the_wire_response_is_trailers_only() {
-    let layer = RateLimitLayer::builder()
-        .rule(per_api_key())
-        .build()
-        .unwrap();
-    let svc = layer.layer(GreeterServer::greeting());
+    let svc = limits(per_api_key()).layer(GreeterServer::greeting());
     let call = || {
         http::Request::post(SAY_HELLO)
             .header("content-type", "application/grpc")

@@ -1,7 +1,7 @@
-//! The exact responses of `GrpcResponder` and `AutoResponder`, through a layer.
+//! The exact responses of `GrpcResponder` and `AutoResponder`, most through a layer.
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::ready;
 use std::time::Duration;
 
 use ::http::{Request, Response, StatusCode};
@@ -11,29 +11,9 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 
 use super::*;
-use crate::clock::Timestamp;
-use crate::gcra::{Check, Decision};
 use crate::headers::{grpc_message, GrpcCode};
 use crate::key::{Header, PeerIp};
-use crate::store::{StoreError, Usage, UsageLimits};
-use crate::{MissingKey, Quota, RateLimitLayer, Rule, Store, StoreFailure};
-
-/// A store that always fails.
-#[derive(Clone)]
-struct Down;
-
-impl Store for Down {
-    type CheckFuture = Ready<Result<Decision, StoreError>>;
-    type UsageFuture = Ready<Result<Usage, StoreError>>;
-
-    fn check(&self, _: Timestamp, _: &[Check]) -> Self::CheckFuture {
-        ready(Err(StoreError::new("connection refused")))
-    }
-
-    fn consume_usage(&self, _: Timestamp, _: u64, _: u64, _: UsageLimits) -> Self::UsageFuture {
-        ready(Err(StoreError::new("connection refused")))
-    }
-}
+use crate::{MissingKey, Quota, RateLimitLayer, Rule, Store};
 
 fn tenant(name: &str) -> Rule {
     Rule::new(name, Quota::new(1, Duration::from_millis(1500)).unwrap())
@@ -64,19 +44,25 @@ async fn transcript<St: Store + Clone>(
     }));
     let mut out = String::new();
     for req in reqs {
-        let res = svc.clone().oneshot(req).await.unwrap();
-        out.push_str(&format!("{}\n", res.status()));
-        for (name, value) in res.headers() {
-            out.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
-        }
-        let ended = http_body::Body::is_end_stream(res.body());
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        out.push_str(&format!(
-            "{}{}\n",
-            if ended { "(end) " } else { "" },
-            String::from_utf8_lossy(&body)
-        ));
+        out.push_str(&written(svc.clone().oneshot(req).await.unwrap()).await);
     }
+    out
+}
+
+/// Status, headers in order and body of `res`; `(end)` when the body ends at once.
+async fn written<B>(res: Response<B>) -> String
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let mut out = format!("{}\n", res.status());
+    for (name, value) in res.headers() {
+        out.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
+    }
+    let ended = http_body::Body::is_end_stream(res.body());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let end = if ended { "(end) " } else { "" };
+    out.push_str(&format!("{end}{}\n", String::from_utf8_lossy(&body)));
     out
 }
 
@@ -96,13 +82,15 @@ async fn grpc_refusals_are_exact_trailers_only_responses() {
         call(GRPC, "/helloworld.Greeter/../x", Some("a")),
     ];
     let mut out = transcript(&layer, requests).await;
-    let failing = RateLimitLayer::builder()
-        .rule(tenant("tenant"))
-        .on_store_failure(StoreFailure::Reject)
-        .store(Down)
-        .build()
-        .unwrap();
-    out.push_str(&transcript(&failing, vec![call(GRPC, path, Some("a"))]).await);
+    // A store failure (end to end in tests/tonic_server.rs).
+    let req = call(GRPC, path, Some("a"));
+    let failed = Rejection::new(
+        RejectionReason::StoreUnavailable,
+        None,
+        HeaderDialects::default(),
+        &req,
+    );
+    out.push_str(&written(GrpcResponder::new().respond(&failed).map(Full::new)).await);
     let expected = "200 OK
 x-ratelimit-limit: 1
 x-ratelimit-remaining: 0
@@ -161,30 +149,29 @@ async fn codes_and_content_types_are_configurable() {
     let grpc = GrpcResponder::new()
         .missing_key_code(GrpcCode::PermissionDenied)
         .store_failure_code(GrpcCode::Internal);
+    let reasons = [
+        RejectionReason::RateLimited,
+        RejectionReason::MissingKey("x"),
+        RejectionReason::StoreUnavailable,
+        RejectionReason::BadPath("x"),
+    ];
     assert_eq!(
-        grpc.code(RejectionReason::MissingKey("x")),
-        GrpcCode::PermissionDenied
+        reasons.map(|r| GrpcResponder::new().code(r)),
+        [
+            GrpcCode::ResourceExhausted,
+            GrpcCode::Unauthenticated,
+            GrpcCode::Unavailable,
+            GrpcCode::InvalidArgument
+        ]
     );
     assert_eq!(
-        grpc.code(RejectionReason::StoreUnavailable),
-        GrpcCode::Internal
-    );
-    assert_eq!(
-        grpc.code(RejectionReason::RateLimited),
-        GrpcCode::ResourceExhausted
-    );
-    assert_eq!(
-        grpc.code(RejectionReason::BadPath("x")),
-        GrpcCode::InvalidArgument
-    );
-    let defaults = GrpcResponder::new();
-    assert_eq!(
-        defaults.code(RejectionReason::MissingKey("x")),
-        GrpcCode::Unauthenticated
-    );
-    assert_eq!(
-        defaults.code(RejectionReason::StoreUnavailable),
-        GrpcCode::Unavailable
+        reasons.map(|r| grpc.code(r)),
+        [
+            GrpcCode::ResourceExhausted,
+            GrpcCode::PermissionDenied,
+            GrpcCode::Internal,
+            GrpcCode::InvalidArgument
+        ]
     );
 
     let layer = RateLimitLayer::builder()
