@@ -108,6 +108,8 @@ impl std::error::Error for BuildError {}
 ///     .build()?;
 /// let handle = layer.handle();
 /// // let app = axum::Router::new()./* routes */.layer(layer);
+/// // tonic: Server::builder().layer(layer).add_service(..), or for one service
+/// // Server::builder().add_service(layer.layer(GreeterServer::new(..)))
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
