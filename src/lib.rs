@@ -38,8 +38,9 @@ pub use client::{
 pub use monitor::{HeaderMonitorLayer, MonitorHandle};
 pub use quota::{Quota, QuotaError};
 pub use rate_limit::{
-    BuildError, HttpResponder, RateLimit, RateLimitHandle, RateLimitLayer, RateLimitLayerBuilder,
-    Rejection, RejectionReason, Responder, RuleStats, StoreFailure,
+    AutoResponder, BuildError, GrpcResponder, HttpResponder, RateLimit, RateLimitHandle,
+    RateLimitLayer, RateLimitLayerBuilder, Rejection, RejectionReason, Responder, RuleStats,
+    StoreFailure,
 };
 pub use retry_after::RetryAfterLayer;
 pub use store::{MemoryStore, Store};

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use super::body::{Unwrapped, Wrapped};
 use super::handle::RateLimitHandle;
 use super::limiter::{Limiter, StoreFailure};
-use super::responder::{HttpResponder, Responder};
+use super::responder::{AutoResponder, Responder};
 use super::rule_set::{self, RuleSet};
 use super::RateLimit;
 use crate::engine::gcra::MAX_CHECKS;
@@ -108,6 +108,8 @@ impl std::error::Error for BuildError {}
 ///     .build()?;
 /// let handle = layer.handle();
 /// // let app = axum::Router::new()./* routes */.layer(layer);
+/// // tonic: Server::builder().layer(layer).add_service(..), or for one service
+/// // Server::builder().add_service(layer.layer(GreeterServer::new(..)))
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -152,7 +154,7 @@ impl RateLimitLayer {
             exempt: Vec::new(),
             path_matching: PathMatching::default(),
             dialects: HeaderDialects::default(),
-            responder: Arc::new(HttpResponder::new()),
+            responder: Arc::new(AutoResponder::new()),
             store_failure: StoreFailure::default(),
             key_secret: None,
             store: MemoryStore::new(),
@@ -268,9 +270,31 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
         self
     }
 
-    /// Who answers refused requests (default [`HttpResponder`]: problem documents, 429 when
-    /// rate limited). The responder builds the whole response, status included: see
-    /// [`Responder`].
+    /// Who answers refused requests. The responder builds the whole response, status
+    /// included: see [`Responder`].
+    ///
+    /// The default, [`AutoResponder`], tells gRPC calls by their content type
+    /// ([`is_grpc`](crate::headers::is_grpc)) and answers them the gRPC way
+    /// ([`GrpcResponder`](super::GrpcResponder): HTTP 200, `grpc-status` 8
+    /// RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms` when rate limited), every other
+    /// request with a problem document ([`HttpResponder`](super::HttpResponder): 429 with
+    /// `Retry-After` when rate limited). To answer every request one way:
+    ///
+    /// - HTTP only: `.responder(HttpResponder::new())`;
+    /// - gRPC only: `.responder(GrpcResponder::new())`;
+    /// - both, configured: `.responder(AutoResponder::new().http(..).grpc(..))`.
+    ///
+    /// ```
+    /// use tower_throttle::rate_limit::HttpResponder;
+    /// use tower_throttle::{Quota, RateLimitLayer, Rule};
+    ///
+    /// // A plain HTTP API: gRPC content types get problem documents too.
+    /// let layer = RateLimitLayer::builder()
+    ///     .rule(Rule::new("global", Quota::per_second(100)?))
+    ///     .responder(HttpResponder::new())
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.responder = Arc::new(responder);
         self

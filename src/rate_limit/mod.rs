@@ -1,5 +1,6 @@
 //! The server side of `RateLimitLayer`: keyed limits; refused requests are answered by a
-//! [`Responder`] (by default 429 with a problem document).
+//! [`Responder`] (by default [`AutoResponder`]: 429 with a problem document, or for gRPC
+//! calls a trailers-only response with `grpc-status` 8, RESOURCE_EXHAUSTED).
 //!
 //! See [`RateLimitLayer`] for an example, [`Rule`](crate::Rule) for matching and keys.
 
@@ -23,5 +24,7 @@ pub use future::ResponseFuture;
 pub use handle::{RateLimitHandle, RuleStats};
 pub use layer::{BuildError, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::StoreFailure;
-pub use responder::{HttpResponder, Rejection, RejectionReason, Responder};
+pub use responder::{
+    AutoResponder, GrpcResponder, HttpResponder, Rejection, RejectionReason, Responder,
+};
 pub use service::RateLimit;

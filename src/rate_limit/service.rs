@@ -21,9 +21,15 @@ use crate::engine::store::{MemoryStore, Store};
 /// Enforces a [`RateLimitLayer`](super::RateLimitLayer)'s rules in front of `S`.
 ///
 /// A request matching no rule, or an exempt route, goes straight to `S`. Otherwise all
-/// matching rules are decided at once; a refused request is answered with
-/// `429 Too Many Requests` (an HTTP response, not an error, so axum's `Infallible` services
-/// work) and never reaches `S`.
+/// matching rules are decided at once; a refused request is answered by the layer's
+/// [responder](super::RateLimitLayerBuilder::responder) (by default `429 Too Many
+/// Requests`, or for a gRPC call a trailers-only `RESOURCE_EXHAUSTED`: a response, not an
+/// error, so axum's and tonic's `Infallible` services work) and never reaches `S`.
+///
+/// With the `tonic` feature, a `RateLimit` around a tonic service is a
+/// `tonic::server::NamedService` of the same name, so one service can be layered:
+/// `Server::builder().add_service(layer.layer(GreeterServer::new(..)))`. Applied to the
+/// whole server (`Server::builder().layer(layer)`), it sees every call.
 ///
 /// `M` is the [`BodyMode`]: by default responses carry a
 /// [`RateLimitBody`](super::RateLimitBody); see
@@ -106,4 +112,12 @@ where
             }
         }
     }
+}
+
+#[cfg(feature = "tonic")]
+impl<S, St, M> tonic::server::NamedService for RateLimit<S, St, M>
+where
+    S: tonic::server::NamedService,
+{
+    const NAME: &'static str = S::NAME;
 }

@@ -27,7 +27,9 @@ pub enum MissingKey {
     /// Refuse the request at once, before any limit is consumed: the server mode's
     /// [responder](crate::rate_limit::Responder) answers it
     /// ([`RejectionReason::MissingKey`](crate::RejectionReason::MissingKey); 401 by
-    /// default, see [`HttpResponder::missing_key_status`](crate::rate_limit::HttpResponder::missing_key_status)),
+    /// default, see [`HttpResponder::missing_key_status`](crate::rate_limit::HttpResponder::missing_key_status),
+    /// and `UNAUTHENTICATED` for gRPC calls, see
+    /// [`GrpcResponder::missing_key_code`](crate::rate_limit::GrpcResponder::missing_key_code)),
     /// the client mode fails it with
     /// [`PacingError::MissingKey`](crate::pacing::PacingError::MissingKey).
     Reject,
@@ -68,6 +70,38 @@ pub enum MissingKey {
 /// slash on the request path is ignored, so `/v1/sign_ins/` matches `/v1/sign_ins`, and a
 /// `GET` route also covers `HEAD` (routers serve `HEAD` with the `GET` handler).
 /// Carve-outs are exact: see below.
+///
+/// # gRPC methods
+///
+/// A gRPC method is the route [`Route::grpc_method("helloworld.Greeter",
+/// "SayHello")`](Route::grpc_method) (`/helloworld.Greeter/SayHello`, any HTTP method), and
+/// every method of a service is [`Route::grpc_service("helloworld.Greeter")`](Route::grpc_service);
+/// metadata such as `x-api-key` are request headers, read by
+/// [`Header`](crate::rules::key::Header). Exempt a service, e.g. health checks, with
+/// `.exempt(Route::grpc_service("grpc.health.v1.Health"))`, or carve it out of one rule
+/// with [`except`](Self::except). Refused calls are answered the gRPC way (see
+/// [`RateLimitLayerBuilder::responder`](crate::RateLimitLayerBuilder::responder)).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_throttle::key::{Header, PeerIp};
+/// use tower_throttle::{Quota, RateLimitLayer, Route, Rule};
+///
+/// let layer = RateLimitLayer::builder()
+///     .rule(
+///         Rule::new("per_api_key", Quota::new(3, Duration::from_secs(10))?)
+///             .route(Route::grpc_method("helloworld.Greeter", "SayHello"))
+///             .key(Header::new("x-api-key".parse()?)),
+///     )
+///     .rule(
+///         Rule::new("per_ip", Quota::new(10, Duration::from_secs(10))?)
+///             .except(Route::grpc_service("grpc.reflection.v1.ServerReflection"))
+///             .key(PeerIp::new()),
+///     )
+///     .exempt(Route::grpc_service("grpc.health.v1.Health"))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Which path is matched
 ///

@@ -10,10 +10,50 @@ use crate::rules::key::{PathParams, MAX_PATH_PARAMS};
 use crate::rules::path::{canonicalize, PathError};
 
 /// A method (or any method) and a path template.
+///
+/// # gRPC methods
+///
+/// A gRPC call is a request to `/{package.Service}/{Method}`, so gRPC methods are routes:
+/// [`grpc_method`](Self::grpc_method) names one method, [`grpc_service`](Self::grpc_service)
+/// every method of a service. Both take any HTTP method: tonic's router and generated
+/// servers dispatch on the path alone, so a route for `POST` only could be walked around
+/// with a `GET` to the same path. Names are checked when the layer is built: an invalid
+/// one is a [`BuildError::BadTemplate`](crate::rate_limit::BuildError::BadTemplate), never
+/// a route that silently matches something else.
+///
+/// ```
+/// use tower_throttle::key::Header;
+/// use tower_throttle::{Quota, RateLimitLayer, Route, Rule};
+///
+/// let layer = RateLimitLayer::builder()
+///     // Every method of the service, one bucket per API key...
+///     .rule(
+///         Rule::new("greeter", Quota::per_minute(600)?)
+///             .route(Route::grpc_service("helloworld.Greeter"))
+///             .key(Header::new("x-api-key".parse()?)),
+///     )
+///     // ...and a tighter limit on one method.
+///     .rule(
+///         Rule::new("say_hello", Quota::per_second(3)?)
+///             .route(Route::grpc_method("helloworld.Greeter", "SayHello"))
+///             .key(Header::new("x-api-key".parse()?)),
+///     )
+///     // Health checks are never limited.
+///     .exempt(Route::grpc_service("grpc.health.v1.Health"))
+///     .build()?;
+///
+/// let bad = RateLimitLayer::builder()
+///     .rule(Rule::new("r", Quota::per_second(1)?).route(Route::grpc_service("helloworld/Greeter")))
+///     .build();
+/// assert!(bad.is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     method: Option<Method>,
     template: String,
+    /// Why the route cannot be built (an invalid gRPC name), reported by `compile`.
+    invalid: Option<String>,
 }
 
 impl Route {
@@ -22,6 +62,7 @@ impl Route {
         Route {
             method: Some(method),
             template: template.into(),
+            invalid: None,
         }
     }
 
@@ -30,6 +71,7 @@ impl Route {
         Route {
             method: None,
             template: template.into(),
+            invalid: None,
         }
     }
 
@@ -62,6 +104,9 @@ impl Route {
     }
 
     pub(crate) fn compile(&self) -> Result<CompiledRoute, String> {
+        if let Some(invalid) = &self.invalid {
+            return Err(invalid.clone());
+        }
         let segments = parse_template(&self.template)?;
         // A trailing slash that is not the root's, after a segment that is not `{*rest}`
         // (which captures whatever follows, slashes included).
@@ -390,5 +435,6 @@ impl CompiledRoute {
     }
 }
 
+mod grpc;
 #[cfg(test)]
 mod tests;

@@ -176,3 +176,129 @@ fn bad_templates_are_errors() {
     let nine = (0..9).map(|i| format!("/{{p{i}}}")).collect::<String>();
     assert!(Route::any(nine).compile().is_err());
 }
+
+#[test]
+fn grpc_routes_match_their_paths_under_every_http_method() {
+    let method = Route::grpc_method("helloworld.Greeter", "SayHello");
+    let service = Route::grpc_service("helloworld.Greeter");
+    assert_eq!(method.to_string(), "* /helloworld.Greeter/SayHello");
+    assert_eq!(service.to_string(), "* /helloworld.Greeter/{*method}");
+    for verb in [Method::POST, Method::GET, Method::PUT, Method::HEAD] {
+        assert!(m(&method, verb.clone(), "/helloworld.Greeter/SayHello").is_some());
+        assert!(m(&service, verb, "/helloworld.Greeter/SayHello").is_some());
+    }
+    for other in [
+        "/helloworld.Greeter/SayHelloAgain",
+        "/helloworld.Greeter",
+        "/helloworld.GreeterX/SayHello",
+        "/other.Greeter/SayHello",
+    ] {
+        assert!(m(&method, Method::POST, other).is_none(), "{other}");
+    }
+    assert!(m(&service, Method::POST, "/helloworld.GreeterX/SayHello").is_none());
+    assert!(m(&service, Method::POST, "/helloworld/Greeter").is_none());
+    // The method's name is the `method` parameter of a service route.
+    let c = service.compile().unwrap();
+    let t = target("/helloworld.Greeter/SayHello", false);
+    let mut p = PathParams::default();
+    assert!(c.includes(&Method::POST, &t, &mut p));
+    assert_eq!(p.get("method"), Some("SayHello"));
+    // An exempt service: every method as sent, any HTTP method.
+    let health = Route::grpc_service("grpc.health.v1.Health")
+        .compile()
+        .unwrap();
+    for path in [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+    ] {
+        let t = target(path, false);
+        let mut p = PathParams::default();
+        assert!(health.excludes(&Method::GET, &t, &mut p), "{path}");
+    }
+    let t = target("/grpc.health.v1.HealthX/Check", false);
+    let mut p = PathParams::default();
+    assert!(!health.excludes(&Method::POST, &t, &mut p));
+}
+
+#[test]
+fn bad_grpc_names_are_errors_not_other_routes() {
+    for (route, needle) in [
+        (Route::grpc_service("helloworld/Greeter"), "contains '/'"),
+        (Route::grpc_service("/helloworld.Greeter"), "contains '/'"),
+        (Route::grpc_service(""), "\"\" is not an identifier"),
+        (
+            Route::grpc_service("hello world.Greeter"),
+            "\"hello world\"",
+        ),
+        (
+            Route::grpc_service("helloworld..Greeter"),
+            "\"\" is not an identifier",
+        ),
+        (
+            Route::grpc_service("helloworld.Greeter."),
+            "\"\" is not an identifier",
+        ),
+        (Route::grpc_service("1pkg.Greeter"), "\"1pkg\""),
+        (Route::grpc_service("pkg.{x}"), "\"{x}\""),
+        (Route::grpc_service("pkg.Grüße"), "\"Grüße\""),
+        (
+            Route::grpc_method("helloworld.Greeter", ""),
+            "gRPC method name \"\"",
+        ),
+        (
+            Route::grpc_method("helloworld.Greeter", "Say/Hello"),
+            "gRPC method name",
+        ),
+        (
+            Route::grpc_method("helloworld.Greeter", "{*m}"),
+            "gRPC method name",
+        ),
+        (
+            Route::grpc_method("helloworld.Greeter", ".."),
+            "gRPC method name",
+        ),
+        (
+            Route::grpc_method("hello/world", "SayHello"),
+            "contains '/'",
+        ),
+    ] {
+        let err = route.compile().unwrap_err();
+        assert!(err.contains(needle), "{route}: {err}");
+    }
+    for ok in ["a", "_a", "a1.B_2.c", "grpc.health.v1.Health"] {
+        assert!(Route::grpc_service(ok).compile().is_ok(), "{ok}");
+        assert!(Route::grpc_method(ok, "_M1").compile().is_ok(), "{ok}");
+    }
+}
+
+#[test]
+fn bad_grpc_names_surface_when_the_layer_is_built() {
+    use crate::rate_limit::BuildError;
+    use crate::{Quota, RateLimitLayer, Rule};
+    let rule = Rule::new("greeter", Quota::per_second(1).unwrap())
+        .route(Route::grpc_method("helloworld.Greeter", "Say-Hello"));
+    let err = RateLimitLayer::builder().rule(rule).build().unwrap_err();
+    let reason = "gRPC method name \"Say-Hello\" is not an identifier (ASCII letters, digits \
+                  and '_', not starting with a digit)";
+    assert_eq!(
+        err,
+        BuildError::BadTemplate {
+            rule: "greeter".to_owned(),
+            route: "* /helloworld.Greeter/Say-Hello".to_owned(),
+            reason: reason.to_owned(),
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("rule \"greeter\": route `* /helloworld.Greeter/Say-Hello`: {reason}")
+    );
+    let exempt = RateLimitLayer::builder()
+        .rule(Rule::new("all", Quota::per_second(1).unwrap()))
+        .exempt(Route::grpc_service("grpc.health.v1/Health"))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&exempt, BuildError::BadTemplate { rule, .. } if rule == "exempt"),
+        "{exempt}"
+    );
+}

@@ -1,17 +1,24 @@
 //! The response to a refused request: [`Rejection`] says why, a [`Responder`] builds it.
-//! [`HttpResponder`] (RFC 9457 problem documents) is the default.
+//! [`HttpResponder`] answers with RFC 9457 problem documents, [`GrpcResponder`] with gRPC
+//! trailers-only responses, and the default, [`AutoResponder`], picks one of them by the
+//! request's content type.
+
+mod grpc;
+mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::{Extensions, HeaderMap, Method, Request, Response, Uri};
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 
 use super::rule_set::CompiledRule;
 use crate::engine::gcra::LimitState;
 use crate::engine::quota::Quota;
-use crate::headers::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot};
+use crate::headers::{is_grpc, HeaderDialects, LimitSnapshot};
+
+pub use self::grpc::GrpcResponder;
+pub use self::http::HttpResponder;
 
 /// Why the layer answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +119,9 @@ impl<'a> Rejection<'a> {
     /// Writes the rate-limit header dialects the layer is configured with
     /// ([`RateLimitLayerBuilder::headers`](crate::RateLimitLayerBuilder::headers)) for the
     /// refusing limit, replacing earlier values; nothing when there is no limit state (see
-    /// [`limit`](Self::limit)). `Retry-After` is not one of them: see
-    /// [`retry_after_value`].
+    /// [`limit`](Self::limit)). `Retry-After` and gRPC's `grpc-retry-pushback-ms` are not
+    /// among them: see [`retry_after_value`](crate::headers::retry_after_value) and
+    /// [`pushback_value`](crate::headers::pushback_value).
     pub fn write_rate_limit_headers(&self, headers: &mut HeaderMap) {
         if let (Some(rule), Some(state)) = (self.rule, self.state) {
             rule.headers
@@ -140,11 +148,29 @@ impl<'a> Rejection<'a> {
     pub fn extensions(&self) -> &'a Extensions {
         self.extensions
     }
+
+    /// Why the request is refused, in words: the problem document's `detail` and the
+    /// start of the gRPC message.
+    pub(crate) fn detail(&self) -> String {
+        match (self.reason, self.rule(), self.quota()) {
+            (RejectionReason::RateLimited, Some(rule), quota) => {
+                let mut text = format!("rate limit '{rule}' exceeded");
+                if let Some(q) = quota {
+                    text.push_str(&format!(" ({} per {:?})", q.count(), q.period()));
+                }
+                text
+            }
+            (RejectionReason::MissingKey(what), ..) => format!("missing {what}"),
+            (RejectionReason::BadPath(what), ..) => format!("unreadable path: {what}"),
+            _ => "rate limiter unavailable".to_owned(),
+        }
+    }
 }
 
 /// Builds the whole response (status, headers, body) to a request the layer refuses.
 ///
-/// The default is [`HttpResponder`]. A closure taking `&Rejection` is a responder, so is an
+/// The default is [`AutoResponder`] (gRPC calls answered by [`GrpcResponder`], other
+/// requests by [`HttpResponder`]). A closure taking `&Rejection` is a responder, so is an
 /// `Arc` of one. The body is complete bytes; an empty body ends the response with its
 /// headers (as a gRPC trailers-only response does).
 ///
@@ -190,154 +216,69 @@ impl<R: Responder + ?Sized> Responder for Arc<R> {
     }
 }
 
-/// The default [`Responder`]: an RFC 9457 problem document (`application/problem+json`)
-/// with the status of the reason, the configured rate-limit headers and, when rate
-/// limited, `Retry-After` (whole seconds, rounded up).
+/// The default [`Responder`] of [`RateLimitLayer`](crate::RateLimitLayer): gRPC calls
+/// (a gRPC content type, see [`is_grpc`]: `application/grpc`, its `+proto` / `+json`
+/// forms, gRPC-Web) are answered by a [`GrpcResponder`] (a trailers-only response:
+/// HTTP 200, `grpc-status` 8 when rate limited), every other request by an
+/// [`HttpResponder`] (a problem document: 429 when rate limited).
 ///
-/// | reason | status |
-/// |---|---|
-/// | [`RateLimited`](RejectionReason::RateLimited) | 429 Too Many Requests |
-/// | [`MissingKey`](RejectionReason::MissingKey) | 401 Unauthorized, or [`missing_key_status`](Self::missing_key_status) |
-/// | [`StoreUnavailable`](RejectionReason::StoreUnavailable) | 503 Service Unavailable, or [`store_failure_status`](Self::store_failure_status) |
-/// | [`BadPath`](RejectionReason::BadPath) | 400 Bad Request |
-///
-/// To replace only the body, wrap it:
+/// Either part can be configured; to answer every request one way, set that responder
+/// alone instead (HTTP only: `.responder(HttpResponder::new())`, gRPC only:
+/// `.responder(GrpcResponder::new())`).
 ///
 /// ```
-/// use bytes::Bytes;
 /// use http::StatusCode;
-/// use tower_throttle::rate_limit::{HttpResponder, Responder};
-/// use tower_throttle::{MissingKey, Quota, RateLimitLayer, Rejection, Rule};
-/// use tower_throttle::key::BearerToken;
+/// use tower_throttle::headers::GrpcCode;
+/// use tower_throttle::key::Header;
+/// use tower_throttle::rate_limit::{AutoResponder, GrpcResponder, HttpResponder};
+/// use tower_throttle::{MissingKey, Quota, RateLimitLayer, Rule};
 ///
-/// let http = HttpResponder::new().missing_key_status(StatusCode::FORBIDDEN);
 /// let layer = RateLimitLayer::builder()
 ///     .rule(
-///         Rule::new("per_token", Quota::per_second(10)?)
-///             .key(BearerToken)
+///         Rule::new("per_api_key", Quota::per_second(10)?)
+///             .key(Header::new("x-api-key".parse()?))
 ///             .on_missing_key(MissingKey::Reject),
 ///     )
-///     .responder(move |r: &Rejection<'_>| {
-///         let mut res = http.respond(r);
-///         *res.body_mut() = Bytes::from_static(b"{\"error\":\"slow down\"}");
-///         res
-///     })
+///     .responder(
+///         AutoResponder::new()
+///             .http(HttpResponder::new().missing_key_status(StatusCode::FORBIDDEN))
+///             .grpc(GrpcResponder::new().missing_key_code(GrpcCode::PermissionDenied)),
+///     )
 ///     .build()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpResponder {
-    missing_key: StatusCode,
-    store_failure: StatusCode,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AutoResponder {
+    http: HttpResponder,
+    grpc: GrpcResponder,
 }
 
-impl Default for HttpResponder {
-    fn default() -> Self {
-        HttpResponder {
-            missing_key: StatusCode::UNAUTHORIZED,
-            store_failure: StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
-impl HttpResponder {
-    /// The default responder.
+impl AutoResponder {
+    /// Default [`HttpResponder`] and [`GrpcResponder`]: the layer's default.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The status of a request whose key is missing (default 401; 400 or 403 are common,
-    /// 500 when the key should always be there, as the peer address).
-    pub fn missing_key_status(self, status: StatusCode) -> Self {
-        HttpResponder {
-            missing_key: status,
-            ..self
-        }
+    /// Answers requests that are not gRPC calls with `http`.
+    pub fn http(self, http: HttpResponder) -> Self {
+        AutoResponder { http, ..self }
     }
 
-    /// The status of a request refused because the store failed (default 503).
-    pub fn store_failure_status(self, status: StatusCode) -> Self {
-        HttpResponder {
-            store_failure: status,
-            ..self
-        }
+    /// Answers gRPC calls with `grpc`.
+    pub fn grpc(self, grpc: GrpcResponder) -> Self {
+        AutoResponder { grpc, ..self }
     }
+}
 
-    /// The status this responder answers `reason` with.
-    pub fn status(&self, reason: RejectionReason) -> StatusCode {
-        match reason {
-            RejectionReason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            RejectionReason::MissingKey(_) => self.missing_key,
-            RejectionReason::StoreUnavailable => self.store_failure,
-            RejectionReason::BadPath(_) => StatusCode::BAD_REQUEST,
+impl Responder for AutoResponder {
+    fn respond(&self, rejection: &Rejection<'_>) -> Response<Bytes> {
+        if is_grpc(rejection.headers) {
+            self.grpc.respond(rejection)
+        } else {
+            self.http.respond(rejection)
         }
     }
 }
 
-impl Responder for HttpResponder {
-    fn respond(&self, r: &Rejection<'_>) -> Response<Bytes> {
-        let status = self.status(r.reason);
-        let mut res = Response::new(Bytes::from(problem(status, r)));
-        *res.status_mut() = status;
-        let headers = res.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        r.write_rate_limit_headers(headers);
-        if let Some(wait) = r.retry_after {
-            headers.insert(RETRY_AFTER, retry_after_value(wait));
-        }
-        res
-    }
-}
-
-/// The problem document of `r`, answered with `status`.
-fn problem(status: StatusCode, r: &Rejection<'_>) -> String {
-    let title = status.canonical_reason().unwrap_or("Error");
-    let mut body = format!(
-        "{{\"type\":\"about:blank\",\"title\":\"{title}\",\"status\":{},\"detail\":\"",
-        status.as_u16()
-    );
-    match (r.reason, r.rule()) {
-        (RejectionReason::RateLimited, Some(rule)) => {
-            body.push_str("rate limit '");
-            json_escape(rule, &mut body);
-            body.push_str("' exceeded");
-            if let Some(q) = r.quota() {
-                body.push_str(&format!(" ({} per {:?})", q.count(), q.period()));
-            }
-        }
-        (RejectionReason::MissingKey(what), _) => {
-            body.push_str("missing ");
-            json_escape(what, &mut body);
-        }
-        (RejectionReason::BadPath(what), _) => {
-            body.push_str("unreadable path: ");
-            json_escape(what, &mut body);
-        }
-        _ => body.push_str("rate limiter unavailable"),
-    }
-    body.push('"');
-    if let Some(rule) = r.rule() {
-        body.push_str(",\"rule\":\"");
-        json_escape(rule, &mut body);
-        body.push('"');
-    }
-    if let Some(wait) = r.retry_after {
-        body.push_str(&format!(",\"retry_after\":{}", ceil_secs(wait).max(1)));
-    }
-    body.push('}');
-    body
-}
-
-fn json_escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-}
+#[cfg(test)]
+mod tests;
