@@ -25,7 +25,9 @@ pub enum StoreFailure {
     /// [`RejectionReason::StoreUnavailable`](crate::RejectionReason::StoreUnavailable):
     /// the [`HttpResponder`](super::HttpResponder) answers 503 (see its
     /// [`store_failure_status`](super::HttpResponder::store_failure_status)), without a
-    /// misleading `Retry-After`.
+    /// misleading `Retry-After`; the [`GrpcResponder`](super::GrpcResponder) answers gRPC
+    /// calls `UNAVAILABLE` (see its
+    /// [`store_failure_code`](super::GrpcResponder::store_failure_code)), without pushback.
     Reject,
 }
 
