@@ -184,7 +184,7 @@ async fn max_wait_fails_fast_or_waits_the_cap() {
     let err = retry_error(svc.clone().oneshot(get("/x")).await.unwrap_err());
     assert!(matches!(
         err,
-        RetryError::WaitTooLong { hint, max_wait, last_status: Some(StatusCode::TOO_MANY_REQUESTS) }
+        RetryError::WaitTooLong { hint, max_wait, last_status: Some(StatusCode::TOO_MANY_REQUESTS), .. }
             if hint == secs(3600.0) && max_wait == secs(60.0)
     ));
     assert_eq!(mock.times(), [secs(0.0)]);
