@@ -9,10 +9,10 @@
 //! tonic client, server and channel set no timers of their own by default).
 #![cfg(feature = "tonic")]
 
-#[path = "../examples/support/helloworld.rs"]
-mod helloworld;
 #[path = "tonic_client/harness.rs"]
 mod harness;
+#[path = "../examples/support/helloworld.rs"]
+mod helloworld;
 
 use std::time::Duration;
 
@@ -54,7 +54,11 @@ fn pushback(status: &tonic::Status) -> Option<&str> {
 #[tokio::test(start_paused = true)]
 async fn pushback_is_honored_exactly_then_the_call_succeeds() {
     let server = serve(
-        vec![refuse(Code::ResourceExhausted, "slow down", &[("grpc-retry-pushback-ms", "1500")])],
+        vec![refuse(
+            Code::ResourceExhausted,
+            "slow down",
+            &[("grpc-retry-pushback-ms", "1500")],
+        )],
         greet(&[]),
     )
     .await;
@@ -71,10 +75,18 @@ async fn pushback_is_honored_exactly_then_the_call_succeeds() {
 
     let reply = client.say_hello(hello("Ada")).await.unwrap();
     assert_eq!(reply.into_inner().message, "Hello Ada!");
-    assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(1500)], "after exactly the pushback");
+    assert_eq!(
+        sent.times(SAY_HELLO),
+        [ms(0), ms(1500)],
+        "after exactly the pushback"
+    );
     assert_eq!(server.calls(), 2);
     let stats = monitor.handle().stats();
-    assert_eq!((stats.responses, stats.hits), (2, 1), "RESOURCE_EXHAUSTED is a hit");
+    assert_eq!(
+        (stats.responses, stats.hits),
+        (2, 1),
+        "RESOURCE_EXHAUSTED is a hit"
+    );
 }
 
 /// The issue's defect: a give-up reached tonic as `Unknown "gave up after 4 attempts;
@@ -84,17 +96,25 @@ async fn a_give_up_surfaces_the_servers_status() {
     let down = refuse(
         Code::Unavailable,
         "down for maintenance",
-        &[("x-detail", "db-failover"), ("grpc-retry-pushback-ms", "100")],
+        &[
+            ("x-detail", "db-failover"),
+            ("grpc-retry-pushback-ms", "100"),
+        ],
     );
     let server = serve(vec![], down).await;
     let sent = Sent::default();
-    // The predicate the issue's user wrote to get gRPC retries at all.
+    // The predicate the issue's user wrote to get gRPC retries at all (now not needed,
+    // nor read: UNAVAILABLE is a default retry code, whatever the method).
     let layer = backoff()
+        .idempotent_only(false)
         .retry_if(|_, headers| headers.get("grpc-status").is_some_and(|v| v == "14"))
         .build()
         .unwrap();
     let stack = layer.layer(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack).say_hello(hello("Ada")).await.unwrap_err();
+    let status = GreeterClient::new(stack)
+        .say_hello(hello("Ada"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(status.message(), "down for maintenance");
     assert_eq!(status.metadata().get("x-detail").unwrap(), "db-failover");
@@ -102,14 +122,24 @@ async fn a_give_up_surfaces_the_servers_status() {
     assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(100), ms(200), ms(300)]);
 
     // RetryAfterLayer gives up the same way, and its gate keeps the method blocked.
-    let exhausted = refuse(Code::ResourceExhausted, "quota", &[("grpc-retry-pushback-ms", "1000")]);
+    let exhausted = refuse(
+        Code::ResourceExhausted,
+        "quota",
+        &[("grpc-retry-pushback-ms", "1000")],
+    );
     let server = serve(vec![], exhausted).await;
     let sent = Sent::default();
     let layer = retry_after().max_retries(2).build().unwrap();
     let gate = layer.gate().unwrap().clone();
     let stack = layer.layer(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack).say_hello(hello("Ada")).await.unwrap_err();
-    assert_eq!((status.code(), status.message()), (Code::ResourceExhausted, "quota"));
+    let status = GreeterClient::new(stack)
+        .say_hello(hello("Ada"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::ResourceExhausted, "quota")
+    );
     assert_eq!(pushback(&status), Some("1000"));
     assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(1000), ms(2000)]);
     let key = format!("POST {SAY_HELLO}");
@@ -138,9 +168,16 @@ async fn unavailable_is_retried_invalid_argument_is_not() {
             .layer(retry_after().build().unwrap())
             .layer(backoff().build().unwrap())
             .service(sent.over(connect(server.addr).await));
-        let status = GreeterClient::new(stack).say_hello(hello("Ada")).await.unwrap_err();
+        let status = GreeterClient::new(stack)
+            .say_hello(hello("Ada"))
+            .await
+            .unwrap_err();
         assert_eq!((status.code(), status.message()), (code, "no"));
-        assert_eq!((sent.times(SAY_HELLO).len(), server.calls()), (1, 1), "{code:?}");
+        assert_eq!(
+            (sent.times(SAY_HELLO).len(), server.calls()),
+            (1, 1),
+            "{code:?}"
+        );
     }
 }
 
@@ -152,27 +189,49 @@ async fn resource_exhausted_without_pushback_is_retried_only_when_configured() {
         .layer(retry_after().build().unwrap())
         .layer(backoff().build().unwrap())
         .service(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack).say_hello(hello("Ada")).await.unwrap_err();
+    let status = GreeterClient::new(stack)
+        .say_hello(hello("Ada"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert_eq!(sent.times(SAY_HELLO), [ms(0)], "not retried by default");
 
     // Listed in both layers: the backoff layer retries it on its schedule.
     let codes = [GrpcCode::Unavailable, GrpcCode::ResourceExhausted];
-    let server = serve(vec![refuse(Code::ResourceExhausted, "quota", &[])], greet(&[])).await;
+    let server = serve(
+        vec![refuse(Code::ResourceExhausted, "quota", &[])],
+        greet(&[]),
+    )
+    .await;
     let sent = Sent::default();
     let stack = ServiceBuilder::new()
         .layer(retry_after().grpc_retry_codes(codes).build().unwrap())
         .layer(backoff().grpc_retry_codes(codes).build().unwrap())
         .service(sent.over(connect(server.addr).await));
-    assert!(GreeterClient::new(stack).say_hello(hello("Ada")).await.is_ok());
+    assert!(GreeterClient::new(stack)
+        .say_hello(hello("Ada"))
+        .await
+        .is_ok());
     assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(1000)]);
 
     // Listed in RetryAfterLayer alone: it waits its default delay.
-    let server = serve(vec![refuse(Code::ResourceExhausted, "quota", &[])], greet(&[])).await;
+    let server = serve(
+        vec![refuse(Code::ResourceExhausted, "quota", &[])],
+        greet(&[]),
+    )
+    .await;
     let sent = Sent::default();
-    let layer = retry_after().grpc_retry_codes(codes).default_delay(ms(2500));
-    let stack = layer.build().unwrap().layer(sent.over(connect(server.addr).await));
-    assert!(GreeterClient::new(stack).say_hello(hello("Ada")).await.is_ok());
+    let layer = retry_after()
+        .grpc_retry_codes(codes)
+        .default_delay(ms(2500));
+    let stack = layer
+        .build()
+        .unwrap()
+        .layer(sent.over(connect(server.addr).await));
+    assert!(GreeterClient::new(stack)
+        .say_hello(hello("Ada"))
+        .await
+        .is_ok());
     assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(2500)]);
 }
 
@@ -180,7 +239,11 @@ async fn resource_exhausted_without_pushback_is_retried_only_when_configured() {
 /// method goes at once. The endpoint key is method + authority + the gRPC method's path.
 #[tokio::test(start_paused = true)]
 async fn the_gate_blocks_the_method_for_the_pushback() {
-    let refusal = refuse(Code::ResourceExhausted, "slow down", &[("grpc-retry-pushback-ms", "3000")]);
+    let refusal = refuse(
+        Code::ResourceExhausted,
+        "slow down",
+        &[("grpc-retry-pushback-ms", "3000")],
+    );
     let server = serve(vec![refusal], greet(&[])).await;
     let sent = Sent::default();
     let layer = retry_after().build().unwrap();
@@ -201,9 +264,16 @@ async fn the_gate_blocks_the_method_for_the_pushback() {
     let mut second = client.clone();
     let second = tokio::spawn(async move { second.say_hello(hello("b")).await });
     let other = tokio::spawn(harness::say_goodbye(stack, origin));
-    assert_eq!(other.await.unwrap().unwrap_err().code(), Code::Unimplemented);
+    assert_eq!(
+        other.await.unwrap().unwrap_err().code(),
+        Code::Unimplemented
+    );
     assert!(first.await.unwrap().is_ok() && second.await.unwrap().is_ok());
-    assert_eq!(sent.times(harness::SAY_GOODBYE), [ms(0)], "another method goes at once");
+    assert_eq!(
+        sent.times(harness::SAY_GOODBYE),
+        [ms(0)],
+        "another method goes at once"
+    );
     // The refused call retries, and the new one goes, when the block ends.
     assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(3000), ms(3000)]);
     assert_eq!(server.calls(), 3, "SayGoodbye never reaches the handler");
@@ -213,14 +283,24 @@ async fn the_gate_blocks_the_method_for_the_pushback() {
 /// is not sent, and its error carries a `tonic::Status` that tonic finds.
 #[tokio::test(start_paused = true)]
 async fn a_gate_refusal_reads_as_resource_exhausted_with_the_block_left() {
-    let refusal = refuse(Code::ResourceExhausted, "quota", &[("grpc-retry-pushback-ms", "5000")]);
+    let refusal = refuse(
+        Code::ResourceExhausted,
+        "quota",
+        &[("grpc-retry-pushback-ms", "5000")],
+    );
     let server = serve(vec![refusal], greet(&[])).await;
     let sent = Sent::default();
     let layer = retry_after().max_wait(ms(1000)).default_delay(ms(1000));
-    let stack = layer.build().unwrap().layer(sent.over(connect(server.addr).await));
+    let stack = layer
+        .build()
+        .unwrap()
+        .layer(sent.over(connect(server.addr).await));
     let mut client = GreeterClient::new(stack);
     let status = client.say_hello(hello("a")).await.unwrap_err();
-    assert_eq!((status.code(), status.message()), (Code::ResourceExhausted, "quota"));
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::ResourceExhausted, "quota")
+    );
     tokio::time::advance(ms(1200)).await;
     let status = client.say_hello(hello("b")).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -238,8 +318,14 @@ async fn max_retries_and_the_budget_apply() {
         .build()
         .unwrap()
         .layer(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack).say_hello(hello("a")).await.unwrap_err();
-    assert_eq!((status.code(), status.message()), (Code::Unavailable, "down"));
+    let status = GreeterClient::new(stack)
+        .say_hello(hello("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unavailable, "down")
+    );
     assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(1000), ms(3000)]);
 
     // An empty budget: no retry, and the caller still gets the server's status.
@@ -250,8 +336,14 @@ async fn max_retries_and_the_budget_apply() {
         .build()
         .unwrap()
         .layer(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack).say_hello(hello("a")).await.unwrap_err();
-    assert_eq!((status.code(), status.message()), (Code::Unavailable, "down"));
+    let status = GreeterClient::new(stack)
+        .say_hello(hello("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unavailable, "down")
+    );
     assert_eq!(sent.times(SAY_HELLO), [ms(0)]);
 }
 
@@ -270,7 +362,10 @@ async fn a_server_that_is_down_reads_unavailable() {
             .layer(retry_after().build().unwrap())
             .layer(backoff().max_retries(2).budget(budget).build().unwrap())
             .service(sent.over(channel));
-        let status = GreeterClient::new(stack).say_hello(hello("a")).await.unwrap_err();
+        let status = GreeterClient::new(stack)
+            .say_hello(hello("a"))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(sent.times(SAY_HELLO).len(), attempts, "never sent: retried");
     }
@@ -319,8 +414,14 @@ async fn the_monitor_reads_grpc_metadata_by_method() {
     assert_eq!(snap.reset_after(), Some(ms(7000)));
 
     relative.say_hello(hello("c")).await.unwrap_err();
-    let snap = handle.snapshot(SAY_HELLO).expect("keyed by the method alone");
-    assert_eq!(snap.reset_after(), Some(ms(2500)), "the pushback as the reset");
+    let snap = handle
+        .snapshot(SAY_HELLO)
+        .expect("keyed by the method alone");
+    assert_eq!(
+        snap.reset_after(),
+        Some(ms(2500)),
+        "the pushback as the reset"
+    );
     assert_eq!(snap.last_grpc_status, Some(GrpcCode::Unavailable));
 
     let stats = handle.stats();
@@ -330,9 +431,16 @@ async fn the_monitor_reads_grpc_metadata_by_method() {
         .unwrap()
         .iter()
         .filter_map(|e| match e {
-            MonitorEvent::Hit { status, grpc_status, .. } => Some((*status, *grpc_status)),
+            MonitorEvent::Hit {
+                status,
+                grpc_status,
+                ..
+            } => Some((*status, *grpc_status)),
             _ => None,
         })
         .collect();
-    assert_eq!(hits, [(http::StatusCode::OK, Some(GrpcCode::ResourceExhausted))]);
+    assert_eq!(
+        hits,
+        [(http::StatusCode::OK, Some(GrpcCode::ResourceExhausted))]
+    );
 }

@@ -39,7 +39,11 @@ pub fn greet(metadata: &[(&'static str, &'static str)]) -> Reply {
     Reply::Greet(metadata.to_vec())
 }
 
-pub fn refuse(code: Code, message: &'static str, metadata: &[(&'static str, &'static str)]) -> Reply {
+pub fn refuse(
+    code: Code,
+    message: &'static str,
+    metadata: &[(&'static str, &'static str)],
+) -> Reply {
     Reply::Refuse(code, message, metadata.to_vec())
 }
 
@@ -52,7 +56,10 @@ fn metadata(fields: &[(&'static str, &'static str)]) -> MetadataMap {
 }
 
 impl Reply {
-    fn answer(&self, req: tonic::Request<HelloRequest>) -> Result<tonic::Response<HelloReply>, Status> {
+    fn answer(
+        &self,
+        req: tonic::Request<HelloRequest>,
+    ) -> Result<tonic::Response<HelloReply>, Status> {
         match self {
             Reply::Greet(fields) => {
                 let message = format!("Hello {}!", req.into_inner().name);
@@ -174,12 +181,16 @@ where
 }
 
 /// A client stack with its type erased, so that tests can clone and share one.
-pub type Svc = BoxCloneService<Request<tonic::body::Body>, Response<tonic::body::Body>, tower_throttle::Error>;
+pub type Svc =
+    BoxCloneService<Request<tonic::body::Body>, Response<tonic::body::Body>, tower_throttle::Error>;
 
 pub fn boxed<S>(svc: S) -> Svc
 where
-    S: Service<Request<tonic::body::Body>, Response = Response<tonic::body::Body>, Error = tower_throttle::Error>
-        + Clone
+    S: Service<
+            Request<tonic::body::Body>,
+            Response = Response<tonic::body::Body>,
+            Error = tower_throttle::Error,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -190,8 +201,11 @@ where
 /// Calls a method the Greeter does not have, through `svc`.
 pub async fn say_goodbye(svc: Svc, origin: Uri) -> Result<tonic::Response<HelloReply>, Status> {
     let mut grpc = tonic::client::Grpc::with_origin(svc, origin);
-    grpc.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(e.to_string()))?;
     let request = tonic::Request::new(HelloRequest { name: "x".into() });
     let path = http::uri::PathAndQuery::from_static(SAY_GOODBYE);
-    grpc.unary(request, path, tonic_prost::ProstCodec::default()).await
+    grpc.unary(request, path, tonic_prost::ProstCodec::default())
+        .await
 }
