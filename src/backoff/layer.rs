@@ -210,6 +210,12 @@ impl Policy for BackoffPolicy {
 /// idempotent requests (or ones with an `Idempotency-Key`); `Retry-After` honored exactly;
 /// a retry budget of 20 % of requests plus 10 retries per second, shared by every clone.
 ///
+/// gRPC: a response whose headers carry `grpc-status` follows gRPC's retry codes instead
+/// (default `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` with a pushback), whatever the method:
+/// see [`grpc_retry_codes`](BackoffLayerBuilder::grpc_retry_codes). When the layer gives
+/// up on a gRPC call (attempts, budget or `max_elapsed`), the caller receives the last
+/// response, so the gRPC client reads the server's status, message and metadata.
+///
 /// ```
 /// use std::time::Duration;
 /// use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter};

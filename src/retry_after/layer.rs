@@ -63,7 +63,11 @@ pub struct RetryAfterPolicy {
 
 /// The default key of gated endpoints: the method, a space, then the request's authority
 /// (or, for a relative URI, its `Host` header) and path, without the query:
-/// `"GET api.example.com/v1/users"`.
+/// `"GET api.example.com/v1/users"`. A gRPC call's key is
+/// `"POST host:port/pkg.Service/Method"` when the client sends absolute URIs (tonic's
+/// `with_origin`), and `"POST /pkg.Service/Method"` with tonic's default relative URIs
+/// (the channel adds its origin below the layers): enough for a layer used with one
+/// channel, not for one shared by channels to several servers.
 ///
 /// The endpoint part is the one every client layer uses (the monitor's
 /// [`default_key`](crate::monitor::default_key)); the gate adds the method because a
@@ -232,6 +236,16 @@ impl Policy for RetryAfterPolicy {
 /// retries after exactly the delay the server asked for, and holds *new* requests to the
 /// same endpoint until the block expires (Clerk: "all subsequent requests to that specific
 /// endpoint will be blocked").
+///
+/// gRPC: a response whose headers carry `grpc-status` (a trailers-only refusal, HTTP 200)
+/// is read by gRPC's rules instead (see
+/// [`grpc_retry_codes`](RetryAfterLayerBuilder::grpc_retry_codes)): `RESOURCE_EXHAUSTED`
+/// or a retry code with `grpc-retry-pushback-ms` blocks the method (the gate key is
+/// method, authority and path, and a gRPC method's path is `/pkg.Service/Method`) for
+/// exactly the pushback and is retried after it; a retry code without pushback waits
+/// [`default_delay`](RetryAfterLayerBuilder::default_delay). When the layer gives up on a
+/// gRPC call it returns the last response, so the gRPC client reads the server's status;
+/// see [`RetryError`] for the one case that stays an error.
 ///
 /// ```
 /// use std::time::Duration;

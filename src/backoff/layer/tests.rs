@@ -75,19 +75,13 @@ fn a_zero_max_elapsed_is_refused() {
         .is_ok());
 }
 
+type Reply = Response<Empty<bytes::Bytes>>;
+type Scripted = tower::util::BoxCloneService<Request<ReplayBody>, Reply, std::io::Error>;
+type Sent = Arc<StdMutex<Vec<Instant>>>;
+
 /// A service answering `answers` in order (then the last one forever), recording when
 /// each attempt came.
-fn scripted(
-    answers: Vec<Result<Response<Empty<bytes::Bytes>>, std::io::ErrorKind>>,
-) -> (
-    impl tower::Service<
-            Request<ReplayBody>,
-            Response = Response<Empty<bytes::Bytes>>,
-            Error = std::io::Error,
-            Future = impl Send,
-        > + Clone,
-    Arc<StdMutex<Vec<Instant>>>,
-) {
+fn scripted(answers: Vec<Result<Reply, std::io::ErrorKind>>) -> (Scripted, Sent) {
     let sent = Arc::new(StdMutex::new(Vec::new()));
     let log = Arc::clone(&sent);
     let answers = Arc::new(answers);
@@ -106,7 +100,7 @@ fn scripted(
         };
         async move { answer }
     });
-    (svc, sent)
+    (Scripted::new(svc), sent)
 }
 
 fn answer(status: u16, headers: &[(&'static str, &'static str)]) -> Response<Empty<bytes::Bytes>> {
