@@ -16,17 +16,17 @@ mod helloworld;
 
 use std::time::Duration;
 
-use harness::{boxed, connect, greet, ms, refuse, serve, Sent};
+use harness::{boxed, connect, greet, ms, refuse, serve, Sent, Server};
 use helloworld::{GreeterClient, HelloRequest, SAY_HELLO};
 use tonic::Code;
 use tower::{Layer, ServiceBuilder};
-use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter, RetryBudget};
+use tower_throttle::backoff::{Backoff, BackoffLayer, BackoffLayerBuilder, Jitter, RetryBudget};
 use tower_throttle::headers::GrpcCode;
 use tower_throttle::monitor::MonitorEvent;
-use tower_throttle::retry_after::RetryAfterLayer;
+use tower_throttle::retry_after::{RetryAfterLayer, RetryAfterLayerBuilder};
 use tower_throttle::{HeaderMonitorLayer, TonicBodyLayer};
 
-fn backoff() -> tower_throttle::backoff::BackoffLayerBuilder {
+fn backoff() -> BackoffLayerBuilder {
     BackoffLayer::builder()
         .backoff(
             Backoff::exponential(Duration::from_secs(1), 2.0)
@@ -36,7 +36,7 @@ fn backoff() -> tower_throttle::backoff::BackoffLayerBuilder {
         .budget(None)
 }
 
-fn retry_after() -> tower_throttle::retry_after::RetryAfterLayerBuilder {
+fn retry_after() -> RetryAfterLayerBuilder {
     RetryAfterLayer::builder().release_jitter(Duration::ZERO)
 }
 
@@ -146,93 +146,75 @@ async fn a_give_up_surfaces_the_servers_status() {
     assert_eq!(gate.blocked_for(&key), Some(ms(1000)));
 }
 
+/// One `SayHello` to `server` through `RetryAfterLayer` + `BackoffLayer`: the outcome,
+/// and the send instants of its attempts.
+async fn through(
+    retry_after: RetryAfterLayerBuilder,
+    backoff: BackoffLayerBuilder,
+    server: &Server,
+) -> (Result<String, tonic::Status>, Vec<Duration>) {
+    let sent = Sent::default();
+    let stack = ServiceBuilder::new()
+        .layer(retry_after.build().unwrap())
+        .layer(backoff.build().unwrap())
+        .service(sent.over(connect(server.addr).await));
+    let outcome = GreeterClient::new(boxed(stack))
+        .say_hello(hello("Ada"))
+        .await;
+    (
+        outcome.map(|r| r.into_inner().message),
+        sent.times(SAY_HELLO),
+    )
+}
+
 #[tokio::test(start_paused = true)]
 async fn unavailable_is_retried_invalid_argument_is_not() {
     let server = serve(vec![refuse(Code::Unavailable, "", &[])], greet(&[])).await;
-    let sent = Sent::default();
-    let stack = ServiceBuilder::new()
-        .layer(retry_after().build().unwrap())
-        .layer(backoff().build().unwrap())
-        .service(sent.over(connect(server.addr).await));
-    let mut client = GreeterClient::new(boxed(stack));
-    assert!(client.say_hello(hello("Ada")).await.is_ok());
+    let (outcome, sent) = through(retry_after(), backoff(), &server).await;
+    assert_eq!(outcome.unwrap(), "Hello Ada!");
     // No pushback: the backoff layer's schedule (1 s), although every gRPC call is a POST.
-    assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(1000)]);
+    assert_eq!(sent, [ms(0), ms(1000)]);
 
     // Never retried, even with a pushback; nor is a negative pushback.
     for (code, pushback) in [(Code::InvalidArgument, "10"), (Code::Unavailable, "-1")] {
         let refusal = refuse(code, "no", &[("grpc-retry-pushback-ms", pushback)]);
         let server = serve(vec![], refusal).await;
-        let sent = Sent::default();
-        let stack = ServiceBuilder::new()
-            .layer(retry_after().build().unwrap())
-            .layer(backoff().build().unwrap())
-            .service(sent.over(connect(server.addr).await));
-        let status = GreeterClient::new(stack)
-            .say_hello(hello("Ada"))
-            .await
-            .unwrap_err();
+        let (outcome, sent) = through(retry_after(), backoff(), &server).await;
+        let status = outcome.unwrap_err();
         assert_eq!((status.code(), status.message()), (code, "no"));
-        assert_eq!(
-            (sent.times(SAY_HELLO).len(), server.calls()),
-            (1, 1),
-            "{code:?}"
-        );
+        assert_eq!((sent.len(), server.calls()), (1, 1), "{code:?}");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn resource_exhausted_without_pushback_is_retried_only_when_configured() {
     let server = serve(vec![], refuse(Code::ResourceExhausted, "quota", &[])).await;
-    let sent = Sent::default();
-    let stack = ServiceBuilder::new()
-        .layer(retry_after().build().unwrap())
-        .layer(backoff().build().unwrap())
-        .service(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack)
-        .say_hello(hello("Ada"))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
-    assert_eq!(sent.times(SAY_HELLO), [ms(0)], "not retried by default");
+    let (outcome, sent) = through(retry_after(), backoff(), &server).await;
+    assert_eq!(outcome.unwrap_err().code(), Code::ResourceExhausted);
+    assert_eq!(sent, [ms(0)], "not retried by default");
 
-    // Listed in both layers: the backoff layer retries it on its schedule.
     let codes = [GrpcCode::Unavailable, GrpcCode::ResourceExhausted];
-    let server = serve(
-        vec![refuse(Code::ResourceExhausted, "quota", &[])],
-        greet(&[]),
-    )
-    .await;
-    let sent = Sent::default();
-    let stack = ServiceBuilder::new()
-        .layer(retry_after().grpc_retry_codes(codes).build().unwrap())
-        .layer(backoff().grpc_retry_codes(codes).build().unwrap())
-        .service(sent.over(connect(server.addr).await));
-    assert!(GreeterClient::new(stack)
-        .say_hello(hello("Ada"))
-        .await
-        .is_ok());
-    assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(1000)]);
-
+    let once = || {
+        serve(
+            vec![refuse(Code::ResourceExhausted, "quota", &[])],
+            greet(&[]),
+        )
+    };
+    // Listed in both layers: the inner backoff layer retries it on its schedule.
+    let (ra, bo) = (
+        retry_after().grpc_retry_codes(codes),
+        backoff().grpc_retry_codes(codes),
+    );
+    let (outcome, sent) = through(ra, bo, &once().await).await;
+    assert!(outcome.is_ok());
+    assert_eq!(sent, [ms(0), ms(1000)]);
     // Listed in RetryAfterLayer alone: it waits its default delay.
-    let server = serve(
-        vec![refuse(Code::ResourceExhausted, "quota", &[])],
-        greet(&[]),
-    )
-    .await;
-    let sent = Sent::default();
-    let layer = retry_after()
+    let ra = retry_after()
         .grpc_retry_codes(codes)
         .default_delay(ms(2500));
-    let stack = layer
-        .build()
-        .unwrap()
-        .layer(sent.over(connect(server.addr).await));
-    assert!(GreeterClient::new(stack)
-        .say_hello(hello("Ada"))
-        .await
-        .is_ok());
-    assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(2500)]);
+    let (outcome, sent) = through(ra, backoff(), &once().await).await;
+    assert!(outcome.is_ok());
+    assert_eq!(sent, [ms(0), ms(2500)]);
 }
 
 /// After a pushback, a new call to the same method waits for the block; a call to another
@@ -312,39 +294,27 @@ async fn a_gate_refusal_reads_as_resource_exhausted_with_the_block_left() {
 #[tokio::test(start_paused = true)]
 async fn max_retries_and_the_budget_apply() {
     let server = serve(vec![], refuse(Code::Unavailable, "down", &[])).await;
-    let sent = Sent::default();
-    let stack = backoff()
-        .max_retries(2)
-        .build()
-        .unwrap()
-        .layer(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack)
-        .say_hello(hello("a"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), status.message()),
-        (Code::Unavailable, "down")
-    );
-    assert_eq!(sent.times(SAY_HELLO), [ms(0), ms(1000), ms(3000)]);
-
     // An empty budget: no retry, and the caller still gets the server's status.
     let empty = RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
-    let sent = Sent::default();
-    let stack = backoff()
-        .budget(Some(empty))
-        .build()
-        .unwrap()
-        .layer(sent.over(connect(server.addr).await));
-    let status = GreeterClient::new(stack)
-        .say_hello(hello("a"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), status.message()),
-        (Code::Unavailable, "down")
-    );
-    assert_eq!(sent.times(SAY_HELLO), [ms(0)]);
+    for (layer, want) in [
+        (backoff().max_retries(2), vec![ms(0), ms(1000), ms(3000)]),
+        (backoff().budget(Some(empty)), vec![ms(0)]),
+    ] {
+        let sent = Sent::default();
+        let stack = layer
+            .build()
+            .unwrap()
+            .layer(sent.over(connect(server.addr).await));
+        let status = GreeterClient::new(stack)
+            .say_hello(hello("a"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::Unavailable, "down")
+        );
+        assert_eq!(sent.times(SAY_HELLO), want);
+    }
 }
 
 /// A server that is down: the channel's transport error reaches tonic through the stack

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
@@ -13,9 +12,9 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-use tower::util::BoxCloneService;
-use tower::Service;
-use tower_throttle::{TonicBody, TonicBodyLayer};
+use tower::util::{BoxCloneService, MapRequest, MapRequestLayer};
+use tower::{Layer, Service};
+use tower_throttle::{ReplayBody, TonicBody, TonicBodyLayer};
 
 use super::helloworld::{GreeterServer, HelloReply, HelloRequest};
 
@@ -136,47 +135,32 @@ impl Sent {
             .collect()
     }
 
-    /// A layer recording every request it passes on.
-    pub fn layer<S>(&self) -> impl tower::Layer<S, Service = Recorder<S>> + Clone {
+    /// Records the instant of each request it passes on (in `call`, before any IO).
+    fn recorder(&self) -> impl FnMut(Request<ReplayBody>) -> Request<ReplayBody> + Clone {
         let sent = self.clone();
-        tower::layer::layer_fn(move |inner| Recorder {
-            inner,
-            sent: sent.clone(),
-        })
+        move |req| {
+            let path = req.uri().path().to_owned();
+            sent.0.lock().unwrap().push((Instant::now(), path));
+            req
+        }
+    }
+
+    /// A layer recording every request it passes on.
+    pub fn layer(
+        &self,
+    ) -> MapRequestLayer<impl FnMut(Request<ReplayBody>) -> Request<ReplayBody> + Clone> {
+        MapRequestLayer::new(self.recorder())
     }
 
     /// The recorder over a channel, with the one line the retrying layers need.
-    pub fn over(&self, channel: Channel) -> Recorder<TonicBody<Channel>> {
-        Recorder {
-            inner: tower::Layer::layer(&TonicBodyLayer, channel),
-            sent: self.clone(),
-        }
-    }
-}
-
-/// Records the instant of each call (in `call`, before any IO), then passes it on.
-#[derive(Clone)]
-pub struct Recorder<S> {
-    inner: S,
-    sent: Sent,
-}
-
-impl<S, B> Service<Request<B>> for Recorder<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> S::Future {
-        let path = req.uri().path().to_owned();
-        self.sent.0.lock().unwrap().push((Instant::now(), path));
-        self.inner.call(req)
+    pub fn over(
+        &self,
+        channel: Channel,
+    ) -> MapRequest<
+        TonicBody<Channel>,
+        impl FnMut(Request<ReplayBody>) -> Request<ReplayBody> + Clone,
+    > {
+        MapRequest::new(TonicBodyLayer.layer(channel), self.recorder())
     }
 }
 

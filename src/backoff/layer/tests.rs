@@ -136,6 +136,16 @@ fn gaps(sent: &StdMutex<Vec<Instant>>) -> Vec<Duration> {
     sent.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
+/// Sends a gRPC call through `layer` to a service answering `answers`.
+async fn run(
+    layer: BackoffLayerBuilder,
+    answers: Vec<Result<Reply, std::io::ErrorKind>>,
+) -> (Result<Reply, crate::Error>, Sent) {
+    let (svc, sent) = scripted(answers);
+    let layer = layer.build().unwrap();
+    (layer.layer(svc).oneshot(grpc_call()).await, sent)
+}
+
 fn plain() -> BackoffLayerBuilder {
     let schedule = Backoff::exponential(Duration::from_secs(1), 2.0).unwrap();
     BackoffLayer::builder()
@@ -146,17 +156,12 @@ fn plain() -> BackoffLayerBuilder {
 /// gRPC calls are POSTs: their responses follow the gRPC retry codes, not the method.
 #[tokio::test(start_paused = true)]
 async fn grpc_codes_are_retried_whatever_the_method() {
-    let (svc, sent) = scripted(vec![
+    let script = vec![
         Ok(grpc("14", None)),
         Ok(grpc("8", Some("1500"))),
         Ok(grpc("0", None)),
-    ]);
-    let res = plain()
-        .build()
-        .unwrap()
-        .layer(svc)
-        .oneshot(grpc_call())
-        .await;
+    ];
+    let (res, sent) = run(plain(), script).await;
     assert_eq!(res.unwrap().headers()["grpc-status"], "0");
     // The schedule's first delay, then exactly the pushback.
     let ms = Duration::from_millis;
@@ -164,13 +169,7 @@ async fn grpc_codes_are_retried_whatever_the_method() {
 
     // The HTTP rules still hold without grpc-status: a proxy's 503 on a POST is not
     // retried with `idempotent_only`.
-    let (svc, sent) = scripted(vec![Ok(answer(503, &[]))]);
-    let res = plain()
-        .build()
-        .unwrap()
-        .layer(svc)
-        .oneshot(grpc_call())
-        .await;
+    let (res, sent) = run(plain(), vec![Ok(answer(503, &[]))]).await;
     assert_eq!(res.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(sent.lock().unwrap().len(), 1);
 }
@@ -183,9 +182,9 @@ async fn hint_modes_apply_to_the_pushback() {
         (HintMode::AtLeastBackoff, ms(1000)),
         (HintMode::Ignore, ms(1000)),
     ] {
-        let (svc, sent) = scripted(vec![Ok(grpc("8", Some("300"))), Ok(grpc("0", None))]);
-        let layer = plain().hint_mode(mode).build().unwrap();
-        layer.layer(svc).oneshot(grpc_call()).await.unwrap();
+        let script = vec![Ok(grpc("8", Some("300"))), Ok(grpc("0", None))];
+        let (res, sent) = run(plain().hint_mode(mode), script).await;
+        assert!(res.is_ok());
         // RESOURCE_EXHAUSTED with pushback is retried even when hints are ignored.
         assert_eq!(gaps(&sent), [want], "{mode:?}");
     }
@@ -195,38 +194,34 @@ async fn hint_modes_apply_to_the_pushback() {
 /// the server's status; an HTTP give-up stays a `RetryError`.
 #[tokio::test(start_paused = true)]
 async fn a_grpc_give_up_returns_the_last_response() {
-    let (svc, sent) = scripted(vec![Ok(grpc("14", Some("10")))]);
-    let layer = plain().max_retries(2).build().unwrap();
-    let res = layer.layer(svc).oneshot(grpc_call()).await.unwrap();
-    assert_eq!(res.headers()["grpc-status"], "14");
-    assert_eq!(sent.lock().unwrap().len(), 3);
-
-    // A proxy's 503 on a gRPC call: retried by the HTTP rules, and the give-up still
-    // returns the response (tonic reads a 503 without grpc-status as UNAVAILABLE).
-    let (svc, sent) = scripted(vec![Ok(answer(503, &[]))]);
-    let layer = plain()
-        .max_retries(1)
-        .idempotent_only(false)
-        .build()
-        .unwrap();
-    let res = layer.layer(svc).oneshot(grpc_call()).await.unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(sent.lock().unwrap().len(), 2);
-
-    // An empty budget: the response too.
     let empty = RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
-    let (svc, sent) = scripted(vec![Ok(grpc("14", None))]);
-    let layer = plain().budget(Some(empty)).build().unwrap();
-    let res = layer.layer(svc).oneshot(grpc_call()).await.unwrap();
-    assert_eq!(res.headers()["grpc-status"], "14");
-    assert_eq!(sent.lock().unwrap().len(), 1);
+    for (layer, reply, attempts) in [
+        (plain().max_retries(2), grpc("14", Some("10")), 3),
+        // A proxy's 503 on a gRPC call: retried by the HTTP rules, and the give-up still
+        // returns the response (tonic reads a 503 without grpc-status as UNAVAILABLE).
+        (
+            plain().max_retries(1).idempotent_only(false),
+            answer(503, &[]),
+            2,
+        ),
+        // An empty budget.
+        (plain().budget(Some(empty)), grpc("14", None), 1),
+    ] {
+        let want = (reply.status(), reply.headers().get("grpc-status").cloned());
+        let (res, sent) = run(layer, vec![Ok(reply)]).await;
+        let res = res.unwrap();
+        assert_eq!(
+            (res.status(), res.headers().get("grpc-status").cloned()),
+            want
+        );
+        assert_eq!(sent.lock().unwrap().len(), attempts);
+    }
 
     // HTTP: as before.
     let (svc, _) = scripted(vec![Ok(answer(503, &[]))]);
     let layer = plain().max_retries(1).build().unwrap();
     let req = Request::get("http://api.test/x").body(Empty::<bytes::Bytes>::new());
-    let req = req.unwrap();
-    let err = layer.layer(svc).oneshot(req).await.unwrap_err();
+    let err = layer.layer(svc).oneshot(req.unwrap()).await.unwrap_err();
     assert!(matches!(
         err.downcast_ref::<RetryError>(),
         Some(RetryError::Exhausted {
@@ -242,9 +237,9 @@ async fn a_grpc_give_up_returns_the_last_response() {
 #[tokio::test(start_paused = true)]
 async fn a_budget_give_up_keeps_the_last_error() {
     let empty = RetryBudget::new(Duration::from_secs(10), 0, 0.0).unwrap();
-    let (svc, sent) = scripted(vec![Err(std::io::ErrorKind::ConnectionRefused)]);
-    let layer = plain().budget(Some(empty)).build().unwrap();
-    let err = layer.layer(svc).oneshot(grpc_call()).await.unwrap_err();
+    let refused = vec![Err(std::io::ErrorKind::ConnectionRefused)];
+    let (res, sent) = run(plain().budget(Some(empty)), refused).await;
+    let err = res.unwrap_err();
     let retry = err.downcast_ref::<RetryError>().unwrap();
     assert!(matches!(
         retry,
