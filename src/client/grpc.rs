@@ -162,7 +162,7 @@ pub(crate) fn gate_refusal(
     max_wait: Duration,
 ) -> RetryError {
     let source = is_grpc(&head.headers)
-        .then(|| refusal_status(blocked))
+        .then(|| refusal_status(blocked, max_wait))
         .flatten();
     RetryError::WaitTooLong {
         hint,
@@ -175,7 +175,7 @@ pub(crate) fn gate_refusal(
 /// `RESOURCE_EXHAUSTED`, with the block left as `grpc-retry-pushback-ms` metadata (so
 /// that a caller, or a retry policy above, knows when to call again).
 #[cfg(feature = "tonic")]
-fn refusal_status(blocked: Duration) -> Option<BoxError> {
+fn refusal_status(blocked: Duration, max_wait: Duration) -> Option<BoxError> {
     let mut headers = HeaderMap::new();
     headers.insert(
         crate::headers::GRPC_RETRY_PUSHBACK_MS,
@@ -183,14 +183,17 @@ fn refusal_status(blocked: Duration) -> Option<BoxError> {
     );
     let status = tonic::Status::with_metadata(
         tonic::Code::ResourceExhausted,
-        format!("not sent: the method is blocked for {blocked:?} (longer than max_wait) after the server's pushback"),
+        format!(
+            "not sent: the server's last answer blocks this method for {blocked:?}, \
+             longer than max_wait {max_wait:?}"
+        ),
         tonic::metadata::MetadataMap::from_headers(headers),
     );
     Some(Box::new(status))
 }
 
 #[cfg(not(feature = "tonic"))]
-fn refusal_status(_blocked: Duration) -> Option<BoxError> {
+fn refusal_status(_blocked: Duration, _max_wait: Duration) -> Option<BoxError> {
     None
 }
 
