@@ -35,6 +35,9 @@ pub use backoff::BackoffLayer;
 pub use client::{
     BodyNotReplayable, BoxError, Error, ReplayBody, RetryContext, RetryError, RetryFuture, Retrying,
 };
+#[cfg(feature = "tonic")]
+pub use client::{TonicBody, TonicBodyLayer};
+pub use client::{DEFAULT_GRPC_RETRY_CODES, NEVER_RETRIED_GRPC_CODES};
 pub use monitor::{HeaderMonitorLayer, MonitorHandle};
 pub use quota::{Quota, QuotaError};
 pub use rate_limit::{

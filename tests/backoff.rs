@@ -395,6 +395,7 @@ async fn the_budget_is_shared_across_clones() {
                 RetryError::BudgetExhausted {
                     attempts: 1,
                     last_status,
+                    ..
                 } => {
                     format!("budget {}", last_status.unwrap().as_u16())
                 }

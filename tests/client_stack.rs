@@ -263,3 +263,34 @@ async fn a_full_stack_can_be_spawned_from_an_async_block() {
     );
     assert_eq!(mock.times(), [secs(0.0), secs(1.0), secs(1.0)]);
 }
+
+/// An inner layer that gives up on a gRPC call hands the response up (so the caller reads
+/// the server's status); the outer layer does not retry it again, but its gate learns the
+/// pushback.
+#[tokio::test(start_paused = true)]
+async fn an_inner_grpc_give_up_is_final() {
+    let refusal = with(
+        200,
+        &[("grpc-status", "14"), ("grpc-retry-pushback-ms", "1000")],
+    );
+    let mock = Mock::with_fallback(vec![], refusal);
+    let layer = retry_after(5);
+    let svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(backoff(1))
+        .service(mock.service());
+    let req = Request::post("http://api.test/pkg.Svc/Get")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "14");
+    assert_eq!(mock.times(), [secs(0.0), secs(1.0)], "2 attempts, not 6");
+    assert_eq!(
+        layer
+            .gate()
+            .unwrap()
+            .blocked_for("POST api.test/pkg.Svc/Get"),
+        Some(secs(1.0))
+    );
+}

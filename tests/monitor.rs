@@ -131,11 +131,13 @@ async fn clerk_rule_warns_below_ten_percent_and_counts_hits() {
             MonitorEvent::Hit {
                 endpoint: USERS_KEY.into(),
                 status: StatusCode::OK,
+                grpc_status: None,
                 remaining: Some(0),
             },
             MonitorEvent::Hit {
                 endpoint: USERS_KEY.into(),
                 status: StatusCode::TOO_MANY_REQUESTS,
+                grpc_status: None,
                 remaining: None,
             },
         ]
@@ -325,6 +327,7 @@ async fn callback_receives_events_in_order() {
             MonitorEvent::Hit {
                 endpoint: "other.test/a".into(),
                 status: StatusCode::TOO_MANY_REQUESTS,
+                grpc_status: None,
                 remaining: Some(0),
             },
             MonitorEvent::LowRemaining {

@@ -10,7 +10,8 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use mock::{secs, status, with, Mock};
 use tower::{Layer, ServiceExt};
-use tower_throttle::retry_after::{LongWait, RetryAfterLayer};
+use tower_throttle::headers::GrpcCode;
+use tower_throttle::retry_after::{LongWait, RetryAfterConfigError, RetryAfterLayer};
 use tower_throttle::RetryError;
 
 fn get(path: &str) -> Request<Full<Bytes>> {
@@ -184,7 +185,7 @@ async fn max_wait_fails_fast_or_waits_the_cap() {
     let err = retry_error(svc.clone().oneshot(get("/x")).await.unwrap_err());
     assert!(matches!(
         err,
-        RetryError::WaitTooLong { hint, max_wait, last_status: Some(StatusCode::TOO_MANY_REQUESTS) }
+        RetryError::WaitTooLong { hint, max_wait, last_status: Some(StatusCode::TOO_MANY_REQUESTS), .. }
             if hint == secs(3600.0) && max_wait == secs(60.0)
     ));
     assert_eq!(mock.times(), [secs(0.0)]);
@@ -231,4 +232,153 @@ async fn gate_can_be_disabled() {
     );
     first.await.unwrap().unwrap();
     assert_eq!(mock.times(), [secs(0.0), secs(1.0), secs(10.0)]);
+}
+
+/// A gRPC call, as tonic sends it: a POST to the method's path.
+fn grpc_call(method: &str) -> Request<Full<Bytes>> {
+    Request::post(format!("http://api.test/pkg.Svc/{method}"))
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// A trailers-only gRPC response: HTTP 200, the status (and pushback) in the headers.
+fn grpc(code: &'static str, pushback: Option<&'static str>) -> mock::Reply {
+    let mut headers = vec![("content-type", "application/grpc"), ("grpc-status", code)];
+    headers.extend(pushback.map(|ms| ("grpc-retry-pushback-ms", ms)));
+    with(200, &headers)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_pushback_blocks_the_method_and_is_waited_exactly() {
+    let mock = Mock::new(vec![grpc("8", Some("2000")), grpc("14", Some("500"))]);
+    let layer = exact().build().unwrap();
+    let gate = layer.gate().unwrap().clone();
+    let svc = layer.layer(mock.service());
+    let first = tokio::spawn(svc.clone().oneshot(grpc_call("Get")));
+    tokio::task::yield_now().await;
+    assert_eq!(
+        gate.blocked_for("POST api.test/pkg.Svc/Get"),
+        Some(secs(2.0))
+    );
+    // Another method of the same service goes at once.
+    let other = svc.clone().oneshot(grpc_call("List")).await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    let res = first.await.unwrap().unwrap();
+    assert_eq!(
+        res.headers().get("grpc-status"),
+        None,
+        "the mock's final OK"
+    );
+    // Get at 0 (8, pushback 2 s), List at 0 (14, pushback 0.5 s), List at 0.5, Get at 2.
+    assert_eq!(mock.times(), [secs(0.0), secs(0.0), secs(0.5), secs(2.0)]);
+    let paths: Vec<_> = mock.hits().iter().map(|h| h.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/pkg.Svc/Get",
+            "/pkg.Svc/List",
+            "/pkg.Svc/List",
+            "/pkg.Svc/Get"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_codes_follow_the_grpc_rules() {
+    // A retry code without pushback waits the default delay; HTTP statuses are not read
+    // (a trailers-only refusal is a 200).
+    let mock = Mock::new(vec![grpc("14", None)]);
+    let layer = exact().default_delay(secs(5.0)).build().unwrap();
+    let gate = layer.gate().unwrap().clone();
+    layer
+        .layer(mock.service())
+        .oneshot(grpc_call("Get"))
+        .await
+        .unwrap();
+    assert_eq!(mock.times(), [secs(0.0), secs(5.0)]);
+    assert!(gate.blocked_endpoints().is_empty(), "no pushback, no block");
+
+    // Not retried: RESOURCE_EXHAUSTED without pushback, a negative pushback, a code that
+    // is never retried (even with a pushback, which then blocks nothing).
+    for reply in [
+        grpc("8", None),
+        grpc("14", Some("-1")),
+        grpc("3", Some("100")),
+    ] {
+        let mock = Mock::new(vec![reply]);
+        let layer = exact().build().unwrap();
+        let gate = layer.gate().unwrap().clone();
+        let res = layer
+            .layer(mock.service())
+            .oneshot(grpc_call("Get"))
+            .await
+            .unwrap();
+        assert!(res.headers().contains_key("grpc-status"));
+        assert_eq!(mock.times(), [secs(0.0)]);
+        assert!(gate.blocked_endpoints().is_empty());
+    }
+
+    // Listed codes are retried; a Retry-After on a gRPC response without pushback is its
+    // delay.
+    let mock = Mock::new(vec![with(
+        200,
+        &[("grpc-status", "8"), ("retry-after", "3")],
+    )]);
+    let layer = exact()
+        .grpc_retry_codes([GrpcCode::ResourceExhausted])
+        .build()
+        .unwrap();
+    layer
+        .layer(mock.service())
+        .oneshot(grpc_call("Get"))
+        .await
+        .unwrap();
+    assert_eq!(mock.times(), [secs(0.0), secs(3.0)]);
+
+    let err = exact()
+        .grpc_retry_codes([GrpcCode::PermissionDenied])
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RetryAfterConfigError::UnretryableGrpcCode(GrpcCode::PermissionDenied)
+    );
+}
+
+/// Past `max_wait`, a gRPC call gets the server's response (not a `RetryError`); a new
+/// call to the blocked method is refused unsent with a `RetryError` (carrying, with
+/// feature `tonic`, the `tonic::Status` tonic reads), an HTTP request with none.
+#[tokio::test(start_paused = true)]
+async fn a_grpc_wait_past_max_wait() {
+    let mock = Mock::new(vec![grpc("8", Some("120000"))]);
+    let svc = exact()
+        .max_wait(secs(60.0))
+        .build()
+        .unwrap()
+        .layer(mock.service());
+    let res = svc.clone().oneshot(grpc_call("Get")).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "8");
+    let err = retry_error(svc.clone().oneshot(grpc_call("Get")).await.unwrap_err());
+    assert!(
+        matches!(err, RetryError::WaitTooLong { hint, last_status: None, .. } if hint == secs(120.0)),
+        "{err:?}"
+    );
+    let source = std::error::Error::source(&err);
+    #[cfg(feature = "tonic")]
+    {
+        let status = source.unwrap().downcast_ref::<tonic::Status>().unwrap();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.metadata().get("grpc-retry-pushback-ms").unwrap(),
+            "120000"
+        );
+    }
+    #[cfg(not(feature = "tonic"))]
+    assert!(source.is_none());
+    // The same endpoint and method, without the gRPC content type: an HTTP request.
+    let plain = Request::post("http://api.test/pkg.Svc/Get").body(Full::new(Bytes::new()));
+    let err = retry_error(svc.oneshot(plain.unwrap()).await.unwrap_err());
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(mock.times(), [secs(0.0)]);
 }

@@ -12,9 +12,11 @@ use super::classify::{
     is_idempotent, is_retry_error, is_timeout, never_sent, DEFAULT_RETRY_STATUSES, IDEMPOTENCY_KEY,
 };
 use super::schedule::{Backoff, BackoffError, Jitter};
+use crate::client::grpc::{classify, GrpcRetryCodes, GrpcVerdict};
 use crate::client::retry::{AttemptInfo, Outcome, Policy, Verdict};
 use crate::client::{RetryContext, RetryError, Retrying, Rng, DEFAULT_MAX_REPLAY_BYTES};
 use crate::headers::parse::{grpc_forbids_retry, retry_hint, DEFAULT_HINT_CAP};
+use crate::headers::GrpcCode;
 
 /// How a response's `Retry-After` (or equivalent) combines with the backoff schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +38,7 @@ struct Settings {
     max_retries: u32,
     max_elapsed: Option<Duration>,
     statuses: Vec<StatusCode>,
+    grpc_retry_codes: GrpcRetryCodes,
     retry_if: Option<ResponsePredicate>,
     retry_timeouts: bool,
     retry_never_sent: bool,
@@ -53,6 +56,7 @@ impl fmt::Debug for Settings {
             .field("max_retries", &self.max_retries)
             .field("max_elapsed", &self.max_elapsed)
             .field("statuses", &self.statuses)
+            .field("grpc_retry_codes", &self.grpc_retry_codes)
             .field("hint_mode", &self.hint_mode)
             .field("budget", &self.budget.is_some())
             .finish_non_exhaustive()
@@ -80,8 +84,18 @@ impl BackoffPolicy {
     ) -> Option<Option<Duration>> {
         let repeatable =
             !self.settings.idempotent_only || is_idempotent(&head.method, &head.headers);
+        let ignore_hints = self.settings.hint_mode == HintMode::Ignore;
         match outcome {
             Outcome::Response { status, headers } => {
+                // A gRPC status in the headers is read by gRPC's rules (its retry codes,
+                // whatever the method: every gRPC call is a POST), instead of the HTTP
+                // status, the predicate and idempotency.
+                if let Some(grpc) = classify(headers, self.settings.grpc_retry_codes) {
+                    return match grpc {
+                        GrpcVerdict::Retry { hint } => Some(hint.filter(|_| !ignore_hints)),
+                        GrpcVerdict::Final => None,
+                    };
+                }
                 let asked = self.settings.statuses.contains(status)
                     || self
                         .settings
@@ -91,9 +105,11 @@ impl BackoffPolicy {
                 if !asked || !repeatable || grpc_forbids_retry(headers) {
                     return None;
                 }
-                Some(match self.settings.hint_mode {
-                    HintMode::Ignore => None,
-                    _ => retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay),
+                Some(match ignore_hints {
+                    true => None,
+                    false => {
+                        retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay)
+                    }
                 })
             }
             Outcome::Error(e) => {
@@ -171,6 +187,7 @@ impl Policy for BackoffPolicy {
                 return Verdict::Fail(RetryError::BudgetExhausted {
                     attempts: ctx.retries(),
                     last_status: outcome.status(),
+                    source: None,
                 });
             }
         }
@@ -192,6 +209,12 @@ impl Policy for BackoffPolicy {
 /// 502, 503 and 504 and connection errors where the request was never sent; only
 /// idempotent requests (or ones with an `Idempotency-Key`); `Retry-After` honored exactly;
 /// a retry budget of 20 % of requests plus 10 retries per second, shared by every clone.
+///
+/// gRPC: a response whose headers carry `grpc-status` follows gRPC's retry codes instead
+/// (default `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` with a pushback), whatever the method:
+/// see [`grpc_retry_codes`](BackoffLayerBuilder::grpc_retry_codes). When the layer gives
+/// up on a gRPC call (attempts, budget or `max_elapsed`), the caller receives the last
+/// response, so the gRPC client reads the server's status, message and metadata.
 ///
 /// ```
 /// use std::time::Duration;
@@ -226,6 +249,7 @@ impl BackoffLayer {
                 max_retries: 3,
                 max_elapsed: None,
                 statuses: DEFAULT_RETRY_STATUSES.to_vec(),
+                grpc_retry_codes: GrpcRetryCodes::default(),
                 retry_if: None,
                 retry_timeouts: false,
                 retry_never_sent: true,
@@ -282,14 +306,52 @@ impl BackoffLayerBuilder {
         self
     }
 
-    /// Statuses to retry (default [`DEFAULT_RETRY_STATUSES`]).
+    /// Statuses to retry (default [`DEFAULT_RETRY_STATUSES`]). Not read for a response
+    /// whose headers carry `grpc-status`: see [`grpc_retry_codes`](Self::grpc_retry_codes).
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         self.settings.statuses = statuses.into_iter().collect();
         self
     }
 
+    /// gRPC status codes retried when a response's headers carry them (a trailers-only
+    /// response, HTTP 200). Default
+    /// [`DEFAULT_GRPC_RETRY_CODES`](crate::DEFAULT_GRPC_RETRY_CODES) (`UNAVAILABLE`).
+    ///
+    /// Such a response follows gRPC's retry rules only, as gRPC's own retry policy does:
+    /// whatever the HTTP method (every gRPC call is a `POST`, so
+    /// [`idempotent_only`](Self::idempotent_only) cannot tell a gRPC call's retry safety
+    /// and is not read), [`statuses`](Self::statuses) and [`retry_if`](Self::retry_if)
+    /// are not read either. The wait is the schedule's, or the server's
+    /// `grpc-retry-pushback-ms` as the [`hint_mode`](Self::hint_mode) says; the attempt
+    /// limits and the budget apply as for HTTP. Whatever the list, `RESOURCE_EXHAUSTED`
+    /// with a valid pushback is retried, a negative or malformed pushback is not, nor is
+    /// any code of [`NEVER_RETRIED_GRPC_CODES`](crate::NEVER_RETRIED_GRPC_CODES): listing
+    /// one of those (or `OK`) fails [`build`](Self::build) with
+    /// [`BackoffError::UnretryableGrpcCode`]. A gRPC call that fails without a response
+    /// (a transport error) follows the HTTP rules for errors.
+    ///
+    /// ```
+    /// use tower_throttle::backoff::{BackoffError, BackoffLayer};
+    /// use tower_throttle::headers::GrpcCode;
+    ///
+    /// let layer = BackoffLayer::builder()
+    ///     .grpc_retry_codes([GrpcCode::Unavailable, GrpcCode::Aborted])
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// let err = BackoffLayer::builder()
+    ///     .grpc_retry_codes([GrpcCode::Unauthenticated])
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err, BackoffError::UnretryableGrpcCode(GrpcCode::Unauthenticated));
+    /// ```
+    pub fn grpc_retry_codes(mut self, codes: impl IntoIterator<Item = GrpcCode>) -> Self {
+        self.settings.grpc_retry_codes = GrpcRetryCodes::new(codes);
+        self
+    }
+
     /// Also retries responses for which `predicate(status, headers)` is true (e.g. polling
-    /// a job until it is done).
+    /// a job until it is done). Not asked about a response whose headers carry
+    /// `grpc-status` (see [`grpc_retry_codes`](Self::grpc_retry_codes)).
     pub fn retry_if<F>(mut self, predicate: F) -> Self
     where
         F: Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static,
@@ -352,8 +414,12 @@ impl BackoffLayerBuilder {
 
     /// Validates the configuration and builds the layer. The schedule and the budget
     /// are validated where they are made ([`Backoff`], [`RetryBudget`]); this refuses a
-    /// zero [`max_elapsed`](Self::max_elapsed), which would never retry.
+    /// zero [`max_elapsed`](Self::max_elapsed), which would never retry, and gRPC retry
+    /// codes that are never retried.
     pub fn build(self) -> Result<BackoffLayer, BackoffError> {
+        if let Some(code) = self.settings.grpc_retry_codes.unretryable() {
+            return Err(BackoffError::UnretryableGrpcCode(code));
+        }
         if self.settings.max_elapsed.is_some_and(|max| max.is_zero()) {
             return Err(BackoffError::ZeroMaxElapsed);
         }

@@ -1,5 +1,5 @@
-//! `BackoffLayer`: exponential backoff with jitter, retry classification, idempotency,
-//! a shared retry budget and request-body replay.
+//! `BackoffLayer`: exponential backoff with jitter, retry classification (HTTP statuses,
+//! gRPC status codes), idempotency, a shared retry budget and request-body replay.
 
 mod budget;
 mod classify;

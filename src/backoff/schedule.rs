@@ -42,15 +42,22 @@ pub enum BackoffError {
     MaxBelowBase,
     /// The layer's `max_elapsed` was zero: it would never retry.
     ZeroMaxElapsed,
+    /// The layer's `grpc_retry_codes` listed `OK` or a code of
+    /// [`NEVER_RETRIED_GRPC_CODES`](crate::NEVER_RETRIED_GRPC_CODES).
+    UnretryableGrpcCode(crate::headers::GrpcCode),
 }
 
 impl fmt::Display for BackoffError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let BackoffError::UnretryableGrpcCode(code) = self {
+            return write!(f, "gRPC code {code} is never retried");
+        }
         f.write_str(match self {
             BackoffError::ZeroBase => "backoff base delay must be longer than zero",
             BackoffError::BadFactor => "backoff factor must be finite and at least 1.0",
             BackoffError::MaxBelowBase => "backoff max delay must be at least the base delay",
             BackoffError::ZeroMaxElapsed => "backoff max_elapsed must be longer than zero",
+            BackoffError::UnretryableGrpcCode(_) => "gRPC code is never retried",
         })
     }
 }

@@ -82,6 +82,15 @@ pub(crate) fn into_box_error(error: impl Into<BoxError>) -> BoxError {
 
 /// Why a retrying layer (`RetryAfterLayer`, `BackoffLayer`) stopped without a usable
 /// response. Convert from a [`BoxError`] with `err.downcast_ref::<RetryError>()`.
+///
+/// A gRPC call never gets this error when a response is at hand: when a layer gives up
+/// on a gRPC call (the request's `content-type` is gRPC's, or the response carries
+/// `grpc-status`), the caller receives the last response itself, so that a gRPC client
+/// reads the server's own status, message and metadata. A gRPC call gets a `RetryError`
+/// only when there is no response to return: an endpoint gate refused to send it
+/// ([`WaitTooLong`](Self::WaitTooLong), whose source is then a `tonic::Status` with
+/// feature `tonic`), or the last attempt failed (the failure is the source, so that a
+/// transport error still reads as `UNAVAILABLE`).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RetryError {
@@ -102,6 +111,8 @@ pub enum RetryError {
         attempts: u32,
         /// Status of the last response (none when the last attempt failed).
         last_status: Option<StatusCode>,
+        /// The last attempt's error, if it failed.
+        source: Option<BoxError>,
     },
     /// The server asked to wait longer than the layer's `max_wait`.
     WaitTooLong {
@@ -112,6 +123,11 @@ pub enum RetryError {
         /// Status of the response that carried the hint, none when a gate blocked a new
         /// request.
         last_status: Option<StatusCode>,
+        /// When a gate refused a gRPC call and feature `tonic` is on: a `tonic::Status`
+        /// `RESOURCE_EXHAUSTED` whose metadata carry the block left as
+        /// `grpc-retry-pushback-ms`; tonic's `Status::from_error` finds it, so the caller
+        /// reads that code rather than `UNKNOWN`. Otherwise none.
+        source: Option<BoxError>,
     },
 }
 
@@ -160,6 +176,7 @@ impl fmt::Display for RetryError {
             RetryError::BudgetExhausted {
                 attempts,
                 last_status,
+                ..
             } => write!(
                 f,
                 "retry budget exhausted after {attempts} attempts; last: {}",
@@ -173,13 +190,29 @@ impl fmt::Display for RetryError {
     }
 }
 
+impl RetryError {
+    /// Keeps the last attempt's error as the source of a give-up that has none yet.
+    pub(crate) fn caused_by(mut self, error: BoxError) -> RetryError {
+        let slot = match &mut self {
+            RetryError::Exhausted { source, .. }
+            | RetryError::BudgetExhausted { source, .. }
+            | RetryError::WaitTooLong { source, .. } => source,
+        };
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+        self
+    }
+}
+
 impl std::error::Error for RetryError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RetryError::Exhausted {
-                source: Some(e), ..
-            } => Some(e.as_ref()),
-            _ => None,
+            RetryError::Exhausted { source, .. }
+            | RetryError::BudgetExhausted { source, .. }
+            | RetryError::WaitTooLong { source, .. } => source
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
         }
     }
 }

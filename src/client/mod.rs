@@ -1,7 +1,8 @@
 //! The client core shared by every client layer ([`RetryAfterLayer`](crate::RetryAfterLayer),
 //! [`BackoffLayer`](crate::BackoffLayer), [`HeaderMonitorLayer`](crate::HeaderMonitorLayer)
 //! and pacing): the retry loop, the replayable request body, the jitter random source, the
-//! endpoint identity and the crate's error types.
+//! endpoint identity, the gRPC classification of responses ([`grpc`]) and the crate's
+//! error types.
 //!
 //! The layers depend on this module and never on each other. Its user-facing items are
 //! re-exported at the crate root ([`Error`](crate::Error), [`RetryError`](crate::RetryError),
@@ -11,14 +12,20 @@
 
 mod endpoint;
 mod error;
+pub(crate) mod grpc;
 mod replay;
 pub(crate) mod retry;
 mod rng;
+#[cfg(feature = "tonic")]
+mod tonic_body;
 
 pub(crate) use endpoint::Endpoint;
 pub(crate) use error::{into_box_error, poll_ready_boxed};
 pub use error::{BoxError, Error, RetryError};
+pub use grpc::{DEFAULT_GRPC_RETRY_CODES, NEVER_RETRIED_GRPC_CODES};
 pub(crate) use replay::DEFAULT_MAX_REPLAY_BYTES;
 pub use replay::{BodyNotReplayable, ReplayBody};
 pub use retry::{RetryContext, RetryFuture, Retrying};
 pub(crate) use rng::{duration_from_nanos, Rng};
+#[cfg(feature = "tonic")]
+pub use tonic_body::{TonicBody, TonicBodyLayer};

@@ -2,6 +2,8 @@
 
 use http::StatusCode;
 
+use crate::headers::GrpcCode;
+
 /// When remaining quota counts as low.
 ///
 /// The default is `Fraction(0.10)`: warn once fewer than 10% of the limit remain (with a
@@ -53,12 +55,15 @@ pub enum MonitorEvent {
         /// The limit, if the server sent one.
         limit: Option<u64>,
     },
-    /// The limit was hit: the status was `429 Too Many Requests` or remaining reached 0.
+    /// The limit was hit: the status was `429 Too Many Requests`, the headers carried the
+    /// gRPC status `RESOURCE_EXHAUSTED` (a trailers-only refusal), or remaining reached 0.
     Hit {
         /// The endpoint key.
         endpoint: String,
-        /// The response status.
+        /// The response status (`200` for a gRPC refusal).
         status: StatusCode,
+        /// The gRPC status code in the response's headers, if any.
+        grpc_status: Option<GrpcCode>,
         /// What the server said remains, if it said.
         remaining: Option<u64>,
     },
@@ -97,10 +102,12 @@ impl MonitorEvent {
             MonitorEvent::Hit {
                 endpoint,
                 status,
+                grpc_status,
                 remaining,
             } => tracing::warn!(
                 endpoint = %endpoint,
                 status = status.as_u16(),
+                grpc_status = grpc_status.map(GrpcCode::as_u8),
                 remaining = ?remaining,
                 "rate limit hit"
             ),

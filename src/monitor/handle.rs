@@ -27,7 +27,8 @@ pub struct MonitorStats {
     pub responses: u64,
     /// Responses whose remaining quota was below the threshold (hits excluded).
     pub warnings: u64,
-    /// Responses that hit the limit: status 429 or remaining 0 (one per response).
+    /// Responses that hit the limit: status 429, gRPC status `RESOURCE_EXHAUSTED` or
+    /// remaining 0 (one per response).
     pub hits: u64,
     /// Malformed rate-limit header fields, summed over all responses.
     pub malformed: u64,

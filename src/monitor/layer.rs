@@ -22,6 +22,12 @@ pub const DEFAULT_MAX_ENDPOINTS: usize = 10_000;
 /// the Retry-After gate's [`default_endpoint`](crate::retry_after::default_endpoint) is
 /// this key after the method.
 ///
+/// A gRPC call's path is its method: the key is `host:port/pkg.Service/Method` when the
+/// client sends absolute URIs (tonic's `Grpc::with_origin`, a generated client's
+/// `with_origin(stack, origin)`), and `/pkg.Service/Method` with tonic's default
+/// relative URIs (`Grpc::new`: the channel adds its origin below the layers). Use
+/// `with_origin` when one monitor serves channels to several servers.
+///
 /// ```
 /// let req = http::Request::get("https://api.example.com/v1/users?page=2").body(())?;
 /// let (head, _) = req.into_parts();

@@ -14,6 +14,7 @@ use crate::client::Endpoint;
 use crate::headers::ratelimit::{
     parse_rate_limit_at, Dialect, RateLimitInfo, RateLimitPolicy, RateLimitState, SfMemo,
 };
+use crate::headers::{grpc_status, GrpcCode};
 
 /// Turns a request head into an endpoint key.
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
@@ -72,8 +73,11 @@ pub struct EndpointSnapshot {
     pub dialect: Option<Dialect>,
     /// When the response was received.
     pub last_seen: Instant,
-    /// The response's status.
+    /// The response's status (`200` for a gRPC call's trailers-only refusal: see
+    /// [`last_grpc_status`](Self::last_grpc_status)).
     pub last_status: StatusCode,
+    /// The gRPC status code in the response's headers (a trailers-only response), if any.
+    pub last_grpc_status: Option<GrpcCode>,
 }
 
 impl EndpointSnapshot {
@@ -194,18 +198,22 @@ impl Shared {
     /// (only when there is rate-limit information), then reports events.
     pub(crate) fn record(&self, endpoint: PendingKey, status: StatusCode, headers: &HeaderMap) {
         Counters::add(&self.counters.responses, 1);
+        let answer = Answer {
+            status,
+            grpc: grpc_status(headers),
+        };
         // The memo stays locked (if it was free) until the replaced snapshot's vectors are
         // given back to it: one lock for the reading and the giving back.
-        let Some((info, mut memo)) = self.read(status, headers) else {
+        let Some((info, mut memo)) = self.read(answer, headers) else {
             return;
         };
         let mut key = LazyKey {
             pending: &endpoint,
             built: None,
         };
-        let events = self.events(&info, status, &mut key);
+        let events = self.events(&info, answer, &mut key);
         if !info.is_empty() {
-            let replaced = self.keep(info, status, &key);
+            let replaced = self.keep(info, answer, &key);
             // Its vectors become the storage of the next remembered reading's copy.
             if let (Some(old), Some(memo)) = (replaced, memo.as_deref_mut()) {
                 memo.recycle(old.policies, old.states);
@@ -220,10 +228,10 @@ impl Shared {
     /// report (then the endpoint key is never built).
     fn read<'m>(
         &'m self,
-        status: StatusCode,
+        answer: Answer,
         headers: &HeaderMap,
     ) -> Option<(RateLimitInfo, Option<MutexGuard<'m, SfMemo>>)> {
-        let hit = status == StatusCode::TOO_MANY_REQUESTS;
+        let hit = answer.is_hit();
         let read = parse_rate_limit_at(headers, SystemTime::now, Some(&self.memo), self.reset_cap);
         let (info, memo) = match read {
             Some(read) => read,
@@ -240,7 +248,7 @@ impl Shared {
     fn events(
         &self,
         info: &RateLimitInfo,
-        status: StatusCode,
+        answer: Answer,
         key: &mut LazyKey<'_>,
     ) -> Vec<MonitorEvent> {
         let c = &self.counters;
@@ -252,11 +260,12 @@ impl Shared {
                 count: info.malformed,
             });
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || info.remaining == Some(0) {
+        if answer.is_hit() || info.remaining == Some(0) {
             Counters::add(&c.hits, 1);
             events.push(MonitorEvent::Hit {
                 endpoint: key.get(),
-                status,
+                status: answer.status,
+                grpc_status: answer.grpc,
                 remaining: info.remaining,
             });
         } else if let Some(remaining) = info.remaining {
@@ -276,7 +285,7 @@ impl Shared {
     fn keep(
         &self,
         info: RateLimitInfo,
-        status: StatusCode,
+        answer: Answer,
         key: &LazyKey<'_>,
     ) -> Option<EndpointSnapshot> {
         let now = Instant::now();
@@ -293,7 +302,8 @@ impl Shared {
             states: info.states,
             dialect: info.dialect,
             last_seen: now,
-            last_status: status,
+            last_status: answer.status,
+            last_grpc_status: answer.grpc,
         };
         let mut table = self.table();
         match &key.built {
@@ -317,6 +327,21 @@ impl Shared {
                 f(event);
             }
         }
+    }
+}
+
+/// A response's status: HTTP's, and gRPC's when its headers carry one.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    status: StatusCode,
+    grpc: Option<GrpcCode>,
+}
+
+impl Answer {
+    /// A refusal for the rate limit: `429`, or a gRPC `RESOURCE_EXHAUSTED`.
+    fn is_hit(self) -> bool {
+        self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.grpc == Some(GrpcCode::ResourceExhausted)
     }
 }
 
@@ -349,6 +374,7 @@ mod tests {
             dialect: None,
             last_seen: Instant::now(),
             last_status: StatusCode::OK,
+            last_grpc_status: None,
         }
     }
 

@@ -8,9 +8,11 @@ use http::StatusCode;
 use tower_layer::Layer;
 
 use super::gate::EndpointGate;
+use crate::client::grpc::{classify, gate_refusal, GrpcRetryCodes, GrpcVerdict};
 use crate::client::retry::{AttemptInfo, Outcome, Policy, Verdict};
 use crate::client::{Endpoint, RetryContext, RetryError, Retrying, Rng, DEFAULT_MAX_REPLAY_BYTES};
 use crate::headers::parse::{retry_hint, DEFAULT_HINT_CAP};
+use crate::headers::GrpcCode;
 
 /// What to do when the server asks for a wait longer than `max_wait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,6 +30,7 @@ type EndpointFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
 /// What a [`RetryAfterLayerBuilder`] sets and a [`RetryAfterPolicy`] decides with.
 struct Settings {
     statuses: Vec<StatusCode>,
+    grpc_retry_codes: GrpcRetryCodes,
     max_retries: u32,
     default_delay: Duration,
     max_wait: Duration,
@@ -41,6 +44,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("statuses", &self.statuses)
+            .field("grpc_retry_codes", &self.grpc_retry_codes)
             .field("max_retries", &self.max_retries)
             .field("default_delay", &self.default_delay)
             .field("max_wait", &self.max_wait)
@@ -59,7 +63,11 @@ pub struct RetryAfterPolicy {
 
 /// The default key of gated endpoints: the method, a space, then the request's authority
 /// (or, for a relative URI, its `Host` header) and path, without the query:
-/// `"GET api.example.com/v1/users"`.
+/// `"GET api.example.com/v1/users"`. A gRPC call's key is
+/// `"POST host:port/pkg.Service/Method"` when the client sends absolute URIs (tonic's
+/// `with_origin`), and `"POST /pkg.Service/Method"` with tonic's default relative URIs
+/// (the channel adds its origin below the layers): enough for a layer used with one
+/// channel, not for one shared by channels to several servers.
 ///
 /// The endpoint part is the one every client layer uses (the monitor's
 /// [`default_key`](crate::monitor::default_key)); the gate adds the method because a
@@ -89,6 +97,9 @@ pub enum RetryAfterConfigError {
         /// The configured maximum wait.
         max_wait: Duration,
     },
+    /// [`grpc_retry_codes`](RetryAfterLayerBuilder::grpc_retry_codes) listed `OK` or a
+    /// code of [`NEVER_RETRIED_GRPC_CODES`](crate::NEVER_RETRIED_GRPC_CODES).
+    UnretryableGrpcCode(GrpcCode),
 }
 
 impl fmt::Display for RetryAfterConfigError {
@@ -101,6 +112,9 @@ impl fmt::Display for RetryAfterConfigError {
                 f,
                 "default_delay {default_delay:?} is longer than max_wait {max_wait:?}"
             ),
+            RetryAfterConfigError::UnretryableGrpcCode(code) => {
+                write!(f, "gRPC code {code} is never retried")
+            }
         }
     }
 }
@@ -128,6 +142,7 @@ impl RetryAfterPolicy {
                 hint: wait,
                 max_wait: self.settings.max_wait,
                 last_status: status,
+                source: None,
             }),
             LongWait::WaitMax => Ok(self.settings.max_wait),
         }
@@ -143,10 +158,15 @@ impl Policy for RetryAfterPolicy {
             // No block is live: no endpoint can be blocked, so the key is not built.
             return Ok(None);
         }
-        match gate.blocked_for(&(self.settings.endpoint)(head)) {
-            // Released requests spread out upwards: never before the server's time.
-            Some(left) => self.bounded(left + self.jitter(), None).map(Some),
-            None => Ok(None),
+        let Some(left) = gate.blocked_for(&(self.settings.endpoint)(head)) else {
+            return Ok(None);
+        };
+        // Released requests spread out upwards: never before the server's time.
+        let wait = left + self.jitter();
+        match self.bounded(wait, None) {
+            Ok(wait) => Ok(Some(wait)),
+            // A gRPC call's error carries the status its caller reads.
+            Err(_) => Err(gate_refusal(head, wait, left, self.settings.max_wait)),
         }
     }
 
@@ -178,17 +198,19 @@ impl Policy for RetryAfterPolicy {
                 return Verdict::Return;
             }
         };
-        if !self.settings.statuses.contains(status) {
-            return Verdict::Return;
-        }
-        let hint = retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP);
+        // A gRPC status in the headers is read by gRPC's rules, instead of the status's.
+        let hint = match classify(headers, self.settings.grpc_retry_codes) {
+            Some(GrpcVerdict::Retry { hint }) => hint,
+            Some(GrpcVerdict::Final) => return Verdict::Return,
+            None if self.settings.statuses.contains(status) => {
+                retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay)
+            }
+            None => return Verdict::Return,
+        };
         if let (Some(gate), Some(hint)) = (&self.gate, hint) {
-            gate.block((self.settings.endpoint)(head), hint.delay);
+            gate.block((self.settings.endpoint)(head), hint);
         }
-        let wait = match self.bounded(
-            hint.map_or(self.settings.default_delay, |h| h.delay),
-            Some(*status),
-        ) {
+        let wait = match self.bounded(hint.unwrap_or(self.settings.default_delay), Some(*status)) {
             Ok(wait) => wait,
             Err(e) => return Verdict::Fail(e),
         };
@@ -196,9 +218,7 @@ impl Policy for RetryAfterPolicy {
             return Verdict::Return;
         }
         if !ctx.try_claim(self.settings.max_retries) {
-            return Verdict::GiveUp {
-                hint: hint.map(|h| h.delay),
-            };
+            return Verdict::GiveUp { hint };
         }
         Verdict::Retry(wait)
     }
@@ -216,6 +236,16 @@ impl Policy for RetryAfterPolicy {
 /// retries after exactly the delay the server asked for, and holds *new* requests to the
 /// same endpoint until the block expires (Clerk: "all subsequent requests to that specific
 /// endpoint will be blocked").
+///
+/// gRPC: a response whose headers carry `grpc-status` (a trailers-only refusal, HTTP 200)
+/// is read by gRPC's rules instead (see
+/// [`grpc_retry_codes`](RetryAfterLayerBuilder::grpc_retry_codes)): `RESOURCE_EXHAUSTED`
+/// or a retry code with `grpc-retry-pushback-ms` blocks the method (the gate key is
+/// method, authority and path, and a gRPC method's path is `/pkg.Service/Method`) for
+/// exactly the pushback and is retried after it; a retry code without pushback waits
+/// [`default_delay`](RetryAfterLayerBuilder::default_delay). When the layer gives up on a
+/// gRPC call it returns the last response, so the gRPC client reads the server's status;
+/// see [`RetryError`] for the one case that stays an error.
 ///
 /// ```
 /// use std::time::Duration;
@@ -243,6 +273,7 @@ impl RetryAfterLayer {
                     StatusCode::TOO_MANY_REQUESTS,
                     StatusCode::SERVICE_UNAVAILABLE,
                 ],
+                grpc_retry_codes: GrpcRetryCodes::default(),
                 max_retries: 3,
                 default_delay: Duration::from_secs(5),
                 max_wait: Duration::from_secs(60),
@@ -279,9 +310,43 @@ pub struct RetryAfterLayerBuilder {
 }
 
 impl RetryAfterLayerBuilder {
-    /// Statuses that carry guidance and are retried (default 429 and 503).
+    /// Statuses that carry guidance and are retried (default 429 and 503). Not read for
+    /// a response whose headers carry `grpc-status`: see
+    /// [`grpc_retry_codes`](Self::grpc_retry_codes).
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         self.settings.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// gRPC status codes retried when a response's headers carry them (a trailers-only
+    /// response, HTTP 200), after the server's `grpc-retry-pushback-ms` when it sends one
+    /// (which also blocks the method's endpoint in the gate), else after
+    /// [`default_delay`](Self::default_delay). Default
+    /// [`DEFAULT_GRPC_RETRY_CODES`](crate::DEFAULT_GRPC_RETRY_CODES) (`UNAVAILABLE`).
+    ///
+    /// Whatever the list, `RESOURCE_EXHAUSTED` with a valid pushback is retried after it,
+    /// a negative or malformed pushback is never retried, nor is any code of
+    /// [`NEVER_RETRIED_GRPC_CODES`](crate::NEVER_RETRIED_GRPC_CODES): listing one of
+    /// those (or `OK`) fails [`build`](Self::build) with
+    /// [`RetryAfterConfigError::UnretryableGrpcCode`]. An empty list retries only the
+    /// `RESOURCE_EXHAUSTED` that carry a pushback.
+    ///
+    /// ```
+    /// use tower_throttle::headers::GrpcCode;
+    /// use tower_throttle::retry_after::{RetryAfterConfigError, RetryAfterLayer};
+    ///
+    /// let layer = RetryAfterLayer::builder()
+    ///     .grpc_retry_codes([GrpcCode::Unavailable, GrpcCode::ResourceExhausted])
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// let err = RetryAfterLayer::builder()
+    ///     .grpc_retry_codes([GrpcCode::InvalidArgument])
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err, RetryAfterConfigError::UnretryableGrpcCode(GrpcCode::InvalidArgument));
+    /// ```
+    pub fn grpc_retry_codes(mut self, codes: impl IntoIterator<Item = GrpcCode>) -> Self {
+        self.settings.grpc_retry_codes = GrpcRetryCodes::new(codes);
         self
     }
 
@@ -348,8 +413,12 @@ impl RetryAfterLayerBuilder {
     }
 
     /// Validates the configuration and builds the layer: with [`LongWait::Fail`], the
-    /// default delay must not exceed `max_wait`.
+    /// default delay must not exceed `max_wait`; the gRPC retry codes must all be
+    /// retryable.
     pub fn build(self) -> Result<RetryAfterLayer, RetryAfterConfigError> {
+        if let Some(code) = self.settings.grpc_retry_codes.unretryable() {
+            return Err(RetryAfterConfigError::UnretryableGrpcCode(code));
+        }
         if self.settings.long_wait == LongWait::Fail
             && self.settings.default_delay > self.settings.max_wait
         {

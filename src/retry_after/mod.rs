@@ -1,4 +1,5 @@
-//! `RetryAfterLayer`: honor `429`/`503` guidance and gate endpoints while blocked.
+//! `RetryAfterLayer`: honor `429`/`503` guidance and gRPC pushback, and gate endpoints
+//! while blocked.
 
 mod gate;
 mod layer;

@@ -37,6 +37,8 @@ pub struct RetryContext {
 struct ContextInner {
     retries: AtomicU32,
     deposited: AtomicBool,
+    /// A layer gave up: no layer retries again.
+    stopped: AtomicBool,
     idempotency_key: OnceLock<HeaderValue>,
 }
 
@@ -46,6 +48,7 @@ impl RetryContext {
             inner: Arc::new(ContextInner {
                 retries: AtomicU32::new(0),
                 deposited: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
                 idempotency_key: OnceLock::new(),
             }),
         }
@@ -68,8 +71,20 @@ impl RetryContext {
         self.inner.idempotency_key.get_or_init(make).clone()
     }
 
-    /// Claims one retry if fewer than `own_max` retries were made by all layers together.
+    /// Ends the retries of every layer: a layer gave up. An inner layer that gives up
+    /// on a gRPC call hands its last response up instead of an error; the outer layers
+    /// then see a response they would retry, and this keeps them from retrying it (as
+    /// they never retry another layer's [`RetryError`](crate::RetryError)).
+    pub(crate) fn stop(&self) {
+        self.inner.stopped.store(true, Ordering::Release);
+    }
+
+    /// Claims one retry if fewer than `own_max` retries were made by all layers together
+    /// and no layer gave up.
     pub(crate) fn try_claim(&self, own_max: u32) -> bool {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return false;
+        }
         let max = own_max;
         self.inner
             .retries
@@ -104,5 +119,14 @@ mod tests {
         assert!(other.try_claim(5) && other.try_claim(5) && other.try_claim(5));
         assert!(!other.try_claim(5));
         assert_eq!(ctx.retries(), 5);
+    }
+
+    #[test]
+    fn a_stopped_context_claims_no_retry() {
+        let ctx = RetryContext::new();
+        assert!(ctx.try_claim(3));
+        ctx.clone().stop();
+        assert!(!ctx.try_claim(3), "a layer gave up: no layer retries");
+        assert_eq!(ctx.retries(), 1);
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::{outcome_of, AttemptInfo, Policy, RetryContext, Verdict};
+use crate::client::grpc::is_grpc_call;
 use crate::client::{into_box_error, poll_ready_boxed, BoxError, Error, ReplayBody, RetryError};
 
 pin_project! {
@@ -159,8 +160,17 @@ impl<P: Policy> Attempts<P> {
             .decide(&self.head, &self.ctx, info, &outcome_of(&result));
         match verdict {
             Verdict::Return => Settled::Done(result.map_err(Error::new)),
-            Verdict::Fail(e) => Settled::Done(Err(e.into())),
-            Verdict::GiveUp { hint } => Settled::Done(Err(self.exhausted(result, hint).into())),
+            Verdict::Fail(e) => Settled::Done(self.give_up(result, e)),
+            Verdict::GiveUp { hint } => {
+                let exhausted = RetryError::Exhausted {
+                    // Attempts by every stacked layer: all retries plus the first.
+                    attempts: self.ctx.retries() + 1,
+                    last_status: outcome_of(&result).status(),
+                    hint,
+                    source: None,
+                };
+                Settled::Done(self.give_up(result, exhausted))
+            }
             Verdict::Retry(delay) if self.rearm(delay) => Settled::Retry(delay),
             // A body that can no longer be replayed ends the retries: the caller gets this
             // attempt's outcome.
@@ -168,22 +178,20 @@ impl<P: Policy> Attempts<P> {
         }
     }
 
-    /// [`RetryError::Exhausted`] for the last attempt's outcome.
-    fn exhausted<ResB>(
+    /// What the caller gets when the layer stops retrying with `why`: the last response
+    /// itself for a gRPC call (so that the gRPC client reads the server's status, message
+    /// and metadata), else `why`, carrying the last attempt's error as its source. No
+    /// layer retries this request again.
+    fn give_up<ResB>(
         &self,
         result: Result<Response<ResB>, BoxError>,
-        hint: Option<Duration>,
-    ) -> RetryError {
-        let (last_status, source) = match result {
-            Ok(res) => (Some(res.status()), None),
-            Err(e) => (None, Some(e)),
-        };
-        RetryError::Exhausted {
-            // Attempts by every stacked layer: all retries plus the first.
-            attempts: self.ctx.retries() + 1,
-            last_status,
-            hint,
-            source,
+        why: RetryError,
+    ) -> Result<Response<ResB>, Error> {
+        self.ctx.stop();
+        match result {
+            Ok(res) if is_grpc_call(&self.head, res.headers()) => Ok(res),
+            Ok(_) => Err(why.into()),
+            Err(e) => Err(why.caused_by(e).into()),
         }
     }
 
