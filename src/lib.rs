@@ -10,8 +10,8 @@
 //! | --- | --- | --- |
 //! | `engine/` | [`Quota`], the GCRA decision ([`gcra`]), the [`clock`], the [`Store`] trait, [`MemoryStore`] and the Redis store | nothing else: no tower, no HTTP |
 //! | `rules/` | [`Rule`], [`Route`], the [`key`] extractors, canonical [`path`]s | the engine, `http` requests |
-//! | `headers/` | writing and reading rate-limit headers ([`headers`]) | the engine |
-//! | `client/` | what the client layers share: the retry loop, the replay body, jitter, the endpoint identity, [`Error`] | headers |
+//! | `headers/` | writing and reading rate-limit headers and gRPC's status fields ([`headers`]) | the engine |
+//! | `client/` | what the client layers share: the retry loop, the replay body, jitter, the endpoint identity, the gRPC classification of responses, [`Error`] (and `TonicBodyLayer`, feature `tonic`) | headers |
 //! | `rate_limit/`, `retry_after/`, `backoff/`, `monitor/` | the layers: tower glue over the folders above | the folders above; never a sibling layer |
 //!
 //! [`pacing`] is the rate limiter's client mode and lives in `rate_limit/`.
