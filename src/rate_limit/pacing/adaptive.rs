@@ -71,7 +71,8 @@ fn positive(x: f64) -> bool {
 
 impl Aimd {
     /// Starts at `initial_per_second` requests per second, between 0.01 and 10,000 per
-    /// second, halving on a 429 and recovering by 1 per second each second.
+    /// second, halving on a refusal (a 429 or a gRPC `RESOURCE_EXHAUSTED`) and recovering
+    /// by 1 per second each second.
     pub fn new(initial_per_second: f64) -> Result<Aimd, AdaptiveError> {
         Aimd {
             initial_per_second,
@@ -93,7 +94,7 @@ impl Aimd {
         .validated()
     }
 
-    /// The factor applied to the rate on a 429 (default 0.5).
+    /// The factor applied to the rate on a refusal (default 0.5).
     pub fn decrease(self, factor: f64) -> Result<Aimd, AdaptiveError> {
         Aimd {
             decrease: factor,
