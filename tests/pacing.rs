@@ -11,6 +11,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use mock::{secs, Mock};
 use tower::{Layer, ServiceExt};
+use tower_throttle::headers::GrpcCode;
 use tower_throttle::key::Header;
 use tower_throttle::pacing::{PacingError, UsageQuota, UsageStatus};
 use tower_throttle::{MissingKey, Quota, RateLimitLayer, Route, Rule};
@@ -99,7 +100,7 @@ async fn several_limits_at_once_and_the_wait_limit() {
     // it fails at once, unsent.
     let err = pacing_error(svc.oneshot(get("/x")).await.unwrap_err());
     match err {
-        PacingError::WaitTooLong { rule, wait } => {
+        PacingError::WaitTooLong { rule, wait, .. } => {
             assert_eq!(rule, "per_hour");
             assert_eq!(wait, secs(179.0));
         }
@@ -292,7 +293,7 @@ async fn waiting_for_a_concurrency_slot_times_out() {
     tokio::task::yield_now().await;
     let start = tokio::time::Instant::now();
     let err = pacing_error(svc.oneshot(get("/2")).await.unwrap_err());
-    assert!(matches!(err, PacingError::QueueTimeout { waited } if waited == secs(3.0)));
+    assert!(matches!(err, PacingError::QueueTimeout { waited, .. } if waited == secs(3.0)));
     assert_eq!(start.elapsed(), secs(3.0));
     first.await.unwrap().unwrap();
     assert_eq!(mock.times(), [secs(0.0)]);
@@ -327,4 +328,212 @@ async fn adaptive_pacing_spreads_the_remaining_quota_and_backs_off_on_429() {
     // halves that to 0.2/s and holds the endpoint for the 5 s the server asked.
     assert_eq!(mock.times(), [secs(0.0), secs(0.1), secs(2.6), secs(7.6)]);
     assert_eq!(layer.adaptive_rate("api.test/jobs"), Some(0.2 + 5.0 * 1.0));
+}
+
+/// A unary gRPC call to `/helloworld.Greeter/SayHello` (as a tonic client sends it), with
+/// `x-api-key: key` when there is a key.
+fn grpc_call(key: Option<&str>) -> Request<Full<Bytes>> {
+    let mut req = Request::post("http://api.test/helloworld.Greeter/SayHello")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    req.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// The rule of examples/tonic_server.rs, on the client side: 3 calls per 10 s per key.
+fn per_api_key_pacing(max_queue_wait: Duration) -> tower_throttle::pacing::PacingLayer {
+    RateLimitLayer::builder()
+        .rule(
+            Rule::new("per_api_key", quota(3, 10))
+                .route(Route::grpc_method("helloworld.Greeter", "SayHello"))
+                .key(Header::new("x-api-key".parse().unwrap()))
+                .on_missing_key(MissingKey::Reject),
+        )
+        .build()
+        .unwrap()
+        .pacing()
+        .max_queue_wait(max_queue_wait)
+        .build()
+        .unwrap()
+}
+
+/// The status a tonic caller reads from a pacing error (tonic's own `Status::from_error`),
+/// and its pushback metadata.
+#[cfg(feature = "tonic")]
+fn as_tonic_reads(e: tower_throttle::Error) -> (tonic::Code, String, Option<String>) {
+    let status = tonic::Status::from_error(Box::new(e));
+    let pushback = status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status.code(), status.message().to_owned(), pushback)
+}
+
+/// A gRPC call that pacing does not send fails with an error that says its gRPC code and
+/// wait; with feature `tonic` its source is the `tonic::Status` a tonic caller gets (not
+/// `UNKNOWN`); without, there is no source. An HTTP request's error never has one.
+#[tokio::test(start_paused = true)]
+async fn a_grpc_call_that_is_not_sent_says_its_grpc_status() {
+    let layer = per_api_key_pacing(Duration::from_secs(1));
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    for _ in 0..3 {
+        svc.clone().oneshot(grpc_call(Some("k1"))).await.unwrap();
+    }
+    // The 4th would be admitted in 10/3 s, past the 1 s limit: not sent.
+    let err = svc
+        .clone()
+        .oneshot(grpc_call(Some("k1")))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    let pacing = err
+        .downcast_ref::<PacingError>()
+        .expect("still a PacingError");
+    assert!(
+        matches!(pacing, PacingError::WaitTooLong { rule, .. } if rule == "per_api_key"),
+        "{pacing:?}"
+    );
+    assert_eq!(pacing.grpc_code(), GrpcCode::ResourceExhausted);
+    // 10/3 s in whole nanoseconds; the pushback rounds it up, never early.
+    let wait = Duration::from_nanos(3_333_333_333);
+    assert_eq!(pacing.retry_pushback(), Some(wait));
+    #[cfg(feature = "tonic")]
+    assert_eq!(
+        as_tonic_reads(err),
+        (tonic::Code::ResourceExhausted, message, Some("3334".into()))
+    );
+    #[cfg(not(feature = "tonic"))]
+    {
+        assert!(std::error::Error::source(&err).is_none(), "{message}");
+    }
+
+    // A missing key: INVALID_ARGUMENT (the call lacks what the client's own rule needs).
+    let err = svc.clone().oneshot(grpc_call(None)).await.unwrap_err();
+    let pacing = err.downcast_ref::<PacingError>().unwrap();
+    assert!(
+        matches!(pacing, PacingError::MissingKey { .. }),
+        "{pacing:?}"
+    );
+    assert_eq!(pacing.grpc_code(), GrpcCode::InvalidArgument);
+    #[cfg(feature = "tonic")]
+    {
+        let (code, _, pushback) = as_tonic_reads(err);
+        assert_eq!((code, pushback), (tonic::Code::InvalidArgument, None));
+    }
+
+    // The same wait on an HTTP request: no status in the chain, whatever the features.
+    let http = Request::post("http://api.test/helloworld.Greeter/SayHello")
+        .header("x-api-key", "k1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let err = svc.oneshot(http).await.unwrap_err();
+    assert!(err.is::<PacingError>());
+    assert!(std::error::Error::source(&err).is_none(), "{err}");
+    assert_eq!(mock.times(), [secs(0.0); 3], "refused calls are not sent");
+}
+
+/// A used-up usage window: RESOURCE_EXHAUSTED with the window's reset as the pushback; a
+/// used-up lifetime never resets, so its status has none.
+#[tokio::test(start_paused = true)]
+async fn a_used_up_quota_of_a_grpc_call_says_when_it_resets() {
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("loose", Quota::per_second(1000).unwrap()))
+        .build()
+        .unwrap()
+        .pacing()
+        .usage_quota(UsageQuota::per_window(
+            "hourly",
+            1,
+            Duration::from_secs(3600),
+        ))
+        .usage_quota(UsageQuota::lifetime("lifetime", 2))
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    svc.clone().oneshot(grpc_call(None)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(600)).await;
+    let err = svc.clone().oneshot(grpc_call(None)).await.unwrap_err();
+    let pacing = err.downcast_ref::<PacingError>().unwrap();
+    assert_eq!(pacing.grpc_code(), GrpcCode::ResourceExhausted);
+    assert_eq!(pacing.retry_pushback(), Some(Duration::from_secs(3000)));
+    #[cfg(feature = "tonic")]
+    {
+        let (code, _, pushback) = as_tonic_reads(err);
+        assert_eq!(
+            (code, pushback.as_deref()),
+            (tonic::Code::ResourceExhausted, Some("3000000"))
+        );
+    }
+    // The next window: the 2nd call is sent; the 3rd, a window later, finds the
+    // lifetime used up, with no reset to push back to.
+    tokio::time::advance(Duration::from_secs(3000)).await;
+    svc.clone().oneshot(grpc_call(None)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let err = svc.oneshot(grpc_call(None)).await.unwrap_err();
+    let pacing = err.downcast_ref::<PacingError>().unwrap();
+    assert!(
+        matches!(pacing, PacingError::UsageExhausted { usage_quota, .. } if usage_quota == "lifetime"),
+        "{pacing:?}"
+    );
+    assert_eq!(pacing.retry_pushback(), None);
+    #[cfg(feature = "tonic")]
+    {
+        let (code, _, pushback) = as_tonic_reads(err);
+        assert_eq!((code, pushback), (tonic::Code::ResourceExhausted, None));
+    }
+    assert_eq!(
+        mock.times(),
+        [secs(0.0), secs(3600.0)],
+        "refused calls are not sent"
+    );
+}
+
+/// Adaptive pacing on gRPC: a trailers-only RESOURCE_EXHAUSTED (HTTP 200, the status in
+/// the headers) is a refusal as a 429 is: the rate halves and the endpoint is held for
+/// the pushback, which comes before a `Retry-After` on a gRPC response. A trailers-only
+/// UNAVAILABLE is no rate-limit signal.
+#[tokio::test(start_paused = true)]
+async fn adaptive_pacing_backs_off_on_a_grpc_refusal_for_the_pushback() {
+    use tower_throttle::pacing::Aimd;
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new("loose", Quota::per_second(1000).unwrap()))
+        .build()
+        .unwrap()
+        .pacing()
+        .adaptive(Aimd::new(2.0).unwrap().increase_per_second(0.0).unwrap())
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![
+        mock::with(
+            200,
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", "8"),
+                ("grpc-message", "rate%20limit"),
+                ("retry-after", "9"),
+                ("grpc-retry-pushback-ms", "3334"),
+            ],
+        ),
+        mock::with(
+            200,
+            &[("grpc-status", "14"), ("grpc-retry-pushback-ms", "100")],
+        ),
+        mock::status(200),
+    ]);
+    let svc = layer.layer(mock.service());
+    for _ in 0..4 {
+        let _ = svc.clone().oneshot(grpc_call(None)).await.unwrap();
+    }
+    let endpoint = "api.test/helloworld.Greeter/SayHello";
+    assert_eq!(layer.adaptive_rate(endpoint), Some(1.0), "halved once");
+    // 0 s; the refusal holds until 3.334 s (not 9 s, nor 0.5 s at the rate); then one
+    // every second at the halved rate, UNAVAILABLE changing nothing.
+    assert_eq!(
+        mock.times(),
+        [secs(0.0), secs(3.334), secs(4.334), secs(5.334)]
+    );
 }

@@ -154,7 +154,9 @@ pub(crate) fn is_grpc_call(head: &http::request::Parts, response: &HeaderMap) ->
 
 /// The error of a new request that an endpoint gate holds back longer than `max_wait`
 /// (`hint`: the wait it would need, `blocked`: the block left). For a gRPC call with
-/// feature `tonic`, its source is the `tonic::Status` a tonic caller receives.
+/// feature `tonic`, its source is the `tonic::Status` a tonic caller receives:
+/// `RESOURCE_EXHAUSTED`, with the block left as `grpc-retry-pushback-ms` metadata (so
+/// that a caller, or a retry policy above, knows when to call again).
 pub(crate) fn gate_refusal(
     head: &http::request::Parts,
     hint: Duration,
@@ -162,7 +164,16 @@ pub(crate) fn gate_refusal(
     max_wait: Duration,
 ) -> RetryError {
     let source = is_grpc(&head.headers)
-        .then(|| refusal_status(blocked, max_wait))
+        .then(|| {
+            local_status(
+                GrpcCode::ResourceExhausted,
+                format_args!(
+                    "not sent: the server's last answer blocks this method for {blocked:?}, \
+                     longer than max_wait {max_wait:?}"
+                ),
+                Some(blocked),
+            )
+        })
         .flatten();
     RetryError::WaitTooLong {
         hint,
@@ -172,28 +183,40 @@ pub(crate) fn gate_refusal(
     }
 }
 
-/// `RESOURCE_EXHAUSTED`, with the block left as `grpc-retry-pushback-ms` metadata (so
-/// that a caller, or a retry policy above, knows when to call again).
+/// The status a tonic caller should read for a gRPC call that a client layer failed
+/// without sending (a gate refusal, a pacing error): a boxed `tonic::Status` of `code`
+/// and `message`, with `pushback` (rounded up to whole milliseconds) as
+/// `grpc-retry-pushback-ms` metadata when a wait is known. Put it in the error's
+/// `source()` chain: tonic's `Status::from_error` walks it and finds the status. `None`
+/// without feature `tonic` (the message is not even formatted then).
 #[cfg(feature = "tonic")]
-fn refusal_status(blocked: Duration, max_wait: Duration) -> Option<BoxError> {
+pub(crate) fn local_status(
+    code: GrpcCode,
+    message: impl fmt::Display,
+    pushback: Option<Duration>,
+) -> Option<BoxError> {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        crate::headers::GRPC_RETRY_PUSHBACK_MS,
-        crate::headers::pushback_value(blocked),
-    );
+    if let Some(wait) = pushback {
+        headers.insert(
+            crate::headers::GRPC_RETRY_PUSHBACK_MS,
+            crate::headers::pushback_value(wait),
+        );
+    }
     let status = tonic::Status::with_metadata(
-        tonic::Code::ResourceExhausted,
-        format!(
-            "not sent: the server's last answer blocks this method for {blocked:?}, \
-             longer than max_wait {max_wait:?}"
-        ),
+        tonic::Code::from_i32(i32::from(code.as_u8())),
+        message.to_string(),
         tonic::metadata::MetadataMap::from_headers(headers),
     );
     Some(Box::new(status))
 }
 
+/// Without feature `tonic` there is no status type to build: always `None`.
 #[cfg(not(feature = "tonic"))]
-fn refusal_status(_blocked: Duration, _max_wait: Duration) -> Option<BoxError> {
+pub(crate) fn local_status(
+    _code: GrpcCode,
+    _message: impl fmt::Display,
+    _pushback: Option<Duration>,
+) -> Option<BoxError> {
     None
 }
 

@@ -3,10 +3,17 @@
 //! - **Spreads the remaining quota**: when a response says `remaining` requests are left
 //!   until the quota resets in `reset` (any dialect the header module reads), the rate
 //!   becomes `remaining / reset`, so the quota lasts until it refills.
-//! - **AIMD on refusals**: a 429 multiplies the rate by `decrease` (default ½) and holds
-//!   the endpoint until the server's `Retry-After`; successes without rate-limit headers
+//! - **AIMD on refusals**: a refusal multiplies the rate by `decrease` (default ½) and
+//!   holds the endpoint until the server's delay; successes without rate-limit headers
 //!   raise it by `increase_per_second` for every second since the last change, up to the
-//!   maximum.
+//!   maximum. A refusal is an HTTP 429, or a gRPC `RESOURCE_EXHAUSTED` in the headers of a
+//!   trailers-only response (how a rate-limited gRPC call is answered, with HTTP 200). The
+//!   delay of a gRPC response is its `grpc-retry-pushback-ms` (gRFC A6), and without one
+//!   its `Retry-After`-style headers (as tower_governor sends); a negative or malformed
+//!   pushback ("do not retry") holds nothing, the rate still drops. Of an HTTP response
+//!   it is the `Retry-After`-style headers (and the pushback last, as the header module
+//!   reads them). Other gRPC codes (`UNAVAILABLE` too) are no rate-limit signal, as a 503
+//!   is none.
 //!
 //! Sends are reserved in arrival order, one every `1 / rate`.
 
@@ -19,6 +26,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use crate::headers::ratelimit::parse_rate_limit;
+use crate::headers::{grpc_pushback, grpc_status, GrpcCode, GrpcPushback};
 
 /// Most endpoints tracked; the least recently used is dropped beyond it.
 const MAX_ENDPOINTS: usize = 10_000;
@@ -63,7 +71,8 @@ fn positive(x: f64) -> bool {
 
 impl Aimd {
     /// Starts at `initial_per_second` requests per second, between 0.01 and 10,000 per
-    /// second, halving on a 429 and recovering by 1 per second each second.
+    /// second, halving on a refusal (a 429 or a gRPC `RESOURCE_EXHAUSTED`) and recovering
+    /// by 1 per second each second.
     pub fn new(initial_per_second: f64) -> Result<Aimd, AdaptiveError> {
         Aimd {
             initial_per_second,
@@ -85,7 +94,7 @@ impl Aimd {
         .validated()
     }
 
-    /// The factor applied to the rate on a 429 (default 0.5).
+    /// The factor applied to the rate on a refusal (default 0.5).
     pub fn decrease(self, factor: f64) -> Result<Aimd, AdaptiveError> {
         Aimd {
             decrease: factor,
@@ -192,17 +201,18 @@ impl AdaptiveRates {
     pub(crate) fn observe(&self, endpoint: &str, status: StatusCode, headers: &HeaderMap) {
         let info = parse_rate_limit(headers, SystemTime::now());
         let now = Instant::now();
+        let refusal = refusal(status, headers, || info.retry_after);
         self.with(endpoint, |cfg, s| {
-            if status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(hold) = refusal {
                 s.per_second = cfg.clamp(s.per_second * cfg.decrease);
                 s.changed = now;
-                if let Some(wait) = info.retry_after {
+                if let Some(wait) = hold {
                     s.next_send = s.next_send.max(now + wait);
                 }
                 tracing::debug!(
                     endpoint,
                     per_second = s.per_second,
-                    "adaptive pacing: 429, slowing down"
+                    "adaptive pacing: refused, slowing down"
                 );
                 return;
             }
@@ -228,6 +238,25 @@ impl AdaptiveRates {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.get(endpoint).map(|s| s.per_second)
+    }
+}
+
+/// Whether a response is a rate-limit refusal (see the module docs), and if so for how
+/// long the server asks to hold the endpoint (`retry_after`: its `Retry-After`-style
+/// delay, read only when needed).
+fn refusal(
+    status: StatusCode,
+    headers: &HeaderMap,
+    retry_after: impl FnOnce() -> Option<Duration>,
+) -> Option<Option<Duration>> {
+    match grpc_status(headers) {
+        Some(GrpcCode::ResourceExhausted) => Some(match grpc_pushback(headers) {
+            GrpcPushback::After(wait) => Some(wait),
+            GrpcPushback::DoNotRetry => None,
+            GrpcPushback::Absent => retry_after(),
+        }),
+        _ if status == StatusCode::TOO_MANY_REQUESTS => Some(retry_after()),
+        _ => None,
     }
 }
 
@@ -276,5 +305,69 @@ mod tests {
         h.insert("x-ratelimit-reset", "10".parse().unwrap());
         rates.observe("e", StatusCode::OK, &h);
         assert_eq!(rates.rate("e"), Some(0.4));
+    }
+
+    fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in fields {
+            h.append(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn what_is_a_refusal() {
+        let ms = Duration::from_millis;
+        let read = |status: u16, fields: &[(&'static str, &'static str)]| {
+            let h = headers(fields);
+            let retry_after = parse_rate_limit(&h, SystemTime::now()).retry_after;
+            refusal(StatusCode::from_u16(status).unwrap(), &h, || retry_after)
+        };
+        assert_eq!(read(200, &[]), None);
+        assert_eq!(read(429, &[]), Some(None));
+        assert_eq!(read(429, &[("retry-after", "2")]), Some(Some(ms(2000))));
+        // Trailers-only RESOURCE_EXHAUSTED (HTTP 200): the pushback first.
+        let exhausted = [
+            ("grpc-status", "8"),
+            ("retry-after", "9"),
+            ("grpc-retry-pushback-ms", "1500"),
+        ];
+        assert_eq!(read(200, &exhausted), Some(Some(ms(1500))));
+        assert_eq!(read(200, &[("grpc-status", "8")]), Some(None));
+        let governor = [("grpc-status", "8"), ("retry-after", "3")];
+        assert_eq!(read(200, &governor), Some(Some(ms(3000))), "no pushback");
+        // "Do not retry": a refusal, nothing to hold.
+        let veto = [
+            ("grpc-status", "8"),
+            ("grpc-retry-pushback-ms", "-1"),
+            ("retry-after", "3"),
+        ];
+        assert_eq!(read(200, &veto), Some(None));
+        // Other codes are no rate-limit signal, pushback or not; a 429 stays one.
+        let unavailable = [("grpc-status", "14"), ("grpc-retry-pushback-ms", "500")];
+        assert_eq!(read(200, &unavailable), None);
+        assert_eq!(read(200, &[("grpc-status", "0")]), None);
+        assert_eq!(read(429, &[("grpc-status", "14")]), Some(None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grpc_refusal_slows_down_and_holds_for_the_pushback() {
+        let rates = AdaptiveRates::new(Aimd::new(4.0).unwrap());
+        let t0 = Instant::now();
+        assert_eq!(rates.reserve("e"), t0);
+        let refused = headers(&[
+            ("grpc-status", "8"),
+            ("grpc-retry-pushback-ms", "3334"),
+            ("retry-after", "9"),
+        ]);
+        rates.observe("e", StatusCode::OK, &refused);
+        assert_eq!(rates.rate("e"), Some(2.0));
+        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(3334));
+        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(3834));
+        // A trailers-only UNAVAILABLE is not a rate-limit refusal: the rate recovers.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let unavailable = headers(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "500")]);
+        rates.observe("e", StatusCode::OK, &unavailable);
+        assert_eq!(rates.rate("e"), Some(3.0));
     }
 }

@@ -123,7 +123,8 @@ impl<St> PacingLayerBuilder<St> {
 
     /// Adaptive pacing per endpoint (authority, or `Host`, + path: the monitor's default
     /// key) on top of the rules: follows the
-    /// server's rate-limit headers and backs off on 429 (see [`Aimd`]). Off by default.
+    /// server's rate-limit headers and backs off on a refusal (a 429, or a gRPC
+    /// `RESOURCE_EXHAUSTED` in the headers: see [`Aimd`]). Off by default.
     pub fn adaptive(mut self, aimd: Aimd) -> Self {
         self.adaptive = Some(aimd);
         self

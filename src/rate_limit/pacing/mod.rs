@@ -30,11 +30,17 @@
 //! - **Keyed concurrency** ([`Rule::concurrency`](crate::Rule::concurrency)).
 //! - **Maximum queue wait**: past it, or when the wait needed is already longer, the
 //!   request fails with [`PacingError`] and is not sent.
+//! - **gRPC calls** (a gRPC `content-type`): pacing is body-generic, so it goes straight
+//!   over a tonic `Channel` (no `TonicBodyLayer`). An unsent call fails with the gRPC code
+//!   of [`PacingError::grpc_code`]; with feature `tonic` the error's source is that
+//!   `tonic::Status`, with the wait as `grpc-retry-pushback-ms` when one is known, so a
+//!   tonic caller reads `RESOURCE_EXHAUSTED` (or `INVALID_ARGUMENT`, `UNAVAILABLE`),
+//!   not `UNKNOWN`.
 //! - **Usage quotas** ([`UsageQuota`]): lifetime or per-window counters kept in the store,
 //!   with a warning threshold and [`PacingError::UsageExhausted`] once used up.
 //! - **Adaptive pacing** (opt-in, [`Aimd`]): per endpoint, spreads the remaining quota the
-//!   server reports over the time to its reset, halves the rate on a 429 and recovers
-//!   gradually.
+//!   server reports over the time to its reset, halves the rate on a 429 or a gRPC
+//!   `RESOURCE_EXHAUSTED` (held for its `grpc-retry-pushback-ms`) and recovers gradually.
 //! - State (store, queues, permits, counters, adaptive rates) is shared by every clone.
 
 mod adaptive;

@@ -13,7 +13,6 @@ use super::adaptive::AdaptiveRates;
 use super::error::PacingError;
 use super::queue::{KeyedPermit, KeyedSemaphores};
 use super::usage::{CompiledUsageQuota, UsageStatus};
-use crate::client::Error;
 use crate::engine::clock::Clock;
 use crate::engine::gcra::{checks_key, Check};
 use crate::engine::store::{Store, Usage};
@@ -43,16 +42,17 @@ pub(crate) type UsageKeys<'a> = Vec<(&'a CompiledUsageQuota, Result<u64, &'stati
 
 impl Pacer {
     /// Which rules apply to `req`, with which keys (as in the server mode).
-    pub(crate) fn plan<B>(&self, req: &Request<B>) -> Result<Planned, Error> {
+    pub(crate) fn plan<B>(&self, req: &Request<B>) -> Result<Planned, PacingError> {
         let mut checks = Checks::new();
         let matched = match self.rules.plan(req, &mut checks) {
             Plan::Pass => 0,
-            Plan::BadPath(e) => return Err(Error::from(PacingError::BadPath(e))),
+            Plan::BadPath(e) => return Err(PacingError::BadPath(e, None)),
             Plan::MissingKey { rule, what } => {
-                return Err(Error::from(PacingError::MissingKey {
+                return Err(PacingError::MissingKey {
                     rule: self.rules.rules[rule].name.clone(),
                     what,
-                }))
+                    source: None,
+                })
             }
             Plan::Check { matched } => matched,
         };
@@ -62,10 +62,11 @@ impl Pacer {
         })
     }
 
-    fn timed_out(&self) -> Error {
-        Error::from(PacingError::QueueTimeout {
+    fn timed_out(&self) -> PacingError {
+        PacingError::QueueTimeout {
             waited: self.max_queue_wait,
-        })
+            source: None,
+        }
     }
 
     /// The concurrency slots of the request's keys, taken in rule order (a fixed order
@@ -74,7 +75,7 @@ impl Pacer {
         &self,
         planned: &Planned,
         deadline: Instant,
-    ) -> Result<Vec<KeyedPermit>, Error> {
+    ) -> Result<Vec<KeyedPermit>, PacingError> {
         let mut permits = Vec::new();
         for (check, &i) in planned.checks.iter().zip(&planned.rules) {
             if let Some(n) = self.rules.rules[i].concurrency {
@@ -95,7 +96,7 @@ impl Pacer {
         store: &St,
         planned: &Planned,
         deadline: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<(), PacingError> {
         if planned.checks.is_empty() {
             return Ok(());
         }
@@ -107,7 +108,7 @@ impl Pacer {
             let decision = store
                 .check(self.rules.clock.now(), &planned.checks)
                 .await
-                .map_err(|e| Error::from(PacingError::Store(e)))?;
+                .map_err(|e| PacingError::Store(e, None))?;
             if decision.admitted {
                 break;
             }
@@ -133,9 +134,13 @@ impl Pacer {
         }
     }
 
-    fn wait_too_long(&self, rule: Option<usize>, wait: Duration) -> Error {
+    fn wait_too_long(&self, rule: Option<usize>, wait: Duration) -> PacingError {
         let rule = rule.map_or_else(String::new, |i| self.rules.rules[i].name.clone());
-        Error::from(PacingError::WaitTooLong { rule, wait })
+        PacingError::WaitTooLong {
+            rule,
+            wait,
+            source: None,
+        }
     }
 
     /// The usage key of each usage quota that applies to `req`.
@@ -158,19 +163,18 @@ impl Pacer {
         &self,
         store: &St,
         keys: UsageKeys<'_>,
-    ) -> Result<Vec<UsageStatus>, Error> {
+    ) -> Result<Vec<UsageStatus>, PacingError> {
         let mut statuses = Vec::with_capacity(keys.len());
         for (q, key) in keys {
-            let key = key.map_err(|what| {
-                Error::from(PacingError::MissingKey {
-                    rule: q.name.clone(),
-                    what,
-                })
+            let key = key.map_err(|what| PacingError::MissingKey {
+                rule: q.name.clone(),
+                what,
+                source: None,
             })?;
             let usage = store
                 .consume_usage(self.rules.clock.now(), key, 1, q.limits)
                 .await
-                .map_err(|e| Error::from(PacingError::Store(e)))?;
+                .map_err(|e| PacingError::Store(e, None))?;
             statuses.push(usage_status(q, &usage)?);
         }
         Ok(statuses)
@@ -181,16 +185,17 @@ impl Pacer {
         &self,
         endpoint: &str,
         deadline: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<(), PacingError> {
         let Some(adaptive) = &self.adaptive else {
             return Ok(());
         };
         let slot = adaptive.reserve(endpoint);
         if slot > deadline {
-            return Err(Error::from(PacingError::WaitTooLong {
+            return Err(PacingError::WaitTooLong {
                 rule: "adaptive".to_owned(),
                 wait: slot - Instant::now(),
-            }));
+                source: None,
+            });
         }
         sleep_until(slot).await;
         Ok(())
@@ -199,15 +204,16 @@ impl Pacer {
 
 /// The request's standing in usage quota `q` after `usage` was counted; logs (and counts)
 /// a crossed warning threshold, fails when the quota is used up.
-fn usage_status(q: &CompiledUsageQuota, usage: &Usage) -> Result<UsageStatus, Error> {
+fn usage_status(q: &CompiledUsageQuota, usage: &Usage) -> Result<UsageStatus, PacingError> {
     if !usage.admitted {
         tracing::error!(quota = %q.name, used = usage.lifetime_used, "usage quota exhausted");
-        return Err(Error::from(PacingError::UsageExhausted {
+        return Err(PacingError::UsageExhausted {
             usage_quota: q.name.clone(),
             lifetime_used: usage.lifetime_used,
             window_remaining: usage.window_remaining(&q.limits),
             window_resets_after: usage.window_resets_after,
-        }));
+            source: None,
+        });
     }
     let warned = q
         .warn_at

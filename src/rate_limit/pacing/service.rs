@@ -9,9 +9,11 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use super::error::PacingError;
 use super::pacer::Pacer;
 use crate::client::{BoxError, Endpoint, Error};
 use crate::engine::store::{MemoryStore, Store};
+use crate::headers::is_grpc;
 
 /// The response future of [`Pacing`]: boxed, since it waits in several stages (turn,
 /// limits, quotas) before the inner call; one allocation per request on the client side.
@@ -66,18 +68,30 @@ where
         let pacer = Arc::clone(&self.pacer);
         let store = self.store.clone();
         Box::pin(async move {
+            // A gRPC call's errors carry the status a gRPC caller reads.
+            let grpc = is_grpc(req.headers());
+            let fail = |e: PacingError| Error::from(if grpc { e.for_grpc_call() } else { e });
             let deadline = Instant::now() + pacer.max_queue_wait;
-            let planned = pacer.plan(&req)?;
-            let permits = pacer.acquire_permits(&planned, deadline).await?;
-            pacer.wait_for_limits(&store, &planned, deadline).await?;
+            let planned = pacer.plan(&req).map_err(fail)?;
+            let permits = pacer
+                .acquire_permits(&planned, deadline)
+                .await
+                .map_err(fail)?;
+            pacer
+                .wait_for_limits(&store, &planned, deadline)
+                .await
+                .map_err(fail)?;
             let usage_keys = pacer.usage_keys(&req);
-            let statuses = pacer.count_usage(&store, usage_keys).await?;
+            let statuses = pacer.count_usage(&store, usage_keys).await.map_err(fail)?;
             let endpoint = pacer
                 .adaptive
                 .as_ref()
                 .map(|_| Endpoint::new(req.uri(), req.headers().get(http::header::HOST)).key());
             if let Some(endpoint) = &endpoint {
-                pacer.wait_adaptive_slot(endpoint, deadline).await?;
+                pacer
+                    .wait_adaptive_slot(endpoint, deadline)
+                    .await
+                    .map_err(fail)?;
             }
             let mut res = inner.call(req).await.map_err(Error::new)?;
             if let (Some(adaptive), Some(endpoint)) = (&pacer.adaptive, &endpoint) {
