@@ -14,12 +14,14 @@
 //! The stack, outermost first (the README's HTTP client stack, over a `Channel`):
 //!
 //! 1. `RetryAfterLayer` with its endpoint gate: after a refusal with pushback that it
-//!    sees, new calls to the same method wait for the block to end; never waits more
-//!    than 30 s (a longer pushback is returned to the caller as the server sent it).
+//!    sees, new calls to the same method wait for the block to end, 30 s at most.
 //! 2. `BackoffLayer`: `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` with a pushback, are retried
 //!    (gRPC's retry codes, whatever the method: every gRPC call is a POST), 3 times at
 //!    most, after exactly the pushback, else 1 s × 2ⁿ with equal jitter. A server that is
-//!    down is retried too (the call was never sent).
+//!    down is retried too (the call was never sent). It gives up rather than wait past
+//!    30 s since the first attempt (`max_elapsed`): a longer pushback is returned to the
+//!    caller as the server sent it. (The inner layer waits out what it retries, so the
+//!    outer layer's `max_wait` alone would not bound the whole call.)
 //! 3. `HeaderMonitorLayer`: reads the rate-limit metadata of every answer.
 //! 4. A print of every attempt and answer.
 //! 5. `TonicBodyLayer`: the one line a `Channel` needs (it takes only tonic's body type;
@@ -103,6 +105,7 @@ async fn main() -> Result<(), BoxError> {
     let backoff = BackoffLayer::builder()
         .backoff(Backoff::exponential(Duration::from_secs(1), 2.0)?.jitter(Jitter::Equal))
         .max_retries(3)
+        .max_elapsed(Duration::from_secs(30))
         .build()?;
     let monitor = HeaderMonitorLayer::new();
     let seen = monitor.handle();
