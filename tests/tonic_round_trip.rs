@@ -13,6 +13,8 @@
 //! test checks that time did not move where it must not.
 #![cfg(feature = "tonic")]
 
+#[path = "support/greeter_rules.rs"]
+mod greeter_rules;
 #[path = "tonic_client/harness.rs"]
 mod harness;
 #[path = "../examples/support/helloworld.rs"]
@@ -22,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use greeter_rules::per_api_key;
 use harness::{boxed, connect, ms, Svc};
 use helloworld::{GreeterClient, GreeterServer, HelloReply, HelloRequest};
 use tokio::time::Instant;
@@ -30,14 +33,10 @@ use tower::util::MapRequestLayer;
 use tower::{Layer, ServiceBuilder};
 use tower_throttle::backoff::{Backoff, BackoffLayer, BackoffLayerBuilder, Jitter};
 use tower_throttle::headers::GrpcCode;
-use tower_throttle::key::Header;
 use tower_throttle::monitor::MonitorEvent;
 use tower_throttle::pacing::PacingError;
 use tower_throttle::retry_after::{RetryAfterLayer, RetryAfterLayerBuilder};
-use tower_throttle::{
-    HeaderMonitorLayer, MissingKey, MonitorHandle, Quota, RateLimitLayer, Route, Rule,
-    TonicBodyLayer,
-};
+use tower_throttle::{HeaderMonitorLayer, MonitorHandle, RateLimitLayer, TonicBodyLayer};
 
 /// Virtual instants, as offsets from the test's start.
 #[derive(Clone)]
@@ -66,17 +65,6 @@ impl Instants {
 /// Offsets in milliseconds.
 fn at(offsets: &[u64]) -> Vec<Duration> {
     offsets.iter().copied().map(ms).collect()
-}
-
-/// The example server's key rule, for the server and for a pacing client alike.
-fn per_api_key() -> Rule {
-    Rule::new(
-        "per_api_key",
-        Quota::new(3, Duration::from_secs(10)).unwrap(),
-    )
-    .route(Route::grpc_method("helloworld.Greeter", "SayHello"))
-    .key(Header::new("x-api-key".parse().unwrap()))
-    .on_missing_key(MissingKey::Reject)
 }
 
 fn rules() -> RateLimitLayer {

@@ -8,6 +8,8 @@
 //! it. Each test checks that, so every wait below is exact.
 #![cfg(feature = "tonic")]
 
+#[path = "support/greeter_rules.rs"]
+mod greeter_rules;
 #[path = "../examples/support/helloworld.rs"]
 mod helloworld;
 
@@ -24,12 +26,13 @@ use tonic::{Code, Status};
 use tower::{Layer, ServiceExt};
 use tower_throttle::clock::Timestamp;
 use tower_throttle::gcra::{Check, Decision};
-use tower_throttle::key::{Header, PeerIp};
+use tower_throttle::key::PeerIp;
 use tower_throttle::store::{StoreError, Usage, UsageLimits};
 use tower_throttle::{
     BuildError, MissingKey, Quota, RateLimitLayer, Route, Rule, Store, StoreFailure,
 };
 
+use greeter_rules::per_api_key;
 use helloworld::{GreeterClient, GreeterServer, HelloRequest, SAY_HELLO};
 
 /// Where the layer goes.
@@ -94,16 +97,6 @@ async fn say_hello(
         .say_hello(req)
         .await
         .map(|res| res.into_inner().message)
-}
-
-fn per_api_key() -> Rule {
-    Rule::new(
-        "per_api_key",
-        Quota::new(3, Duration::from_secs(10)).unwrap(),
-    )
-    .route(Route::grpc_method("helloworld.Greeter", "SayHello"))
-    .key(Header::new("x-api-key".parse().unwrap()))
-    .on_missing_key(MissingKey::Reject)
 }
 
 /// A layer with one rule.
