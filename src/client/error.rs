@@ -16,8 +16,32 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// `Box<dyn Error>` makes their futures fail rustc's `Send` check inside `async` blocks
 /// ("implementation of `From` is not general enough"); with this type, stacks of these
 /// layers can be spawned and used in axum handlers. The crate's own failures inside are
-/// [`RetryError`] and [`PacingError`](crate::rate_limit::pacing::PacingError): find them with
-/// [`downcast_ref`](Self::downcast_ref).
+/// [`RetryError`] and [`PacingError`](crate::rate_limit::pacing::PacingError): reach them in
+/// one call with [`retry_error`](Self::retry_error) and
+/// [`pacing_error`](Self::pacing_error). After `?` has turned this error into a
+/// `Box<dyn Error>`, [`RetryError::find`] and
+/// [`PacingError::find`](crate::rate_limit::pacing::PacingError::find) look through the box
+/// (and through any error chain) instead of a double downcast:
+///
+/// ```
+/// use tower_throttle::{Error, RetryError};
+///
+/// let err = Error::from(RetryError::BudgetExhausted {
+///     attempts: 2,
+///     last_status: Some(http::StatusCode::TOO_MANY_REQUESTS),
+///     source: None,
+/// });
+/// assert_eq!(err.retry_error().map(RetryError::attempts), Some(2));
+///
+/// // What an application's `?` made of it:
+/// let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+/// let cause = RetryError::find(&*boxed).expect("a give-up");
+/// assert_eq!(cause.last_status(), Some(http::StatusCode::TOO_MANY_REQUESTS));
+/// assert_eq!(
+///     boxed.to_string(),
+///     "retry budget exhausted after 2 attempts; last: 429 Too Many Requests"
+/// );
+/// ```
 #[derive(Debug)]
 pub struct Error {
     inner: BoxError,
@@ -50,6 +74,33 @@ impl Error {
     pub fn is<T: std::error::Error + 'static>(&self) -> bool {
         self.inner.is::<T>()
     }
+
+    /// The retrying layers' give-up, when this error is one (also when it is further down
+    /// the error's source chain).
+    pub fn retry_error(&self) -> Option<&RetryError> {
+        find_cause(self.get_ref())
+    }
+}
+
+/// The first `T` in `err`'s source chain, `err` included, looking inside this crate's
+/// [`Error`] wherever the chain holds one. Bounded: a chain longer than 64 links (a cycle
+/// a hostile `source` implementation could build) is not followed further.
+pub(crate) fn find_cause<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(err);
+    for _ in 0..64 {
+        let e = next?;
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = match e.downcast_ref::<Error>() {
+            // `Error::source` skips the wrapped error itself: look at it first.
+            Some(ours) => Some(ours.get_ref() as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 impl fmt::Display for Error {
@@ -132,6 +183,13 @@ pub enum RetryError {
 }
 
 impl RetryError {
+    /// The first `RetryError` in `err`'s source chain, `err` included, also inside this
+    /// crate's [`Error`]: one call from the `Box<dyn Error>` an application's `?` made of
+    /// the client stack's error to the typed give-up.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a RetryError> {
+        find_cause(err)
+    }
+
     /// Attempts made before giving up (0 when a gate refused to send).
     pub fn attempts(&self) -> u32 {
         match self {
@@ -162,31 +220,42 @@ impl RetryError {
 
 impl fmt::Display for RetryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let status = |s: &Option<StatusCode>| s.map_or("an error".to_owned(), |s| s.to_string());
         match self {
             RetryError::Exhausted {
                 attempts,
                 last_status,
+                source,
                 ..
-            } => write!(
-                f,
-                "gave up after {attempts} attempts; last: {}",
-                status(last_status)
-            ),
+            } => {
+                write!(f, "gave up after {attempts} attempts; ")?;
+                write_last(f, *last_status, source.as_deref())
+            }
             RetryError::BudgetExhausted {
                 attempts,
                 last_status,
-                ..
-            } => write!(
-                f,
-                "retry budget exhausted after {attempts} attempts; last: {}",
-                status(last_status)
-            ),
+                source,
+            } => {
+                write!(f, "retry budget exhausted after {attempts} attempts; ")?;
+                write_last(f, *last_status, source.as_deref())
+            }
             RetryError::WaitTooLong { hint, max_wait, .. } => write!(
                 f,
                 "server asked to wait {hint:?}, longer than max_wait {max_wait:?}"
             ),
         }
+    }
+}
+
+/// What the last attempt got: its status, else its error's own text.
+fn write_last(
+    f: &mut fmt::Formatter<'_>,
+    status: Option<StatusCode>,
+    error: Option<&(dyn std::error::Error + Send + Sync)>,
+) -> fmt::Result {
+    match (status, error) {
+        (Some(status), _) => write!(f, "last: {status}"),
+        (None, Some(error)) => write!(f, "last attempt failed: {error}"),
+        (None, None) => f.write_str("last attempt failed"),
     }
 }
 
@@ -227,4 +296,94 @@ where
     S::Error: Into<BoxError>,
 {
     svc.poll_ready(cx).map_err(into_box_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exhausted(source: Option<BoxError>) -> RetryError {
+        RetryError::Exhausted {
+            attempts: 4,
+            last_status: None,
+            hint: None,
+            source,
+        }
+    }
+
+    #[test]
+    fn give_up_names_the_last_status_or_the_last_error() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            exhausted(Some(Box::new(refused))).to_string(),
+            "gave up after 4 attempts; last attempt failed: refused"
+        );
+        assert_eq!(
+            exhausted(None).to_string(),
+            "gave up after 4 attempts; last attempt failed"
+        );
+        let limited = RetryError::Exhausted {
+            attempts: 4,
+            last_status: Some(StatusCode::TOO_MANY_REQUESTS),
+            hint: None,
+            source: None,
+        };
+        assert_eq!(
+            limited.to_string(),
+            "gave up after 4 attempts; last: 429 Too Many Requests"
+        );
+    }
+
+    /// An error wrapping another, as an application's own error type would.
+    #[derive(Debug)]
+    struct Wrapper(BoxError);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("calling the API")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    #[test]
+    fn find_looks_through_boxes_wrappers_and_our_error() {
+        let ours = Error::from(exhausted(None));
+        assert_eq!(ours.retry_error().map(RetryError::attempts), Some(4));
+        let boxed: BoxError = Box::new(Error::from(exhausted(None)));
+        assert_eq!(RetryError::find(&*boxed).map(RetryError::attempts), Some(4));
+        let wrapped = Wrapper(Box::new(Error::from(exhausted(None))));
+        assert_eq!(
+            RetryError::find(&wrapped).map(RetryError::attempts),
+            Some(4)
+        );
+        let other: BoxError = Box::new(std::io::Error::other("no"));
+        assert!(RetryError::find(&*other).is_none());
+        assert!(Error::new(other).retry_error().is_none());
+    }
+
+    /// A hostile `source` that returns itself forever.
+    #[derive(Debug)]
+    struct Cycle;
+
+    impl fmt::Display for Cycle {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("cycle")
+        }
+    }
+
+    impl std::error::Error for Cycle {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn a_cyclic_chain_ends_the_search() {
+        assert!(RetryError::find(&Cycle).is_none());
+    }
 }

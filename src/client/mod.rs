@@ -20,7 +20,7 @@ mod rng;
 mod tonic_body;
 
 pub(crate) use endpoint::Endpoint;
-pub(crate) use error::{into_box_error, poll_ready_boxed};
+pub(crate) use error::{find_cause, into_box_error, poll_ready_boxed};
 pub use error::{BoxError, Error, RetryError};
 pub use grpc::{DEFAULT_GRPC_RETRY_CODES, NEVER_RETRIED_GRPC_CODES};
 pub(crate) use replay::DEFAULT_MAX_REPLAY_BYTES;

@@ -79,9 +79,11 @@ pub struct AttemptInfo {
     pub replayable: bool,
 }
 
-/// A retry policy: the part of a retrying layer that decides. Unlike `tower::retry`'s
-/// policies, it sees the response's status and headers, so a delay can follow the
-/// server's `Retry-After`.
+/// A retry policy: the part of a retrying layer that decides. Like `tower::retry`'s
+/// `Policy::retry`, it sees each attempt's result (status and headers), so a delay can
+/// follow the server's `Retry-After`; unlike it, the request body is replayed without
+/// `Clone` (see [`ReplayBody`](crate::ReplayBody)) and stacked layers share one attempt
+/// count and one elapsed time (the [`RetryContext`]).
 pub trait Policy: Send + Sync + 'static {
     /// Before a request is first sent through this layer: adjust its head (e.g. add an
     /// idempotency key). With stacked layers this runs for every attempt of an outer

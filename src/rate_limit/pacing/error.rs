@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::client::grpc::local_status;
-use crate::client::BoxError;
+use crate::client::{find_cause, BoxError};
 use crate::engine::store::StoreError;
 use crate::headers::GrpcCode;
 
@@ -198,6 +198,23 @@ impl From<PacingError> for crate::client::Error {
     }
 }
 
+impl PacingError {
+    /// The first `PacingError` in `err`'s source chain, `err` included, also inside this
+    /// crate's [`Error`](crate::Error): one call from the `Box<dyn Error>` an
+    /// application's `?` made of the client stack's error to the typed refusal.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a PacingError> {
+        find_cause(err)
+    }
+}
+
+impl crate::Error {
+    /// The pacing layer's refusal, when this error is one (also when it is further down
+    /// the error's source chain).
+    pub fn pacing_error(&self) -> Option<&PacingError> {
+        find_cause(self.get_ref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
@@ -313,5 +330,23 @@ mod tests {
             let read = tonic::Status::from_error(Box::new(crate::client::Error::from(e)));
             assert_eq!((read.code(), read.message()), (code, &*message));
         }
+    }
+
+    #[test]
+    fn pacing_error_is_one_call_away_before_and_after_boxing() {
+        let err = crate::Error::from(PacingError::QueueTimeout {
+            waited: Duration::from_secs(3),
+            source: None,
+        });
+        assert!(matches!(
+            err.pacing_error(),
+            Some(PacingError::QueueTimeout { waited, .. }) if *waited == Duration::from_secs(3)
+        ));
+        assert!(err.retry_error().is_none());
+        let boxed: BoxError = Box::new(err);
+        assert!(matches!(
+            PacingError::find(&*boxed),
+            Some(PacingError::QueueTimeout { .. })
+        ));
     }
 }
