@@ -1,21 +1,33 @@
-//! The tour: Clerk's published limits enforced by `RateLimitLayer` on a real HTTP server,
-//! driven by a realistic burst of traffic over loopback.
+//! The whole story: Clerk's published limits enforced by `RateLimitLayer` on a real HTTP
+//! server, then honored by the crate's client stack, side by side with a naive client.
 //!
 //! ```text
 //! cargo run --example demo
 //! ```
 //!
-//! Starts the Clerk stub server (development instance) in-process on a free loopback port,
-//! sends traffic from several client IPs (127.0.0.2, 127.0.0.3, … are all loopback on
-//! Linux), honors one `Retry-After`, and prints a summary per rule. Finishes in seconds.
+//! Starts the Clerk stub server (development instance) in-process on a free loopback port.
+//!
+//! 1. The server: traffic from several client IPs (127.0.0.2, 127.0.0.3, … are all
+//!    loopback on Linux) and secret keys, one `Retry-After` honored.
+//! 2. The clients: 300 calls from 20 tasks each, one secret key each, against Clerk's
+//!    100 requests per 10 s: the crate's stack (Retry-After gate, backoff, pacing, header
+//!    monitor) and a naive loop that retries 429s after their `Retry-After`. Live progress,
+//!    then one table per client.
+//! 3. The server's counters per rule.
+//!
+//! Finishes by itself in about 25 s.
 
 #[path = "support/clerk.rs"]
 mod clerk;
 #[path = "support/logging.rs"]
 mod logging;
+#[path = "support/race.rs"]
+mod race;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -130,8 +142,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tokio::spawn(clerk::serve(listener, app));
     println!("Clerk stub API (development instance) with tower-throttle on {base}\n");
     let mut seen = Seen::default();
+    println!("1. The server\n");
     frontend(&base, &mut seen).await;
     backend(&base, &mut seen).await;
+    clients(&base).await;
     summary(&handle, seen, started);
     server.abort();
     Ok(())
@@ -183,9 +197,53 @@ async fn backend(base: &str, seen: &mut Seen) {
     anonymous.burst(2, Method::GET, "/v1/users", seen).await;
 }
 
+/// Calls per client in the second act, and the tasks making them.
+const CALLS: u64 = 300;
+const TASKS: u64 = 20;
+
+/// The crate's client stack and a naive client, side by side, each with its own key.
+async fn clients(base: &str) {
+    println!(
+        "\n2. The clients: {CALLS} calls from {TASKS} tasks each, {} requests / {} s per key \
+         (least time: {:.0} s)\n",
+        race::LIMIT,
+        race::WINDOW.as_secs(),
+        race::least_time(CALLS).as_secs_f64()
+    );
+    let (ours, naive) = (
+        Arc::new(race::Tally::default()),
+        Arc::new(race::Tally::default()),
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = tokio::spawn(race::progress(
+        [("stack", Arc::clone(&ours)), ("naive", Arc::clone(&naive))],
+        CALLS,
+        Arc::clone(&done),
+    ));
+    let finish = |done: Arc<AtomicU64>| {
+        move |report| {
+            done.fetch_add(1, Ordering::Relaxed);
+            report
+        }
+    };
+    let (ours, naive) = tokio::join!(
+        async {
+            let r = race::crate_stack(base.to_owned(), CALLS, TASKS, ours).await;
+            finish(Arc::clone(&done))(r)
+        },
+        async {
+            let r = race::naive(base.to_owned(), CALLS, TASKS, naive).await;
+            finish(Arc::clone(&done))(r)
+        },
+    );
+    progress.await.expect("progress");
+    race::print_report(&ours);
+    race::print_report(&naive);
+}
+
 /// The server's counters per rule, the `Retry-After` values clients saw, and the statuses.
 fn summary(handle: &tower_throttle::RateLimitHandle, mut seen: Seen, started: Instant) {
-    println!("\nPer rule (server counters; Retry-After values seen by clients):");
+    println!("\n3. Per rule (server counters; Retry-After values seen by act 1's clients):");
     println!(
         "  {:<22} {:>8} {:>8} {:>8}  retry-after",
         "rule", "admitted", "limited", "no key"
