@@ -86,31 +86,58 @@ impl MonitorEvent {
         }
     }
 
-    /// Logs the event with `tracing`.
-    pub(crate) fn trace(&self) {
+    /// Logs the event with `tracing`, at WARN for news and DEBUG for more of the same:
+    /// a paced client lives at the edge of its quota (remaining near 0 on almost every
+    /// answer), and one WARN per response would bury everything else in its logs.
+    ///
+    /// - `LowRemaining`: WARN when remaining falls under the threshold (the endpoint's
+    ///   previous answer was not low), DEBUG while it stays there.
+    /// - `Hit` by a refusal (429, gRPC RESOURCE_EXHAUSTED): WARN for the first refusal of a
+    ///   run, DEBUG for refusals that follow one.
+    /// - `Hit` by remaining 0 on an admitted answer: WARN when quota runs out (the
+    ///   previous answer was not low), DEBUG while it stays out.
+    /// - `Malformed`: DEBUG.
+    pub(crate) fn trace(&self, before: Before) {
         match self {
             MonitorEvent::LowRemaining {
                 endpoint,
                 remaining,
                 limit,
-            } => tracing::warn!(
-                endpoint = %endpoint,
-                remaining,
-                limit = ?limit,
-                "rate-limit quota is running low"
-            ),
+            } => {
+                if before.low {
+                    tracing::debug!(endpoint = %endpoint, remaining, limit = ?limit, "rate-limit quota still low");
+                } else {
+                    tracing::warn!(endpoint = %endpoint, remaining, limit = ?limit, "rate-limit quota is running low");
+                }
+            }
             MonitorEvent::Hit {
                 endpoint,
                 status,
                 grpc_status,
                 remaining,
-            } => tracing::warn!(
-                endpoint = %endpoint,
-                status = status.as_u16(),
-                grpc_status = grpc_status.map(GrpcCode::as_u8),
-                remaining = ?remaining,
-                "rate limit hit"
-            ),
+            } => {
+                let refused = is_refusal(*status, *grpc_status);
+                let news = if refused {
+                    !before.refused
+                } else {
+                    !before.low
+                };
+                let (status, grpc_status) = (status.as_u16(), grpc_status.map(GrpcCode::as_u8));
+                match (news, refused) {
+                    (true, true) => {
+                        tracing::warn!(endpoint = %endpoint, status, grpc_status, remaining = ?remaining, "rate limit hit: request refused")
+                    }
+                    (true, false) => {
+                        tracing::warn!(endpoint = %endpoint, status, remaining = ?remaining, "rate-limit quota used up")
+                    }
+                    (false, true) => {
+                        tracing::debug!(endpoint = %endpoint, status, grpc_status, remaining = ?remaining, "rate limit hit again: request refused")
+                    }
+                    (false, false) => {
+                        tracing::debug!(endpoint = %endpoint, status, remaining = ?remaining, "rate-limit quota still used up")
+                    }
+                }
+            }
             MonitorEvent::Malformed { endpoint, count } => tracing::debug!(
                 endpoint = %endpoint,
                 count,
@@ -118,4 +145,19 @@ impl MonitorEvent {
             ),
         }
     }
+}
+
+/// A refusal for the rate limit: `429`, or a gRPC `RESOURCE_EXHAUSTED`.
+pub(crate) fn is_refusal(status: StatusCode, grpc: Option<GrpcCode>) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || grpc == Some(GrpcCode::ResourceExhausted)
+}
+
+/// What the endpoint's previous answer said, for the level of this answer's log line.
+/// An endpoint never seen before (or forgotten) was neither low nor refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Before {
+    /// Its remaining was low or 0.
+    pub(crate) low: bool,
+    /// It was a refusal.
+    pub(crate) refused: bool,
 }

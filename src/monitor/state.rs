@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::event::{MonitorEvent, Threshold};
+use super::event::{is_refusal, Before, MonitorEvent, Threshold};
 use super::handle::Counters;
 use crate::client::Endpoint;
 use crate::headers::ratelimit::{
@@ -212,8 +212,12 @@ impl Shared {
             built: None,
         };
         let events = self.events(&info, answer, &mut key);
+        let mut before = Before::default();
         if !info.is_empty() {
             let replaced = self.keep(info, answer, &key);
+            if let Some(old) = &replaced {
+                before = self.before(old);
+            }
             // Its vectors become the storage of the next remembered reading's copy.
             if let (Some(old), Some(memo)) = (replaced, memo.as_deref_mut()) {
                 memo.recycle(old.policies, old.states);
@@ -221,7 +225,17 @@ impl Shared {
         }
         drop(memo);
         // Outside the locks: a callback may read the handle.
-        self.report(&events);
+        self.report(&events, before);
+    }
+
+    /// What an endpoint's previous snapshot says, for the level of the next log line.
+    fn before(&self, old: &EndpointSnapshot) -> Before {
+        Before {
+            low: old
+                .remaining
+                .is_some_and(|r| r == 0 || self.threshold.is_low(r, old.limit)),
+            refused: is_refusal(old.last_status, old.last_grpc_status),
+        }
     }
 
     /// The response's rate-limit reading, or `None` when there is nothing to count, keep or
@@ -319,10 +333,11 @@ impl Shared {
         }
     }
 
-    /// Sends the events to `tracing` and to the callback.
-    fn report(&self, events: &[MonitorEvent]) {
+    /// Sends the events to `tracing` (at a level that `before` picks) and to the callback
+    /// (every event).
+    fn report(&self, events: &[MonitorEvent], before: Before) {
         for event in events {
-            event.trace();
+            event.trace(before);
             if let Some(f) = &self.on_event {
                 f(event);
             }
@@ -340,8 +355,7 @@ struct Answer {
 impl Answer {
     /// A refusal for the rate limit: `429`, or a gRPC `RESOURCE_EXHAUSTED`.
     fn is_hit(self) -> bool {
-        self.status == StatusCode::TOO_MANY_REQUESTS
-            || self.grpc == Some(GrpcCode::ResourceExhausted)
+        is_refusal(self.status, self.grpc)
     }
 }
 
