@@ -84,8 +84,18 @@ impl EndpointGate {
                 }
             }
         }
-        let slot = blocks.entry(endpoint).or_insert(until);
-        *slot = (*slot).max(until);
+        match blocks.get_mut(&endpoint) {
+            // A live block is only lengthened: no news for the logs.
+            Some(slot) if *slot > now => *slot = (*slot).max(until),
+            _ => {
+                tracing::info!(
+                    endpoint = %endpoint,
+                    block_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                    "endpoint blocked: new requests wait at the gate"
+                );
+                blocks.insert(endpoint, until);
+            }
+        }
     }
 
     /// Endpoints currently blocked.

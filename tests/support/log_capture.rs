@@ -4,8 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 /// One captured event.
@@ -16,6 +18,8 @@ pub struct Line {
     pub message: String,
     /// Every other field, as `name=value`, in order.
     pub fields: Vec<String>,
+    /// The span the event happened in: its name and fields (`attempt attempt=2 ...`).
+    pub span: Option<String>,
 }
 
 impl Line {
@@ -64,15 +68,34 @@ impl Visit for Fields {
     }
 }
 
-impl<S: Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+/// A span's name and fields, kept in its extensions.
+struct SpanText(String);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let text = std::iter::once(attrs.metadata().name().to_owned())
+            .chain(fields.fields)
+            .collect::<Vec<_>>()
+            .join(" ");
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanText(text));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        let span = ctx
+            .event_span(event)
+            .and_then(|s| s.extensions().get::<SpanText>().map(|t| t.0.clone()));
         self.0 .0.lock().unwrap().push(Line {
             level: *event.metadata().level(),
             target: event.metadata().target().to_owned(),
             message: fields.message,
             fields: fields.fields,
+            span,
         });
     }
 }

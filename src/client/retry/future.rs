@@ -51,6 +51,10 @@ struct Attempts<P> {
     sent: u32,
     started: Option<Instant>,
     prev_delay: Option<Duration>,
+    // The current attempt's span (`attempt`, DEBUG): entered while the attempt is sent
+    // and polled, so the inner service's events nest in it. Disabled (free) unless a
+    // subscriber wants DEBUG spans of this crate.
+    span: tracing::Span,
 }
 
 /// What follows an attempt's outcome.
@@ -84,12 +88,23 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
         let spare = body.try_clone();
         let state = match policy.admit(&head) {
             Ok(None) => State::Ready,
-            Ok(Some(wait)) => State::Waiting {
-                sleep: tokio::time::sleep(wait),
-            },
-            Err(e) => State::Failed {
-                error: Some(Box::new(e)),
-            },
+            Ok(Some(wait)) => {
+                tracing::debug!(
+                    method = %head.method,
+                    uri = %head.uri,
+                    wait_ms = millis(wait),
+                    "waiting at the endpoint gate"
+                );
+                State::Waiting {
+                    sleep: tokio::time::sleep(wait),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(method = %head.method, uri = %head.uri, "not sent: {e}");
+                State::Failed {
+                    error: Some(Box::new(e)),
+                }
+            }
         };
         let first_extensions = std::mem::take(&mut head.extensions);
         if first_extensions.len() > 1 {
@@ -108,9 +123,15 @@ impl<S, F, P: Policy> RetryFuture<S, F, P> {
                 sent: 0,
                 started: None,
                 prev_delay: None,
+                span: tracing::Span::none(),
             },
         }
     }
+}
+
+/// A duration in whole milliseconds, for log fields.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The head of one attempt: a copy of `head` carrying `extensions` (the kept head's
@@ -141,6 +162,13 @@ impl<P: Policy> Attempts<P> {
             self.started.get_or_insert_with(Instant::now);
         }
         self.sent += 1;
+        self.span = tracing::debug_span!(
+            "attempt",
+            // Counted over every stacked retrying layer, the first attempt being 1.
+            attempt = self.ctx.retries() + 1,
+            method = %self.head.method,
+            uri = %self.head.uri,
+        );
         Request::from_parts(attempt_head(&self.head, extensions), body)
     }
 
@@ -155,9 +183,18 @@ impl<P: Policy> Attempts<P> {
             prev_delay: self.prev_delay,
             replayable: self.spare.as_ref().is_some_and(ReplayBody::is_replayable),
         };
-        let verdict = self
-            .policy
-            .decide(&self.head, &self.ctx, info, &outcome_of(&result));
+        let outcome = outcome_of(&result);
+        let verdict = self.policy.decide(&self.head, &self.ctx, info, &outcome);
+        if let Verdict::Retry(delay) = &verdict {
+            tracing::debug!(
+                parent: &self.span,
+                attempt = self.ctx.retries(),
+                delay_ms = millis(*delay),
+                reason = outcome.retry_reason(),
+                status = outcome.status().map(|s| s.as_u16()),
+                "retry scheduled"
+            );
+        }
         match verdict {
             Verdict::Return => Settled::Done(result.map_err(Error::new)),
             Verdict::Fail(e) => Settled::Done(self.give_up(result, e)),
@@ -174,7 +211,10 @@ impl<P: Policy> Attempts<P> {
             Verdict::Retry(delay) if self.rearm(delay) => Settled::Retry(delay),
             // A body that can no longer be replayed ends the retries: the caller gets this
             // attempt's outcome.
-            Verdict::Retry(_) => Settled::Done(result.map_err(Error::new)),
+            Verdict::Retry(_) => {
+                tracing::debug!(parent: &self.span, "not retried: the body cannot be replayed");
+                Settled::Done(result.map_err(Error::new))
+            }
         }
     }
 
@@ -188,6 +228,12 @@ impl<P: Policy> Attempts<P> {
         why: RetryError,
     ) -> Result<Response<ResB>, Error> {
         self.ctx.stop();
+        tracing::warn!(
+            parent: &self.span,
+            attempts = self.ctx.retries() + 1,
+            last_status = outcome_of(&result).status().map(|s| s.as_u16()),
+            "{why}"
+        );
         match result {
             Ok(res) if is_grpc_call(&self.head, res.headers()) => Ok(res),
             Ok(_) => Err(why.into()),
@@ -242,11 +288,13 @@ where
                     let Some(body) = this.attempts.next_body.take() else {
                         return Poll::Ready(Err(Error::new(POLLED_AFTER_COMPLETION)));
                     };
-                    let fut = this.svc.call(this.attempts.next_request(body));
+                    let req = this.attempts.next_request(body);
+                    let fut = this.attempts.span.in_scope(|| this.svc.call(req));
                     this.state.set(State::Calling { fut });
                 }
                 StateProj::Calling { fut } => {
-                    let result = ready!(fut.poll(cx)).map_err(into_box_error);
+                    let polled = this.attempts.span.in_scope(|| fut.poll(cx));
+                    let result = ready!(polled).map_err(into_box_error);
                     match this.attempts.settle(result) {
                         Settled::Done(out) => return Poll::Ready(out),
                         Settled::Retry(delay) => this.state.set(State::Waiting {

@@ -39,6 +39,19 @@ pub enum Outcome<'a> {
 }
 
 impl Outcome<'_> {
+    /// Why an attempt with this outcome is retried, for logs and metrics: `"error"` (the
+    /// service failed: connection, timeout), `"pushback"` (a gRPC `grpc-retry-pushback-ms`
+    /// asked for it) or `"status"` (the response's status or gRPC status).
+    pub(crate) fn retry_reason(&self) -> &'static str {
+        match self {
+            Outcome::Error(_) => "error",
+            Outcome::Response { headers, .. } => match crate::headers::grpc_pushback(headers) {
+                crate::headers::GrpcPushback::After(_) => "pushback",
+                _ => "status",
+            },
+        }
+    }
+
     /// The status, when the service answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
