@@ -293,7 +293,7 @@ pub fn print_report(report: &Report) {
     if let Some(monitor) = &report.monitor {
         let stats = monitor.stats();
         println!(
-            "  {:<34} {:>10}",
+            "  {:<34} {:>10}  (answers with the quota low / used up or refused)",
             "monitor: warnings / hits",
             format!("{} / {}", stats.warnings, stats.hits)
         );
