@@ -15,6 +15,7 @@ mod handle;
 mod layer;
 mod limiter;
 pub mod pacing;
+mod reload;
 mod responder;
 mod rule_set;
 mod service;
@@ -24,6 +25,7 @@ pub use future::ResponseFuture;
 pub use handle::{RateLimitHandle, RuleStats};
 pub use layer::{BuildError, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::StoreFailure;
+pub use reload::ReloadReport;
 pub use responder::{
     AutoResponder, GrpcResponder, HttpResponder, Rejection, RejectionReason, Responder,
 };

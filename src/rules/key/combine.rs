@@ -51,6 +51,11 @@ impl KeyExtractor for PathParam {
     fn path_params(&self, visit: &mut dyn FnMut(&str)) {
         visit(&self.name)
     }
+    fn fingerprint(&self, state: &mut dyn std::hash::Hasher) {
+        state.write(b"PathParam");
+        state.write(self.name.as_bytes());
+        state.write_u8(0xff);
+    }
 }
 
 /// Several extractors together: the key is the combination of all parts, and it is
@@ -88,6 +93,13 @@ impl KeyExtractor for Composite {
     fn path_params(&self, visit: &mut dyn FnMut(&str)) {
         for p in &self.parts {
             p.path_params(visit);
+        }
+    }
+    fn fingerprint(&self, state: &mut dyn std::hash::Hasher) {
+        state.write(b"Composite");
+        state.write_usize(self.parts.len());
+        for p in &self.parts {
+            p.fingerprint(state);
         }
     }
 }
