@@ -23,6 +23,9 @@ mod engine;
 mod rules;
 
 pub mod backoff;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 pub mod headers;
 pub mod monitor;
 pub mod rate_limit;

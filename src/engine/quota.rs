@@ -5,8 +5,9 @@ use std::time::Duration;
 
 mod parse;
 
+#[cfg(feature = "serde")]
+pub(crate) use parse::parse_duration;
 pub use parse::QuotaParseError;
-pub(crate) use parse::{parse_duration, write_duration};
 
 /// The longest period a [`Quota`] accepts: 366 days.
 pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);

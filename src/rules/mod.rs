@@ -317,6 +317,13 @@ impl Rule {
         self
     }
 
+    /// [`key`](Self::key) with an extractor already shared (no second indirection).
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn key_arc(mut self, key: Arc<dyn KeyExtractor>) -> Self {
+        self.key = key;
+        self
+    }
+
     /// Once a key is refused, it stays refused for `block` (default: no block).
     pub fn block_for(mut self, block: Duration) -> Self {
         self.block = block;

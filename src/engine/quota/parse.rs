@@ -109,6 +109,7 @@ const UNITS: [(&str, u64); 7] = [
 
 /// A duration written as a whole number and a unit (`"250ms"`, `"30s"`, `"1h"`; units
 /// `ns`, `us`, `ms`, `s`, `m`, `h`, `d`). The error says what is wrong.
+#[cfg_attr(not(feature = "serde"), allow(dead_code))]
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, &'static str> {
     duration(s.trim(), false)
 }
@@ -147,7 +148,8 @@ pub(super) fn write_period(f: &mut fmt::Formatter<'_>, period: Duration) -> fmt:
 }
 
 /// Writes a duration the way [`parse_duration`] reads it (`"250ms"`, `"30s"`, `"0s"`).
-pub(crate) fn write_duration(d: Duration) -> String {
+#[cfg(test)]
+fn write_duration(d: Duration) -> String {
     let (n, unit) = split(d);
     format!("{n}{unit}")
 }

@@ -84,6 +84,13 @@ impl Composite {
         self.parts.push(Arc::new(part));
         self
     }
+
+    /// [`with`](Self::with) a part already shared.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn with_arc(mut self, part: Arc<dyn KeyExtractor>) -> Self {
+        self.parts.push(part);
+        self
+    }
 }
 
 impl KeyExtractor for Composite {
