@@ -263,7 +263,10 @@ fn key(config: &KeyConfig) -> Result<Arc<dyn KeyExtractor>, (String, String)> {
                         .into(),
                 ));
             }
-            let mut proxies = TrustedProxies::new(p.trusted_proxies.iter().copied());
+            let mut proxies = match p.trusted_proxies.is_empty() {
+                true => TrustedProxies::none(),
+                false => TrustedProxies::new(p.trusted_proxies.iter().copied()),
+            };
             if let Some(headers) = &p.proxy_headers {
                 proxies = proxies.headers(headers.iter().copied());
             }

@@ -188,8 +188,11 @@ impl TrustedProxies {
     /// Writes the networks and headers (see [`KeyExtractor::fingerprint`](super::KeyExtractor::fingerprint)).
     pub(crate) fn fingerprint(&self, mut state: &mut dyn std::hash::Hasher) {
         use std::hash::Hash;
+        // Without a trusted network no header is read: the headers make no difference.
         self.nets.hash(&mut state);
-        self.headers.hash(&mut state);
+        if !self.nets.is_empty() {
+            self.headers.hash(&mut state);
+        }
     }
 
     /// Whether `ip` belongs to a trusted proxy network.
