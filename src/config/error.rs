@@ -42,84 +42,87 @@ impl fmt::Display for Format {
 ///
 /// Its `Display` reads `clerk.toml:12:9: rule "sign_in", field quota: quota period: …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub(crate) path: Option<PathBuf>,
-    pub(crate) rule: Option<String>,
-    pub(crate) field: Option<String>,
-    pub(crate) line: Option<usize>,
-    pub(crate) column: Option<usize>,
-    pub(crate) message: String,
+pub struct ConfigError(Box<Details>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Details {
+    path: Option<PathBuf>,
+    rule: Option<String>,
+    field: Option<String>,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
 }
 
 impl ConfigError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        ConfigError {
+        ConfigError(Box::new(Details {
             path: None,
             rule: None,
             field: None,
             line: None,
             column: None,
             message: message.into(),
-        }
+        }))
     }
 
     pub(crate) fn rule(mut self, rule: &str) -> Self {
-        self.rule = Some(rule.to_owned());
+        self.0.rule = Some(rule.to_owned());
         self
     }
 
     pub(crate) fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.0.field = Some(field.into());
         self
     }
 
     pub(crate) fn at(mut self, line: usize, column: usize) -> Self {
-        self.line = Some(line);
-        self.column = Some(column);
+        self.0.line = Some(line);
+        self.0.column = Some(column);
         self
     }
 
     pub(crate) fn in_file(mut self, path: PathBuf) -> Self {
-        self.path = Some(path);
+        self.0.path = Some(path);
         self
     }
 
     /// The name of the rule the error is about (or `rule #N`, counted from 1, when the
     /// rule has no readable name).
     pub fn rule_name(&self) -> Option<&str> {
-        self.rule.as_deref()
+        self.0.rule.as_deref()
     }
 
     /// The field, as a path inside the rule (`quota`, `key.peer_ip.ipv6_prefix`) or, for
     /// a setting of the layer, inside the file (`store.redis.timeout`).
     pub fn field_name(&self) -> Option<&str> {
-        self.field.as_deref()
+        self.0.field.as_deref()
     }
 
     /// The line (from 1), where the format gives it.
     pub fn line(&self) -> Option<usize> {
-        self.line
+        self.0.line
     }
 
     /// The column (from 1), where the format gives it.
     pub fn column(&self) -> Option<usize> {
-        self.column
+        self.0.column
     }
 
     /// What is wrong, without the location.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut located = false;
-        if let Some(path) = &self.path {
+        if let Some(path) = &self.0.path {
             write!(f, "{}", path.display())?;
             located = true;
         }
-        if let (Some(line), Some(column)) = (self.line, self.column) {
+        if let (Some(line), Some(column)) = (self.0.line, self.0.column) {
             if located {
                 f.write_str(":")?;
             }
@@ -129,13 +132,13 @@ impl fmt::Display for ConfigError {
         if located {
             f.write_str(": ")?;
         }
-        match (&self.rule, &self.field) {
+        match (&self.0.rule, &self.0.field) {
             (Some(rule), Some(field)) => write!(f, "rule {rule:?}, field {field}: ")?,
             (Some(rule), None) => write!(f, "rule {rule:?}: ")?,
             (None, Some(field)) => write!(f, "field {field}: ")?,
             (None, None) => {}
         }
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 

@@ -161,7 +161,7 @@ fn split(d: Duration) -> (u128, &'static str) {
     }
     UNITS
         .iter()
-        .find(|(_, per)| ns % u128::from(*per) == 0)
+        .find(|(_, per)| ns.is_multiple_of(u128::from(*per)))
         .map_or((ns, "ns"), |(name, per)| (ns / u128::from(*per), *name))
 }
 
