@@ -149,9 +149,9 @@ async fn serve_config(addr: &str, path: String) -> Result<(), Box<dyn std::error
     use tower_throttle::config::Config;
     let config = Config::from_path(&path)?;
     let (app, handle) = clerk::app_from_config(&config)?;
-    let file = path.clone();
+    let (file, store) = (path.clone(), config.store.clone());
     #[cfg(not(unix))]
-    let _ = (handle, file);
+    let _ = (handle, file, store);
     #[cfg(unix)]
     tokio::spawn(async move {
         let path = file;
@@ -161,7 +161,13 @@ async fn serve_config(addr: &str, path: String) -> Result<(), Box<dyn std::error
             return;
         };
         while hangups.recv().await.is_some() {
-            match Config::from_path(&path).and_then(|c| handle.reload_config(&c)) {
+            let reloaded = Config::from_path(&path).and_then(|c| {
+                if c.store != store {
+                    tracing::warn!(file = %path, "the [store] section changed: restart to apply it");
+                }
+                handle.reload_config(&c)
+            });
+            match reloaded {
                 Ok(report) => tracing::info!(file = %path, %report, "config reloaded"),
                 Err(error) => tracing::warn!(
                     file = %path,
