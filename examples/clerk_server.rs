@@ -12,7 +12,16 @@
 //! from the environment (`TOWER_THROTTLE_KEY_SECRET`, preferred: a flag shows in `ps`) or
 //! `--key-secret HEX`, never from source code. Without one, `--redis` refuses to start.
 //!
-//! Log lines (Redis lost, Redis back, …) go to stderr; `RUST_LOG` filters them.
+//! With `--config FILE` (feature `serde`), the rules come from a config file instead of the
+//! built-in table (`examples/clerk.toml` is the same table), on the store the file names;
+//! `kill -HUP <pid>` reloads the file without a restart: unchanged rules keep their state,
+//! a bad file is refused with its error and the rules in force stay.
+//!
+//! ```text
+//! cargo run --example clerk_server --features serde -- --config examples/clerk.toml
+//! ```
+//!
+//! Log lines (Redis lost, Redis back, reloads, …) go to stderr; `RUST_LOG` filters them.
 
 #[path = "support/clerk.rs"]
 mod clerk;
@@ -27,7 +36,7 @@ const SECRET_VAR: &str = "TOWER_THROTTLE_KEY_SECRET";
 fn usage() -> ! {
     eprintln!(
         "usage: clerk_server [--addr HOST:PORT] [--instance development|production] \
-         [--redis URL [--key-secret HEX]]\n\
+         [--redis URL [--key-secret HEX]] [--config FILE]\n\
          defaults: --addr 127.0.0.1:3000 --instance development, in-memory store\n\
          with --redis, the key secret (32 hex digits, the same on every instance) comes from \
          --key-secret or ${SECRET_VAR}"
@@ -84,6 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut instance = Instance::Development;
     let mut redis: Option<String> = None;
     let mut secret: Option<String> = None;
+    let mut config: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match (flag.as_str(), args.next()) {
@@ -96,8 +106,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             ("--redis", Some(v)) => redis = Some(v),
             ("--key-secret", Some(v)) => secret = Some(v),
+            ("--config", Some(v)) => config = Some(v),
             _ => usage(),
         }
+    }
+    if let Some(path) = config {
+        if redis.is_some() {
+            eprintln!("--config and --redis exclusive: name the store in the file ([store.redis])");
+            usage()
+        }
+        return serve_config(&addr, path).await;
     }
     let (app, _handle) = match redis {
         None => clerk::app(instance)?,
@@ -123,4 +141,57 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     clerk::serve(listener, app).await?;
     Ok(())
+}
+
+/// Serves the rules of the config file at `path`, reloading it on SIGHUP.
+#[cfg(feature = "serde")]
+async fn serve_config(addr: &str, path: String) -> Result<(), Box<dyn std::error::Error>> {
+    use tower_throttle::config::Config;
+    let config = Config::from_path(&path)?;
+    let (app, handle) = clerk::app_from_config(&config)?;
+    let (file, store) = (path.clone(), config.store.clone());
+    #[cfg(not(unix))]
+    let _ = (handle, file, store);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let path = file;
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the config file will not be reloaded");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let reloaded = Config::from_path(&path).and_then(|c| {
+                if c.store != store {
+                    tracing::warn!(file = %path, "the [store] section changed: restart to apply it");
+                }
+                handle.reload_config(&c)
+            });
+            match reloaded {
+                Ok(report) => tracing::info!(file = %path, %report, "config reloaded"),
+                Err(error) => tracing::warn!(
+                    file = %path,
+                    %error,
+                    "config not reloaded: the rules in force stay"
+                ),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!(
+        "Clerk stub API ({path}, {} rules) on http://{}",
+        config.rules.len(),
+        listener.local_addr()?
+    );
+    clerk::serve(listener, app).await?;
+    Ok(())
+}
+
+#[cfg(not(feature = "serde"))]
+async fn serve_config(_: &str, _: String) -> Result<(), Box<dyn std::error::Error>> {
+    eprintln!(
+        "--config needs the serde feature: cargo run --example clerk_server --features serde \
+         -- --config examples/clerk.toml"
+    );
+    std::process::exit(2)
 }

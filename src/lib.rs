@@ -23,6 +23,9 @@ mod engine;
 mod rules;
 
 pub mod backoff;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 pub mod headers;
 pub mod monitor;
 pub mod rate_limit;
@@ -31,7 +34,7 @@ pub mod retry_after;
 pub use engine::{clock, gcra, quota, store};
 pub use rate_limit::pacing;
 pub use rules::{key, path};
-pub use rules::{MissingKey, PathMatching, Route, Rule};
+pub use rules::{MissingKey, MissingKeyParseError, PathMatching, Route, RouteParseError, Rule};
 
 pub use backoff::BackoffLayer;
 pub use client::{
@@ -41,11 +44,11 @@ pub use client::{
 pub use client::{TonicBody, TonicBodyLayer};
 pub use client::{DEFAULT_GRPC_RETRY_CODES, NEVER_RETRIED_GRPC_CODES};
 pub use monitor::{HeaderMonitorLayer, MonitorHandle};
-pub use quota::{Quota, QuotaError};
+pub use quota::{Quota, QuotaError, QuotaParseError};
 pub use rate_limit::{
     AutoResponder, BuildError, GrpcResponder, HttpResponder, RateLimit, RateLimitHandle,
-    RateLimitLayer, RateLimitLayerBuilder, Rejection, RejectionReason, Responder, RuleStats,
-    StoreFailure,
+    RateLimitLayer, RateLimitLayerBuilder, Rejection, RejectionReason, ReloadReport, Responder,
+    RuleStats, StoreFailure,
 };
 pub use retry_after::RetryAfterLayer;
 pub use store::{MemoryStore, Store};

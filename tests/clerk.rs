@@ -22,9 +22,21 @@ struct Api {
     handle: RateLimitHandle,
 }
 
+/// Where the table comes from: the built-in one, or `examples/clerk.toml`.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Builtin,
+    #[cfg(feature = "serde")]
+    File,
+}
+
 impl Api {
-    fn new(instance: Instance) -> Self {
-        let (app, handle) = clerk::app(instance).unwrap();
+    fn new(table: Table, instance: Instance) -> Self {
+        let (app, handle) = match table {
+            Table::Builtin => clerk::app(instance).unwrap(),
+            #[cfg(feature = "serde")]
+            Table::File => clerk::app_from_config(&clerk::config(instance).unwrap()).unwrap(),
+        };
         Api { app, handle }
     }
 
@@ -85,9 +97,8 @@ async fn body_json(res: Response<Body>) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-#[tokio::test(start_paused = true)]
-async fn sign_in_five_per_ten_seconds_per_ip() {
-    let api = Api::new(Instance::Development);
+async fn sign_in_five_per_ten_seconds_per_ip(table: Table) {
+    let api = Api::new(table, Instance::Development);
     for i in 0..5 {
         let res = api.send(Method::POST, "/v1/sign_ins", IP_A, None).await;
         assert_eq!(res.status(), StatusCode::OK, "request {}", i + 1);
@@ -134,9 +145,8 @@ async fn sign_in_five_per_ten_seconds_per_ip() {
     assert_eq!((stats.admitted, stats.limited), (11, 3));
 }
 
-#[tokio::test(start_paused = true)]
-async fn sign_up_five_per_ten_seconds_per_ip() {
-    let api = Api::new(Instance::Development);
+async fn sign_up_five_per_ten_seconds_per_ip(table: Table) {
+    let api = Api::new(table, Instance::Development);
     assert_eq!(
         api.admitted(5, Method::POST, "/v1/sign_ups", IP_A, None)
             .await,
@@ -158,9 +168,8 @@ async fn sign_up_five_per_ten_seconds_per_ip() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn sign_in_attempts_share_three_per_ten_seconds() {
-    let api = Api::new(Instance::Development);
+async fn sign_in_attempts_share_three_per_ten_seconds(table: Table) {
+    let api = Api::new(table, Instance::Development);
     let first = "/v1/sign_ins/sia_1/attempt_first_factor";
     let second = "/v1/sign_ins/sia_2/attempt_second_factor";
     assert_eq!(api.admitted(2, Method::POST, first, IP_A, None).await, 2);
@@ -184,9 +193,8 @@ async fn sign_in_attempts_share_three_per_ten_seconds() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn sign_up_attempts_three_per_ten_seconds() {
-    let api = Api::new(Instance::Development);
+async fn sign_up_attempts_three_per_ten_seconds(table: Table) {
+    let api = Api::new(table, Instance::Development);
     let path = "/v1/sign_ups/sua_1/attempt_verification";
     assert_eq!(api.admitted(3, Method::POST, path, IP_A, None).await, 3);
     let res = api.send(Method::POST, path, IP_A, None).await;
@@ -195,9 +203,8 @@ async fn sign_up_attempts_three_per_ten_seconds() {
     assert_eq!(header(&res, "ratelimit"), r#""sign_up_attempt";r=0;t=10"#);
 }
 
-#[tokio::test(start_paused = true)]
-async fn development_backend_limit_is_100_per_ten_seconds_per_key() {
-    let api = Api::new(Instance::Development);
+async fn development_backend_limit_is_100_per_ten_seconds_per_key(table: Table) {
+    let api = Api::new(table, Instance::Development);
     assert_eq!(
         api.admitted(100, Method::GET, "/v1/users", IP_A, Some(DEV_KEY))
             .await,
@@ -230,9 +237,8 @@ async fn development_backend_limit_is_100_per_ten_seconds_per_key() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn production_backend_limit_is_1000_per_ten_seconds() {
-    let api = Api::new(Instance::Production);
+async fn production_backend_limit_is_1000_per_ten_seconds(table: Table) {
+    let api = Api::new(table, Instance::Production);
     assert_eq!(
         api.admitted(1001, Method::GET, "/v1/clients", IP_A, Some("sk_live_1"))
             .await,
@@ -242,9 +248,8 @@ async fn production_backend_limit_is_1000_per_ten_seconds() {
     assert_eq!((stats.admitted, stats.limited), (1000, 1));
 }
 
-#[tokio::test(start_paused = true)]
-async fn jwks_is_never_limited() {
-    let api = Api::new(Instance::Development);
+async fn jwks_is_never_limited(table: Table) {
+    let api = Api::new(table, Instance::Development);
     assert_eq!(
         api.admitted(100, Method::GET, "/v1/users", IP_A, Some(DEV_KEY))
             .await,
@@ -267,9 +272,8 @@ async fn jwks_is_never_limited() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn hourly_invitation_refusals_leave_the_instance_quota_untouched() {
-    let api = Api::new(Instance::Development);
+async fn hourly_invitation_refusals_leave_the_instance_quota_untouched(table: Table) {
+    let api = Api::new(table, Instance::Development);
     let bulk = "/v1/invitations/bulk";
     assert_eq!(
         api.admitted(25, Method::POST, bulk, IP_A, Some(DEV_KEY))
@@ -298,10 +302,9 @@ async fn hourly_invitation_refusals_leave_the_instance_quota_untouched() {
     assert_eq!((bulk_stats.admitted, bulk_stats.limited), (25, 10));
 }
 
-#[tokio::test(start_paused = true)]
-async fn hourly_invitation_limits() {
+async fn hourly_invitation_limits(table: Table) {
     // Production, so the 1000 / 10 s instance limit does not interfere.
-    let api = Api::new(Instance::Production);
+    let api = Api::new(table, Instance::Production);
     let key = Some("sk_live_1");
     let cases = [
         ("/v1/invitations", 100, "36"),
@@ -331,9 +334,8 @@ async fn hourly_invitation_limits() {
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
-#[tokio::test(start_paused = true)]
-async fn user_updates_share_one_bucket_per_user() {
-    let api = Api::new(Instance::Development);
+async fn user_updates_share_one_bucket_per_user(table: Table) {
+    let api = Api::new(table, Instance::Development);
     assert_eq!(
         api.admitted(5, Method::PATCH, "/v1/users/user_1", IP_A, Some(DEV_KEY))
             .await,
@@ -374,9 +376,8 @@ async fn user_updates_share_one_bucket_per_user() {
     assert_eq!(header(&res, "ratelimit"), r#""user_update";r=9;t=1"#);
 }
 
-#[tokio::test(start_paused = true)]
-async fn backend_request_without_bearer_key_gets_401() {
-    let api = Api::new(Instance::Development);
+async fn backend_request_without_bearer_key_gets_401(table: Table) {
+    let api = Api::new(table, Instance::Development);
     let res = api.send(Method::GET, "/v1/users", IP_A, None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers().get("retry-after").is_none());
@@ -392,4 +393,59 @@ async fn backend_request_without_bearer_key_gets_401() {
         api.status(Method::POST, "/v1/sign_ins", IP_A, None).await,
         StatusCode::OK
     );
+}
+
+/// Each test above against the built-in table and against `examples/clerk.toml`: they
+/// must agree.
+macro_rules! both_tables {
+    ($($name:ident),* $(,)?) => {
+        mod builtin {
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $name() {
+                    super::$name(super::Table::Builtin).await
+                }
+            )*
+        }
+        #[cfg(feature = "serde")]
+        mod file {
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $name() {
+                    super::$name(super::Table::File).await
+                }
+            )*
+        }
+    };
+}
+
+both_tables!(
+    sign_in_five_per_ten_seconds_per_ip,
+    sign_up_five_per_ten_seconds_per_ip,
+    sign_in_attempts_share_three_per_ten_seconds,
+    sign_up_attempts_three_per_ten_seconds,
+    development_backend_limit_is_100_per_ten_seconds_per_key,
+    production_backend_limit_is_1000_per_ten_seconds,
+    jwks_is_never_limited,
+    hourly_invitation_refusals_leave_the_instance_quota_untouched,
+    hourly_invitation_limits,
+    user_updates_share_one_bucket_per_user,
+    backend_request_without_bearer_key_gets_401,
+);
+
+/// The file and the built-in table are the same rules, rule by rule, and the same exempt
+/// routes.
+#[cfg(feature = "serde")]
+#[test]
+fn the_file_is_the_built_in_table() {
+    for instance in [Instance::Development, Instance::Production] {
+        let file = clerk::config(instance).unwrap();
+        let from_file = file.rules().unwrap();
+        let builtin = clerk::rules(instance).unwrap();
+        assert_eq!(from_file.len(), builtin.len());
+        for (f, b) in from_file.iter().zip(&builtin) {
+            assert_eq!(f, b, "rule {}", b.name());
+        }
+        assert_eq!(file.exempt, [tower_throttle::Route::get("/v1/jwks")]);
+    }
 }

@@ -195,6 +195,35 @@ pub fn app_on_redis(
     Ok((api().layer(layer), handle))
 }
 
+/// `examples/clerk.toml`: the same table as a config file (feature `serde`).
+#[cfg(feature = "serde")]
+pub const CONFIG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clerk.toml");
+
+/// `examples/clerk.toml` for `instance`: the file is the development table; a production
+/// instance's backend limit is 1000 per 10 s.
+#[cfg(feature = "serde")]
+pub fn config(
+    instance: Instance,
+) -> Result<tower_throttle::config::Config, Box<dyn std::error::Error>> {
+    let mut config = tower_throttle::config::Config::from_path(CONFIG_FILE)?;
+    if instance == Instance::Production {
+        for rule in config.rules.iter_mut().filter(|r| r.name == "instance") {
+            rule.quota = "1000/10s".parse()?;
+        }
+    }
+    Ok(config)
+}
+
+/// The stub API behind the rules of a config file, and the layer's counters.
+#[cfg(feature = "serde")]
+pub fn app_from_config(
+    config: &tower_throttle::config::Config,
+) -> Result<(Router, RateLimitHandle), Box<dyn std::error::Error>> {
+    let layer = config.layer()?;
+    let handle = layer.handle();
+    Ok((api().layer(layer), handle))
+}
+
 /// Serves `app` on `listener` with peer addresses available to the per-IP rules: as
 /// axum's `ConnectInfo<SocketAddr>` and as a plain `SocketAddr` extension, which is what
 /// the crate reads when it is built without its `axum` feature.

@@ -3,6 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
+mod parse;
+
+#[cfg(feature = "serde")]
+pub(crate) use parse::parse_duration;
+pub use parse::QuotaParseError;
+
 /// The longest period a [`Quota`] accepts: 366 days.
 pub const MAX_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -164,13 +170,16 @@ impl fmt::Debug for Quota {
     }
 }
 
+/// The short form: `count/period`, then ` burst N` when the burst is not the count
+/// (`"5/10s"`, `"25/h"`, `"20/10s burst 40"`); [`FromStr`](std::str::FromStr) reads it back.
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} per {:?} (burst {})",
-            self.count, self.period, self.burst
-        )
+        write!(f, "{}/", self.count)?;
+        parse::write_period(f, self.period)?;
+        if self.burst != self.count {
+            write!(f, " burst {}", self.burst)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::reload::Live;
+
 /// One stripe of a [`Counter`], on its own cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -11,10 +13,11 @@ struct Stripe(AtomicU64);
 
 /// A counter bumped on every request by every worker thread. A single shared atomic would
 /// make every core write the same cache line per request; instead each thread adds to its
-/// own stripe (threads take stripes round-robin), and reads sum the stripes.
-#[derive(Debug)]
+/// own stripe (threads take stripes round-robin), and reads sum the stripes. Clones share
+/// the count (a reload hands the counters of unchanged rules to the new rule set).
+#[derive(Debug, Clone)]
 pub(crate) struct Counter {
-    stripes: Box<[Stripe]>,
+    stripes: Arc<[Stripe]>,
 }
 
 /// Stripes per counter: the available parallelism, rounded up to a power of two, at most
@@ -63,7 +66,7 @@ impl Counter {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct RuleCounters {
     pub(crate) admitted: Counter,
     pub(crate) limited: Counter,
@@ -80,7 +83,7 @@ pub(crate) struct Stats {
     pub(crate) bad_paths: Counter,
     /// Whether the last store call failed: store failures are logged once per
     /// transition (failing, then recovered), not once per request.
-    pub(crate) store_failing: std::sync::atomic::AtomicBool,
+    pub(crate) store_failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[inline]
@@ -111,49 +114,76 @@ pub struct RuleStats {
     pub missing_key: u64,
 }
 
-/// Reads a layer's counters; cheap to clone, shared with every clone of the layer.
+/// Reads a layer's counters, and [reloads](Self::reload) its rules; cheap to clone,
+/// shared with every clone of the layer.
 #[derive(Debug, Clone)]
 pub struct RateLimitHandle {
-    pub(crate) stats: Arc<Stats>,
+    pub(crate) source: Source,
+}
+
+/// Where a handle finds the counters.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// Rules that never change (the client mode's).
+    Fixed(Arc<Stats>),
+    /// The server mode's rules, which a reload may replace.
+    Live(Arc<Live>),
 }
 
 impl RateLimitHandle {
-    /// Counters of every rule, in the order the rules were added.
-    pub fn rules(&self) -> Vec<RuleStats> {
-        (0..self.stats.rules.len()).map(|i| self.at(i)).collect()
+    /// A handle on counters that no reload replaces.
+    pub(crate) fn fixed(stats: Arc<Stats>) -> Self {
+        RateLimitHandle {
+            source: Source::Fixed(stats),
+        }
     }
 
-    /// Counters of the rule called `name`.
+    /// The counters of the rules in force.
+    pub(crate) fn stats(&self) -> Arc<Stats> {
+        match &self.source {
+            Source::Fixed(stats) => Arc::clone(stats),
+            Source::Live(live) => Arc::clone(&live.current.load().rules.stats),
+        }
+    }
+
+    /// Counters of every rule in force, in the order the rules were added.
+    pub fn rules(&self) -> Vec<RuleStats> {
+        let stats = self.stats();
+        (0..stats.rules.len()).map(|i| at(&stats, i)).collect()
+    }
+
+    /// Counters of the rule called `name`, if it is in force.
     pub fn rule(&self, name: &str) -> Option<RuleStats> {
-        let i = self.stats.names.iter().position(|n| n == name)?;
-        Some(self.at(i))
+        let stats = self.stats();
+        let i = stats.names.iter().position(|n| n == name)?;
+        Some(at(&stats, i))
     }
 
     /// Requests that matched an exempt route.
     pub fn exempted(&self) -> u64 {
-        self.stats.exempted.load()
+        self.stats().exempted.load()
     }
 
     /// Store failures (always 0 for the in-memory store).
     pub fn store_errors(&self) -> u64 {
-        self.stats.store_errors.load()
+        self.stats().store_errors.load()
     }
 
     /// Requests refused with `400 Bad Request` before any rule because their path has no
     /// canonical form (dot segments: see [`crate::rules::path`]).
     pub fn bad_paths(&self) -> u64 {
-        self.stats.bad_paths.load()
+        self.stats().bad_paths.load()
     }
+}
 
-    fn at(&self, i: usize) -> RuleStats {
-        let c = &self.stats.rules[i];
-        RuleStats {
-            name: self.stats.names[i].clone(),
-            admitted: c.admitted.load(),
-            limited: c.limited.load(),
-            shadow_limited: c.shadow_limited.load(),
-            missing_key: c.missing_key.load(),
-        }
+fn at(stats: &Stats, i: usize) -> RuleStats {
+    let c = &stats.rules[i];
+    RuleStats {
+        name: stats.names[i].clone(),
+        admitted: c.admitted.load(),
+        limited: c.limited.load(),
+        shadow_limited: c.shadow_limited.load(),
+        missing_key: c.missing_key.load(),
     }
 }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::body::{Unwrapped, Wrapped};
-use super::handle::RateLimitHandle;
+use super::handle::{RateLimitHandle, Source};
 use super::limiter::{Limiter, StoreFailure};
+use super::reload::Live;
 use super::responder::{AutoResponder, Responder};
 use super::rule_set::{self, RuleSet};
 use super::RateLimit;
@@ -52,6 +53,9 @@ pub enum BuildError {
     /// [`key_secret`](RateLimitLayerBuilder::key_secret) was set: each instance would hash
     /// keys with its own random secret, so none would see the others' counts.
     SharedStoreWithoutKeySecret,
+    /// [`RateLimitHandle::reload`] on the handle of a layer whose rules cannot be
+    /// replaced (a [`PacingLayer`](crate::pacing::PacingLayer)'s).
+    NotReloadable,
 }
 
 impl fmt::Display for BuildError {
@@ -82,6 +86,9 @@ impl fmt::Display for BuildError {
                  its own limit (N instances, N times the limit); set the same key_secret on \
                  every instance, from configuration",
             ),
+            BuildError::NotReloadable => {
+                f.write_str("this layer's rules cannot be reloaded (only a RateLimitLayer's can)")
+            }
         }
     }
 }
@@ -116,7 +123,10 @@ impl std::error::Error for BuildError {}
 /// `M` is the [`BodyMode`](super::BodyMode) of the services it makes: see
 /// [`unwrapped_body`](Self::unwrapped_body).
 pub struct RateLimitLayer<St = MemoryStore, M = Wrapped> {
+    /// The rules as built (the client mode's `PacingLayer` takes them from here).
     pub(crate) limiter: Arc<Limiter>,
+    /// The rules in force, which services read and a reload replaces.
+    pub(crate) live: Arc<Live>,
     pub(crate) store: St,
     pub(crate) mode: PhantomData<fn() -> M>,
 }
@@ -125,6 +135,7 @@ impl<St: Clone, M> Clone for RateLimitLayer<St, M> {
     fn clone(&self) -> Self {
         RateLimitLayer {
             limiter: Arc::clone(&self.limiter),
+            live: Arc::clone(&self.live),
             store: self.store.clone(),
             mode: PhantomData,
         }
@@ -133,8 +144,8 @@ impl<St: Clone, M> Clone for RateLimitLayer<St, M> {
 
 impl<St, M> fmt::Debug for RateLimitLayer<St, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self
-            .limiter
+        let limiter = self.live.current.load();
+        let names: Vec<&str> = limiter
             .rules
             .rules
             .iter()
@@ -154,7 +165,7 @@ impl RateLimitLayer {
             exempt: Vec::new(),
             path_matching: PathMatching::default(),
             dialects: HeaderDialects::default(),
-            responder: Arc::new(AutoResponder::new()),
+            responder: None,
             store_failure: StoreFailure::default(),
             key_secret: None,
             store: MemoryStore::new(),
@@ -187,6 +198,7 @@ impl<St> RateLimitLayer<St> {
     pub fn unwrapped_body(self) -> RateLimitLayer<St, Unwrapped> {
         RateLimitLayer {
             limiter: self.limiter,
+            live: self.live,
             store: self.store,
             mode: PhantomData,
         }
@@ -194,10 +206,11 @@ impl<St> RateLimitLayer<St> {
 }
 
 impl<St, M> RateLimitLayer<St, M> {
-    /// The counters of this layer (shared with every clone).
+    /// The counters of this layer, and its [reload](RateLimitHandle::reload) (shared
+    /// with every clone).
     pub fn handle(&self) -> RateLimitHandle {
         RateLimitHandle {
-            stats: Arc::clone(&self.limiter.rules.stats),
+            source: Source::Live(Arc::clone(&self.live)),
         }
     }
 
@@ -213,7 +226,7 @@ impl<S, St: Clone, M> Layer<S> for RateLimitLayer<St, M> {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
-            limiter: Arc::clone(&self.limiter),
+            live: Arc::clone(&self.live),
             store: self.store.clone(),
             mode: PhantomData,
         }
@@ -226,10 +239,36 @@ pub struct RateLimitLayerBuilder<St = MemoryStore> {
     exempt: Vec<Route>,
     path_matching: PathMatching,
     dialects: HeaderDialects,
-    responder: Arc<dyn Responder>,
+    /// `None`: the default [`AutoResponder`] (or, on a reload, the layer's own).
+    responder: Option<Arc<dyn Responder>>,
     store_failure: StoreFailure,
     key_secret: Option<[u8; 16]>,
     store: St,
+}
+
+/// A builder's settings apart from its store, for a reload.
+pub(crate) struct BuilderParts {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) exempt: Vec<Route>,
+    pub(crate) path_matching: PathMatching,
+    pub(crate) dialects: HeaderDialects,
+    pub(crate) responder: Option<Arc<dyn Responder>>,
+    pub(crate) store_failure: StoreFailure,
+    pub(crate) key_secret: Option<[u8; 16]>,
+}
+
+impl<St> RateLimitLayerBuilder<St> {
+    pub(crate) fn into_parts(self) -> BuilderParts {
+        BuilderParts {
+            rules: self.rules,
+            exempt: self.exempt,
+            path_matching: self.path_matching,
+            dialects: self.dialects,
+            responder: self.responder,
+            store_failure: self.store_failure,
+            key_secret: self.key_secret,
+        }
+    }
 }
 
 impl<St> fmt::Debug for RateLimitLayerBuilder<St> {
@@ -296,7 +335,7 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn responder(mut self, responder: impl Responder) -> Self {
-        self.responder = Arc::new(responder);
+        self.responder = Some(Arc::new(responder));
         self
     }
 
@@ -347,13 +386,18 @@ impl<St: Store + Clone> RateLimitLayerBuilder<St> {
             self.path_matching,
             self.key_secret,
         )?;
+        let responder = self
+            .responder
+            .unwrap_or_else(|| Arc::new(AutoResponder::new()));
+        let limiter = Arc::new(Limiter {
+            rules,
+            dialects: self.dialects,
+            responder,
+            store_failure: self.store_failure,
+        });
         Ok(RateLimitLayer {
-            limiter: Arc::new(Limiter {
-                rules,
-                dialects: self.dialects,
-                responder: self.responder,
-                store_failure: self.store_failure,
-            }),
+            live: Live::new(Arc::clone(&limiter)),
+            limiter,
             store: self.store,
             mode: PhantomData,
         })

@@ -15,6 +15,7 @@ mod handle;
 mod layer;
 mod limiter;
 pub mod pacing;
+mod reload;
 mod responder;
 mod rule_set;
 mod service;
@@ -24,7 +25,20 @@ pub use future::ResponseFuture;
 pub use handle::{RateLimitHandle, RuleStats};
 pub use layer::{BuildError, RateLimitLayer, RateLimitLayerBuilder};
 pub use limiter::StoreFailure;
+pub use reload::ReloadReport;
 pub use responder::{
     AutoResponder, GrpcResponder, HttpResponder, Rejection, RejectionReason, Responder,
 };
 pub use service::RateLimit;
+
+/// Validates rules and exempt routes as a layer's build would (config files check them
+/// when they are read).
+#[cfg(feature = "serde")]
+pub(crate) fn validate(
+    rules: Vec<crate::Rule>,
+    exempt: &[crate::Route],
+    path_matching: crate::PathMatching,
+) -> Result<(), BuildError> {
+    rule_set::check_count(rules.len())?;
+    rule_set::RuleSet::compile_with_keys(rules, exempt, path_matching, (0, 0)).map(drop)
+}

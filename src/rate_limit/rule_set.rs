@@ -32,6 +32,9 @@ pub(crate) struct CompiledRule {
     pub(crate) shadow: bool,
     missing_key: MissingKey,
     pub(crate) concurrency: Option<u32>,
+    /// A hash of every setting of the rule ([`Rule::fingerprint`]): a reload keeps the
+    /// state and counters of a rule whose name and fingerprint are unchanged.
+    pub(crate) fingerprint: u64,
     /// Hasher keyed by the layer's secret with the rule name already written.
     seed: SipHasher13,
     /// The key of the shared bucket for requests without a key.
@@ -125,7 +128,18 @@ impl RuleSet {
         path_matching: PathMatching,
         secret: Option<[u8; 16]>,
     ) -> Result<RuleSet, BuildError> {
-        let (k0, k1) = sip_keys(secret.unwrap_or_else(random_secret));
+        let keys = sip_keys(secret.unwrap_or_else(random_secret));
+        Self::compile_with_keys(rules, exempt, path_matching, keys)
+    }
+
+    /// [`compile`](Self::compile) with the SipHash keys of request keys given (a reload
+    /// keeps the layer's).
+    pub(crate) fn compile_with_keys(
+        rules: Vec<Rule>,
+        exempt: &[Route],
+        path_matching: PathMatching,
+        (k0, k1): (u64, u64),
+    ) -> Result<RuleSet, BuildError> {
         let mut names: Vec<String> = Vec::with_capacity(rules.len());
         let mut compiled = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -253,7 +267,7 @@ fn random_secret() -> [u8; 16] {
     secret
 }
 
-fn sip_keys(secret: [u8; 16]) -> (u64, u64) {
+pub(crate) fn sip_keys(secret: [u8; 16]) -> (u64, u64) {
     let (k0, k1) = secret.split_at(8);
     (
         u64::from_le_bytes(k0.try_into().unwrap_or_default()),
@@ -310,11 +324,15 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
             param,
         });
     }
-    // The rule's name in one of three domains: the seed of its keys (0xff), the key of
-    // keyless requests (0xfe), and the rule's id for the store (0xfd).
+    // The rule's name and fingerprint in one of three domains: the seed of its keys
+    // (0xff), the key of keyless requests (0xfe), and the rule's id for the store (0xfd).
+    // With the fingerprint, a rule whose settings change gets fresh buckets, and one
+    // whose settings stay keeps its buckets across a reload.
+    let fingerprint = rule.fingerprint();
     let hasher = |domain: u8| {
         let mut h = SipHasher13::new_with_keys(k0, k1);
         h.write(rule.name.as_bytes());
+        h.write_u64(fingerprint);
         h.write_u8(domain);
         h
     };
@@ -333,6 +351,7 @@ fn compile_rule(rule: Rule, k0: u64, k1: u64) -> Result<CompiledRule, BuildError
         shadow: rule.shadow,
         missing_key: rule.missing_key,
         concurrency: rule.concurrency,
+        fingerprint,
         seed,
     })
 }

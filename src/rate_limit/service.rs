@@ -12,7 +12,8 @@ use tower_service::Service;
 use super::body::{BodyMode, Wrapped};
 use super::future::ResponseFuture;
 use super::handle::bump;
-use super::limiter::{Limiter, Settled};
+use super::limiter::Settled;
+use super::reload::Live;
 use super::responder::RejectionReason;
 use super::rule_set::{Checks, Plan};
 use crate::engine::clock::Clock;
@@ -36,7 +37,8 @@ use crate::engine::store::{MemoryStore, Store};
 /// [`RateLimitLayer::unwrapped_body`](super::RateLimitLayer::unwrapped_body).
 pub struct RateLimit<S, St = MemoryStore, M = Wrapped> {
     pub(crate) inner: S,
-    pub(crate) limiter: Arc<Limiter>,
+    /// The rules in force: loaded once per request, so one set decides it.
+    pub(crate) live: Arc<Live>,
     pub(crate) store: St,
     pub(crate) mode: PhantomData<fn() -> M>,
 }
@@ -45,7 +47,7 @@ impl<S: Clone, St: Clone, M> Clone for RateLimit<S, St, M> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
-            limiter: Arc::clone(&self.limiter),
+            live: Arc::clone(&self.live),
             store: self.store.clone(),
             mode: PhantomData,
         }
@@ -75,7 +77,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let limiter = &self.limiter;
+        // One rule set for the whole request, even if a reload replaces it meanwhile.
+        let limiter = &self.live.current.load();
         let mut checks = Checks::new();
         let matched = match limiter.rules.plan(&req, &mut checks) {
             Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),

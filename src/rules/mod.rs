@@ -6,7 +6,7 @@ pub mod path;
 mod route;
 
 pub(crate) use route::{warn_once, CompiledRoute, Target};
-pub use route::{PathMatching, Route};
+pub use route::{PathMatching, Route, RouteParseError};
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::engine::quota::Quota;
 use crate::rules::key::{Global, KeyExtractor};
 
 /// What a rule does with a request from which its key cannot be extracted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum MissingKey {
     /// All such requests share one bucket of the rule (the default): leaving the key out
     /// never escapes the limit, and the service stays available.
@@ -34,6 +34,56 @@ pub enum MissingKey {
     /// [`PacingError::MissingKey`](crate::pacing::PacingError::MissingKey).
     Reject,
 }
+
+impl MissingKey {
+    fn as_str(self) -> &'static str {
+        match self {
+            MissingKey::Shared => "shared",
+            MissingKey::Skip => "skip",
+            MissingKey::Reject => "reject",
+        }
+    }
+}
+
+/// `shared`, `skip` or `reject`, as [`FromStr`](std::str::FromStr) reads it.
+impl fmt::Display for MissingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads `shared`, `skip` or `reject`.
+///
+/// ```
+/// use tower_throttle::MissingKey;
+///
+/// assert_eq!("reject".parse::<MissingKey>()?, MissingKey::Reject);
+/// assert_eq!(MissingKey::Skip.to_string(), "skip");
+/// assert!("Reject".parse::<MissingKey>().is_err());
+/// # Ok::<(), tower_throttle::MissingKeyParseError>(())
+/// ```
+impl std::str::FromStr for MissingKey {
+    type Err = MissingKeyParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [MissingKey::Shared, MissingKey::Skip, MissingKey::Reject]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or(MissingKeyParseError)
+    }
+}
+
+/// A string that is not `shared`, `skip` or `reject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingKeyParseError;
+
+impl fmt::Display for MissingKeyParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected one of shared, skip, reject")
+    }
+}
+
+impl std::error::Error for MissingKeyParseError {}
 
 /// A named limit and the requests it applies to.
 ///
@@ -196,7 +246,43 @@ impl fmt::Debug for Rule {
     }
 }
 
+/// Two rules are equal when every setting is: name, quota, routes, carve-outs, block,
+/// shadow, missing-key policy, concurrency, and a key of the same kind with the same
+/// settings (see [`KeyExtractor::fingerprint`]).
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        self.fingerprint() == other.fingerprint()
+            && self.name == other.name
+            && self.quota == other.quota
+            && self.routes == other.routes
+            && self.except == other.except
+    }
+}
+
 impl Rule {
+    /// A hash of every setting of the rule, the key's kind and settings included: a
+    /// reload keeps the state of a rule whose fingerprint did not change.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = siphasher::sip::SipHasher13::new();
+        self.name.hash(&mut h);
+        self.quota.hash(&mut h);
+        for routes in [&self.routes, &self.except] {
+            routes.len().hash(&mut h);
+            for r in routes {
+                r.to_string().hash(&mut h);
+            }
+        }
+        self.block.hash(&mut h);
+        self.shadow.hash(&mut h);
+        self.missing_key.hash(&mut h);
+        self.concurrency.hash(&mut h);
+        let mut key = siphasher::sip::SipHasher13::new();
+        self.key.fingerprint(&mut key);
+        h.write_u64(key.finish());
+        h.finish()
+    }
+
     /// A rule called `name` (used in headers, logs and counters; printable ASCII, unique
     /// in a layer) enforcing `quota` on every request, with one global bucket.
     pub fn new(name: impl Into<String>, quota: Quota) -> Self {
@@ -228,6 +314,13 @@ impl Rule {
     /// Keys the rule's buckets (default: one global bucket).
     pub fn key(mut self, key: impl KeyExtractor) -> Self {
         self.key = Arc::new(key);
+        self
+    }
+
+    /// [`key`](Self::key) with an extractor already shared (no second indirection).
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn key_arc(mut self, key: Arc<dyn KeyExtractor>) -> Self {
+        self.key = key;
         self
     }
 

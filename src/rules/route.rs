@@ -9,6 +9,8 @@ use http::Method;
 use crate::rules::key::{PathParams, MAX_PATH_PARAMS};
 use crate::rules::path::{canonicalize, PathError};
 
+pub use parse::RouteParseError;
+
 /// A method (or any method) and a path template.
 ///
 /// # gRPC methods
@@ -436,5 +438,6 @@ impl CompiledRoute {
 }
 
 mod grpc;
+mod parse;
 #[cfg(test)]
 mod tests;

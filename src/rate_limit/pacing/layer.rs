@@ -40,9 +40,7 @@ impl<St> fmt::Debug for PacingLayer<St> {
 impl<St> PacingLayer<St> {
     /// Per-rule counters: `admitted` requests, `limited` = requests that had to wait.
     pub fn handle(&self) -> RateLimitHandle {
-        RateLimitHandle {
-            stats: Arc::clone(&self.pacer.rules.stats),
-        }
+        RateLimitHandle::fixed(Arc::clone(&self.pacer.rules.stats))
     }
 
     /// Warnings logged so far by the usage quota called `name`.

@@ -51,6 +51,11 @@ impl KeyExtractor for PathParam {
     fn path_params(&self, visit: &mut dyn FnMut(&str)) {
         visit(&self.name)
     }
+    fn fingerprint(&self, state: &mut dyn std::hash::Hasher) {
+        state.write(b"PathParam");
+        state.write(self.name.as_bytes());
+        state.write_u8(0xff);
+    }
 }
 
 /// Several extractors together: the key is the combination of all parts, and it is
@@ -79,6 +84,13 @@ impl Composite {
         self.parts.push(Arc::new(part));
         self
     }
+
+    /// [`with`](Self::with) a part already shared.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn with_arc(mut self, part: Arc<dyn KeyExtractor>) -> Self {
+        self.parts.push(part);
+        self
+    }
 }
 
 impl KeyExtractor for Composite {
@@ -88,6 +100,13 @@ impl KeyExtractor for Composite {
     fn path_params(&self, visit: &mut dyn FnMut(&str)) {
         for p in &self.parts {
             p.path_params(visit);
+        }
+    }
+    fn fingerprint(&self, state: &mut dyn std::hash::Hasher) {
+        state.write(b"Composite");
+        state.write_usize(self.parts.len());
+        for p in &self.parts {
+            p.fingerprint(state);
         }
     }
 }

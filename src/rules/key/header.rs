@@ -36,6 +36,11 @@ impl KeyExtractor for Header {
             _ => Err(KeyMissing { what: "header" }),
         }
     }
+    fn fingerprint(&self, state: &mut dyn std::hash::Hasher) {
+        state.write(b"Header");
+        state.write(self.name.as_str().as_bytes());
+        state.write_u8(0xff);
+    }
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive). A missing

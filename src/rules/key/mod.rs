@@ -10,6 +10,7 @@
 //! decides what happens.
 
 use std::fmt;
+use std::hash::Hasher;
 use std::sync::Arc;
 
 mod builder;
@@ -51,6 +52,17 @@ pub trait KeyExtractor: Send + Sync + 'static {
     fn path_params(&self, visit: &mut dyn FnMut(&str)) {
         let _ = visit;
     }
+
+    /// Writes what identifies the keys this extractor makes (its kind and settings) into
+    /// `state`. Two extractors that write the same make the same keys; a rule whose
+    /// extractor's fingerprint changes is a changed rule (see
+    /// [`RateLimitHandle::reload`](crate::RateLimitHandle::reload), and equality of
+    /// [`Rule`](crate::Rule)s). The default writes the extractor's type name: right for an
+    /// extractor without settings; one with settings (like the built-in ones) writes them
+    /// too, and a closure ([`from_fn`]) cannot tell, so two closures of one type are one.
+    fn fingerprint(&self, state: &mut dyn Hasher) {
+        state.write(std::any::type_name::<Self>().as_bytes());
+    }
 }
 
 impl<K: KeyExtractor + ?Sized> KeyExtractor for Arc<K> {
@@ -59,6 +71,9 @@ impl<K: KeyExtractor + ?Sized> KeyExtractor for Arc<K> {
     }
     fn path_params(&self, visit: &mut dyn FnMut(&str)) {
         (**self).path_params(visit)
+    }
+    fn fingerprint(&self, state: &mut dyn Hasher) {
+        (**self).fingerprint(state)
     }
 }
 

@@ -145,4 +145,10 @@ impl KeyExtractor for PeerIp {
         key.push_ip(ip);
         Ok(())
     }
+    fn fingerprint(&self, state: &mut dyn std::hash::Hasher) {
+        state.write(b"PeerIp");
+        self.proxies.fingerprint(state);
+        state.write_u8(self.v4_prefix);
+        state.write_u8(self.v6_prefix);
+    }
 }

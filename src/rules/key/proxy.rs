@@ -31,7 +31,7 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// assert_eq!(net, same);
 /// # Ok::<(), tower_throttle::key::InvalidCidr>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpNet {
     addr: IpAddr,
     prefix_len: u8,
@@ -130,7 +130,7 @@ impl fmt::Display for InvalidCidr {
 impl std::error::Error for InvalidCidr {}
 
 /// Which forwarding header to consult.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProxyHeader {
     /// RFC 7239 `Forwarded` (only the `for=` parameter is used).
     Forwarded,
@@ -183,6 +183,16 @@ impl TrustedProxies {
     pub fn headers(mut self, headers: impl IntoIterator<Item = ProxyHeader>) -> Self {
         self.headers = headers.into_iter().collect();
         self
+    }
+
+    /// Writes the networks and headers (see [`KeyExtractor::fingerprint`](super::KeyExtractor::fingerprint)).
+    pub(crate) fn fingerprint(&self, mut state: &mut dyn std::hash::Hasher) {
+        use std::hash::Hash;
+        // Without a trusted network no header is read: the headers make no difference.
+        self.nets.hash(&mut state);
+        if !self.nets.is_empty() {
+            self.headers.hash(&mut state);
+        }
     }
 
     /// Whether `ip` belongs to a trusted proxy network.
