@@ -225,15 +225,18 @@ pub async fn progress(clients: [(&'static str, Arc<Tally>); 2], calls: u64, done
     } else {
         Duration::from_secs(2)
     };
-    let mut first = true;
+    let mut drawn: Option<Instant> = None;
     loop {
         let finished = done.load(Ordering::Relaxed) == 2;
-        draw(&clients, calls, start, tty && !first);
-        first = false;
+        if finished || drawn.is_none_or(|at| at.elapsed() >= every) {
+            draw(&clients, calls, start, tty && drawn.is_some());
+            drawn = Some(Instant::now());
+        }
         if finished {
             return;
         }
-        tokio::time::sleep(every).await;
+        // Checked often, so the last lines are drawn as soon as both clients finish.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
