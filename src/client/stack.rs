@@ -27,7 +27,8 @@ use crate::store::MemoryStore;
 ///    retry it schedules after a 429/503 goes down through pacing again, so the retry waits
 ///    for a slot like any other request. Outermost, it also owns the attempt count every
 ///    retrying layer below shares (stacking never multiplies attempts).
-/// 2. **[`BackoffLayer`]** (transport errors and 5xx, jittered exponential delays). Inside
+/// 2. **[`BackoffLayer`]** (transport errors and 500/502/504, jittered exponential delays;
+///    429 and 503 are left to the Retry-After layer above). Inside
 ///    the Retry-After layer, so both count against one attempt total and a server's delay
 ///    is honored once; above pacing, so its retries are paced too.
 /// 3. **[`PacingLayer`]** (the client's copy of the limit: rules, or adaptive pacing that
@@ -190,7 +191,10 @@ impl<St> ClientStackBuilder<St> {
         self
     }
 
-    /// The backoff layer (default: `BackoffLayer::builder().build()`).
+    /// The backoff layer (default: `BackoffLayer::builder()` with
+    /// [`statuses`](crate::backoff::BackoffLayerBuilder::statuses) 500, 502 and 504: 429 and
+    /// 503 are the Retry-After layer's, which honors the server's delay, spreads bare
+    /// refusals and does not give up while the server admits others).
     pub fn backoff(mut self, layer: BackoffLayer) -> Self {
         self.backoff = Some(layer);
         self
@@ -212,6 +216,7 @@ impl<St> ClientStackBuilder<St> {
             }),
             backoff: self.backoff.unwrap_or_else(|| {
                 BackoffLayer::builder()
+                    .statuses(BACKOFF_STATUSES)
                     .build()
                     .expect("the default settings are valid")
             }),
@@ -221,6 +226,13 @@ impl<St> ClientStackBuilder<St> {
         }
     }
 }
+
+/// The statuses the default backoff layer of a [`ClientStack`] retries.
+const BACKOFF_STATUSES: [http::StatusCode; 3] = [
+    http::StatusCode::INTERNAL_SERVER_ERROR,
+    http::StatusCode::BAD_GATEWAY,
+    http::StatusCode::GATEWAY_TIMEOUT,
+];
 
 /// The layers of a [`ClientStack`] around `S`, outermost first.
 pub type ClientInner<S, St = MemoryStore> =
