@@ -49,10 +49,16 @@ struct Run {
 fn pacing(adaptive: bool) -> PacingLayer {
     let rule = if adaptive {
         // No limit on the client: a rule far above the server's.
-        Rule::new("none", Quota::new(1_000_000, Duration::from_secs(1)).expect("quota"))
+        Rule::new(
+            "none",
+            Quota::new(1_000_000, Duration::from_secs(1)).expect("quota"),
+        )
     } else {
-        Rule::new("instance", Quota::new(race::LIMIT, race::WINDOW).expect("quota"))
-            .key(BearerToken)
+        Rule::new(
+            "instance",
+            Quota::new(race::LIMIT, race::WINDOW).expect("quota"),
+        )
+        .key(BearerToken)
     };
     let builder = RateLimitLayer::builder()
         .rule(rule)
