@@ -1,5 +1,5 @@
-//! The round trip, printed: 10,000 requests from the crate's client stack (pacing, header
-//! monitoring, Retry-After handling) to a server enforcing 100 requests per 10 s with the crate's own
+//! The round trip, printed: 10,000 requests from the crate's client stack (`ClientStack`:
+//! Retry-After, backoff, pacing, header monitoring), with configured and with adaptive pacing, to a server enforcing 100 requests per 10 s with the crate's own
 //! `RateLimitLayer`, beside a naive client that only retries 429s. Runs in-process on
 //! tokio's paused clock, so the 990+ simulated seconds take well under a second.
 //!
@@ -12,7 +12,7 @@ mod logging;
 #[path = "support/round_trip.rs"]
 mod round_trip;
 
-use round_trip::{minimum_time, naive_client, paced_client, run, Outcome};
+use round_trip::{adaptive_client, minimum_time, naive_client, paced_client, run, Outcome};
 
 fn row(name: &str, o: &Outcome) {
     println!(
@@ -33,9 +33,10 @@ fn main() {
         .build()
         .expect("a runtime");
     let (n, workers) = (10_000, 20);
-    let (paced, naive) = runtime.block_on(async {
+    let (paced, adaptive, naive) = runtime.block_on(async {
         (
             run(n, workers, paced_client).await,
+            run(n, workers, adaptive_client).await,
             run(n, workers, naive_client).await,
         )
     });
@@ -46,7 +47,8 @@ fn main() {
     );
     println!("| client                       | succeeded | 429 surfaced | 429 served | time (sim s) | of allowed  |");
     println!("|------------------------------|-----------|--------------|------------|--------------|-------------|");
-    row("paced (pacing+monitor+retry)", &paced);
+    row("ClientStack, rule pacing", &paced);
+    row("ClientStack, adaptive pacing", &adaptive);
     row("naive (retry on 429 only)", &naive);
     if let Some(m) = paced.monitor {
         println!(

@@ -40,6 +40,7 @@ pub use backoff::BackoffLayer;
 pub use client::{
     BodyNotReplayable, BoxError, Error, ReplayBody, RetryContext, RetryError, RetryFuture, Retrying,
 };
+pub use client::{ClientInner, ClientService, ClientStack, ClientStackBuilder};
 #[cfg(feature = "tonic")]
 pub use client::{TonicBody, TonicBodyLayer};
 pub use client::{DEFAULT_GRPC_RETRY_CODES, NEVER_RETRIED_GRPC_CODES};

@@ -22,7 +22,9 @@ fn get(path: &str) -> Request<Full<Bytes>> {
 }
 
 fn exact() -> tower_throttle::retry_after::RetryAfterLayerBuilder {
-    RetryAfterLayer::builder().release_jitter(Duration::ZERO)
+    RetryAfterLayer::builder()
+        .release_jitter(Duration::ZERO)
+        .spread_bare_delays(false)
 }
 
 fn retry_error(e: tower_throttle::Error) -> RetryError {

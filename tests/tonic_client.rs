@@ -37,7 +37,9 @@ fn backoff() -> BackoffLayerBuilder {
 }
 
 fn retry_after() -> RetryAfterLayerBuilder {
-    RetryAfterLayer::builder().release_jitter(Duration::ZERO)
+    RetryAfterLayer::builder()
+        .release_jitter(Duration::ZERO)
+        .spread_bare_delays(false)
 }
 
 fn hello(name: &str) -> HelloRequest {

@@ -15,11 +15,12 @@ use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_throttle::key::BearerToken;
-use tower_throttle::monitor::{HeaderMonitorLayer, MonitorHandle, MonitorStats};
+use tower_throttle::monitor::{MonitorHandle, MonitorStats};
+use tower_throttle::pacing::{Aimd, PacingLayer};
 use tower_throttle::rate_limit::RateLimitBody;
 use tower_throttle::retry_after::RetryAfterLayer;
 use tower_throttle::ReplayBody;
-use tower_throttle::{Quota, RateLimitHandle, RateLimitLayer, Rule};
+use tower_throttle::{ClientStack, Quota, RateLimitHandle, RateLimitLayer, Rule};
 
 type Body = RateLimitBody<Full<Bytes>>;
 type Server = BoxCloneService<Request<ReplayBody>, Response<Body>, Infallible>;
@@ -70,8 +71,9 @@ pub fn minimum_time(n: u64) -> Duration {
     Duration::from_millis(n.saturating_sub(100) * 100)
 }
 
-/// The crate's client stack: pacing (same rule as the server), then header monitoring,
-/// then Retry-After handling.
+/// The crate's client stack in its documented order ([`ClientStack`]): the Retry-After gate
+/// and its retries outermost, backoff, pacing with the same rule as the server (so retries
+/// are paced again), the header monitor next to the server.
 pub fn paced_client(server: Server) -> (Client, Option<MonitorHandle>) {
     let pacing = RateLimitLayer::builder()
         .rule(rule())
@@ -81,20 +83,38 @@ pub fn paced_client(server: Server) -> (Client, Option<MonitorHandle>) {
         .max_queue_wait(Duration::from_secs(3600))
         .build()
         .expect("valid pacing");
-    let monitor = HeaderMonitorLayer::new();
-    let handle = monitor.handle();
-    let client = BoxCloneService::new(
-        ServiceBuilder::new()
-            .layer(pacing)
-            .layer(monitor)
-            .layer(
-                RetryAfterLayer::builder()
-                    .max_retries(100)
-                    .build()
-                    .expect("valid layer"),
-            )
-            .service(server),
-    );
+    stack(pacing, server)
+}
+
+/// The same stack with adaptive pacing only: no limit configured on the client (a rule
+/// far above the server's), the server's limit learned from its first answer.
+pub fn adaptive_client(server: Server) -> (Client, Option<MonitorHandle>) {
+    let pacing = RateLimitLayer::builder()
+        .rule(Rule::new(
+            "unlimited",
+            Quota::new(1_000_000, Duration::from_secs(1)).expect("valid quota"),
+        ))
+        .build()
+        .expect("valid rules")
+        .pacing()
+        .max_queue_wait(Duration::from_secs(3600))
+        .adaptive(Aimd::new(1.0).expect("valid start"))
+        .build()
+        .expect("valid pacing");
+    stack(pacing, server)
+}
+
+fn stack(pacing: PacingLayer, server: Server) -> (Client, Option<MonitorHandle>) {
+    let stack = ClientStack::builder(pacing)
+        .retry_after(
+            RetryAfterLayer::builder()
+                .max_retries(100)
+                .build()
+                .expect("valid layer"),
+        )
+        .build();
+    let handle = stack.monitor_handle();
+    let client = BoxCloneService::new(ServiceBuilder::new().layer(stack).service(server));
     (client, Some(handle))
 }
 

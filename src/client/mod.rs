@@ -16,6 +16,7 @@ pub(crate) mod grpc;
 mod replay;
 pub(crate) mod retry;
 mod rng;
+mod stack;
 #[cfg(feature = "tonic")]
 mod tonic_body;
 
@@ -27,5 +28,6 @@ pub(crate) use replay::DEFAULT_MAX_REPLAY_BYTES;
 pub use replay::{BodyNotReplayable, ReplayBody};
 pub use retry::{RetryContext, RetryFuture, Retrying};
 pub(crate) use rng::{duration_from_nanos, Rng};
+pub use stack::{ClientInner, ClientService, ClientStack, ClientStackBuilder};
 #[cfg(feature = "tonic")]
 pub use tonic_body::{TonicBody, TonicBodyLayer};

@@ -1,10 +1,12 @@
 //! [`RetryAfterLayer`], its builder and its policy.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
+use tokio::time::Instant;
 use tower_layer::Layer;
 
 use super::gate::EndpointGate;
@@ -37,6 +39,7 @@ struct Settings {
     long_wait: LongWait,
     endpoint: EndpointFn,
     release_jitter: Duration,
+    spread_bare_delays: bool,
     max_replay_bytes: usize,
 }
 
@@ -59,6 +62,7 @@ pub struct RetryAfterPolicy {
     settings: Settings,
     gate: Option<EndpointGate>,
     rng: Mutex<Rng>,
+    progress: Progress,
 }
 
 /// The default key of gated endpoints: the method, a space, then the request's authority
@@ -133,6 +137,32 @@ impl RetryAfterPolicy {
     }
 
     /// Applies `max_wait` to a wait the server asked for.
+    /// The wait before retry `retries + 1` after a refusal without guidance:
+    /// `default_delay × 2^retries`, plus up to half of it at random (so callers refused
+    /// together do not come back together), at most `max_wait`.
+    fn bare_delay(&self, retries: u32) -> Duration {
+        let base = self
+            .settings
+            .default_delay
+            .saturating_mul(1 << retries.min(16))
+            .min(self.settings.max_wait);
+        if !self.settings.spread_bare_delays {
+            return base;
+        }
+        let jitter = self
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .duration_up_to(base / 2);
+        (base + jitter).min(self.settings.max_wait)
+    }
+
+    /// Whether the layer saw an answer the server admitted within the last `elapsed` (the
+    /// time since a request's first attempt).
+    fn admitted_since(&self, elapsed: Duration) -> bool {
+        self.progress.since(elapsed)
+    }
+
     fn bounded(&self, wait: Duration, status: Option<StatusCode>) -> Result<Duration, RetryError> {
         if wait <= self.settings.max_wait {
             return Ok(wait);
@@ -205,20 +235,33 @@ impl Policy for RetryAfterPolicy {
             None if self.settings.statuses.contains(status) => {
                 retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay)
             }
-            None => return Verdict::Return,
+            None => {
+                self.progress.admitted();
+                return Verdict::Return;
+            }
         };
         if let (Some(gate), Some(hint)) = (&self.gate, hint) {
             gate.block((self.settings.endpoint)(head), hint);
         }
-        let wait = match self.bounded(hint.unwrap_or(self.settings.default_delay), Some(*status)) {
-            Ok(wait) => wait,
-            Err(e) => return Verdict::Fail(e),
+        let wait = match hint {
+            Some(hint) => match self.bounded(hint, Some(*status)) {
+                Ok(wait) => wait,
+                Err(e) => return Verdict::Fail(e),
+            },
+            None => self.bare_delay(ctx.retries()),
         };
         if !info.replayable {
             return Verdict::Return;
         }
         if !ctx.try_claim(self.settings.max_retries) {
-            return Verdict::GiveUp { hint };
+            // A bare refusal while the server still admits others: not a reason to stop,
+            // until the request has waited max_wait in all.
+            let progressing = hint.is_none()
+                && self.admitted_since(info.elapsed)
+                && info.elapsed.saturating_add(wait) <= self.settings.max_wait;
+            if !progressing {
+                return Verdict::GiveUp { hint };
+            }
         }
         Verdict::Retry(wait)
     }
@@ -228,7 +271,36 @@ impl Policy for RetryAfterPolicy {
     }
 
     fn reads_elapsed(&self) -> bool {
-        false
+        // For bare refusals: has the request waited max_wait, was anyone admitted since.
+        true
+    }
+}
+
+/// When the layer last saw an answer the server admitted (not a retryable status).
+#[derive(Debug, Default)]
+struct Progress {
+    /// The clock's origin (set at the first answer, on the runtime's clock).
+    origin: OnceLock<Instant>,
+    /// Nanoseconds after `origin` of the last admitted answer, plus one (0: none yet).
+    last: AtomicU64,
+}
+
+impl Progress {
+    fn admitted(&self) {
+        let origin = *self.origin.get_or_init(Instant::now);
+        let nanos = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last.fetch_max(nanos + 1, Ordering::Relaxed);
+    }
+
+    fn since(&self, window: Duration) -> bool {
+        let (Some(origin), last) = (self.origin.get(), self.last.load(Ordering::Relaxed)) else {
+            return false;
+        };
+        if last == 0 {
+            return false;
+        }
+        let at = *origin + Duration::from_nanos(last - 1);
+        Instant::now().saturating_duration_since(at) <= window
     }
 }
 
@@ -275,11 +347,12 @@ impl RetryAfterLayer {
                 ],
                 grpc_retry_codes: GrpcRetryCodes::default(),
                 max_retries: 3,
-                default_delay: Duration::from_secs(5),
+                default_delay: Duration::from_secs(1),
                 max_wait: Duration::from_secs(60),
                 long_wait: LongWait::Fail,
                 endpoint: Arc::new(default_endpoint),
                 release_jitter: Duration::from_millis(100),
+                spread_bare_delays: true,
                 max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             },
             gate: true,
@@ -357,7 +430,17 @@ impl RetryAfterLayerBuilder {
         self
     }
 
-    /// The wait after a retryable status without guidance (default 5 s; Clay: 60 s).
+    /// The first wait after a retryable status without guidance (a bare 429, as nginx's
+    /// `limit_req` sends; default 1 s; Clay: 60 s). Retry `n` of a request waits
+    /// `default_delay × 2^(n-1)` plus a random part of up to half of it, so callers refused
+    /// together are spread apart (default: 1–1.5 s, 2–3 s, 4–6 s, …), never more than
+    /// [`max_wait`](Self::max_wait).
+    ///
+    /// **Bare refusals do not exhaust a request while the server admits others:** when the
+    /// retries are used up ([`max_retries`](Self::max_retries)) but this layer saw a response
+    /// the server admitted since the request's first attempt, the request keeps retrying,
+    /// until it has waited `max_wait` in all. A refusal *with* a delay (Retry-After, gRPC
+    /// pushback) counts against `max_retries` as always.
     pub fn default_delay(mut self, delay: Duration) -> Self {
         self.settings.default_delay = delay;
         self
@@ -399,6 +482,14 @@ impl RetryAfterLayerBuilder {
         self
     }
 
+    /// Whether the delays of bare refusals get their random part (default true; see
+    /// [`default_delay`](Self::default_delay)). Off, retry `n` waits exactly
+    /// `default_delay × 2^(n-1)` (at most `max_wait`).
+    pub fn spread_bare_delays(mut self, on: bool) -> Self {
+        self.settings.spread_bare_delays = on;
+        self
+    }
+
     /// Seeds the jitter's random source (for reproducible tests).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -431,6 +522,7 @@ impl RetryAfterLayerBuilder {
             policy: Arc::new(RetryAfterPolicy {
                 gate: self.gate.then(EndpointGate::default),
                 rng: Mutex::new(self.seed.map_or_else(Rng::from_entropy, Rng::seeded)),
+                progress: Progress::default(),
                 settings: self.settings,
             }),
         })

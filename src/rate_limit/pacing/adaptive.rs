@@ -15,7 +15,17 @@
 //!   reads them). Other gRPC codes (`UNAVAILABLE` too) are no rate-limit signal, as a 503
 //!   is none.
 //!
-//! Sends are reserved in arrival order, one every `1 / rate`.
+//! - **Learns the server's limit at the first response.** The first request to an
+//!   endpoint goes alone (a probe); the requests behind it wait for its answer. When that
+//!   answer states the limit (`RateLimit-Policy` with a window, or `X-RateLimit-Limit` with
+//!   `X-RateLimit-Reset`: see the `learned` module), the endpoint is paced from then on by a
+//!   local copy of the server's bucket: the burst the server says is left goes at once, then
+//!   one send per the server's interval, and every later answer corrects it (never
+//!   upwards past what the server said). There is no ramp from a guessed start. When the
+//!   answer states no limit, AIMD from the initial rate applies, as below; when the probe
+//!   fails without an answer, the next request probes again.
+//!
+//! Without a learned limit, sends are reserved in arrival order, one every `1 / rate`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,9 +33,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::headers::ratelimit::parse_rate_limit;
+use super::learned::{Learned, Stated};
+use crate::headers::ratelimit::{parse_rate_limit, RateLimitInfo};
 use crate::headers::{grpc_pushback, grpc_status, GrpcCode, GrpcPushback};
 
 /// Most endpoints tracked; the least recently used is dropped beyond it.
@@ -145,6 +157,29 @@ struct EndpointRate {
     next_send: Instant,
     changed: Instant,
     used: Instant,
+    probe: Probe,
+    /// The server's limit, once a response stated it.
+    learned: Option<Learned>,
+}
+
+/// Where the first request to an endpoint stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Nothing sent yet (or the probe failed without an answer): the next request probes.
+    Idle,
+    /// The probe is out: the others wait for its answer.
+    InFlight,
+    /// An answer came: pace by what it said.
+    Answered,
+}
+
+/// When a request may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// At this instant.
+    At(Instant),
+    /// After the probe's answer: ask again then.
+    AfterProbe,
 }
 
 /// Per-endpoint adaptive rates of one pacing layer.
@@ -152,6 +187,8 @@ struct EndpointRate {
 pub(crate) struct AdaptiveRates {
     config: Aimd,
     endpoints: Mutex<HashMap<String, EndpointRate>>,
+    /// Wakes the requests waiting for a probe's answer.
+    answered: Notify,
 }
 
 impl AdaptiveRates {
@@ -159,6 +196,7 @@ impl AdaptiveRates {
         AdaptiveRates {
             config,
             endpoints: Mutex::default(),
+            answered: Notify::new(),
         }
     }
 
@@ -182,19 +220,49 @@ impl AdaptiveRates {
             next_send: now,
             changed: now,
             used: now,
+            probe: Probe::Idle,
+            learned: None,
         });
         state.used = now;
         f(&self.config, state)
     }
 
-    /// Reserves the next send slot of `endpoint`: the instant to send at.
-    pub(crate) fn reserve(&self, endpoint: &str) -> Instant {
+    /// Reserves the next send slot of `endpoint`: the instant to send at, or
+    /// [`Slot::AfterProbe`] while the first request's answer is awaited.
+    pub(crate) fn reserve(&self, endpoint: &str) -> Slot {
         let now = Instant::now();
         self.with(endpoint, |_, s| {
+            match s.probe {
+                Probe::InFlight => return Slot::AfterProbe,
+                Probe::Idle => s.probe = Probe::InFlight,
+                Probe::Answered => {}
+            }
+            if let Some(learned) = &mut s.learned {
+                return Slot::At(learned.reserve(now));
+            }
             let slot = s.next_send.max(now);
             s.next_send = slot + Duration::from_secs_f64(1.0 / s.per_second);
-            slot
+            Slot::At(slot)
         })
+    }
+
+    /// Resolves when a probe is answered (or failed); `enable` it before reserving.
+    pub(crate) fn answered(&self) -> tokio::sync::futures::Notified<'_> {
+        self.answered.notified()
+    }
+
+    /// A sent request got no answer: if it was the probe, the next request probes.
+    pub(crate) fn failed(&self, endpoint: &str) {
+        let reopened = self.with(endpoint, |_, s| {
+            let probing = s.probe == Probe::InFlight;
+            if probing {
+                s.probe = Probe::Idle;
+            }
+            probing
+        });
+        if reopened {
+            self.answered.notify_waiters();
+        }
     }
 
     /// Learns from a response.
@@ -202,33 +270,33 @@ impl AdaptiveRates {
         let info = parse_rate_limit(headers, SystemTime::now());
         let now = Instant::now();
         let refusal = refusal(status, headers, || info.retry_after);
-        self.with(endpoint, |cfg, s| {
-            if let Some(hold) = refusal {
-                s.per_second = cfg.clamp(s.per_second * cfg.decrease);
-                s.changed = now;
-                if let Some(wait) = hold {
-                    s.next_send = s.next_send.max(now + wait);
+        let stated = Stated::of(&info);
+        let first = self.with(endpoint, |cfg, s| {
+            let first = s.probe != Probe::Answered;
+            s.probe = Probe::Answered;
+            s.learned = match (s.learned.take(), stated) {
+                (Some(mut learned), Some(stated)) => {
+                    learned.correct(now, stated);
+                    Some(learned)
                 }
-                tracing::debug!(
-                    endpoint,
-                    per_second = s.per_second,
-                    "adaptive pacing: refused, slowing down"
-                );
-                return;
-            }
-            match (info.remaining, info.reset_after) {
-                (Some(remaining), Some(reset)) if !reset.is_zero() => {
-                    s.per_second = cfg.clamp(remaining as f64 / reset.as_secs_f64());
+                (None, Some(stated)) => Some(Learned::new(now, stated)),
+                (learned, None) => learned,
+            };
+            match &mut s.learned {
+                Some(learned) => {
+                    if let Some(hold) = refusal {
+                        learned.refused(now, hold);
+                    }
+                    s.per_second = learned.per_second();
                     s.changed = now;
                 }
-                (Some(0), _) => {}
-                _ => {
-                    let secs = now.saturating_duration_since(s.changed).as_secs_f64();
-                    s.per_second = cfg.clamp(s.per_second + cfg.increase_per_second * secs);
-                    s.changed = now;
-                }
+                None => aimd(cfg, s, now, refusal, &info, endpoint),
             }
-        })
+            first
+        });
+        if first {
+            self.answered.notify_waiters();
+        }
     }
 
     /// The current rate of `endpoint`, in requests per second.
@@ -238,6 +306,43 @@ impl AdaptiveRates {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.get(endpoint).map(|s| s.per_second)
+    }
+}
+
+/// AIMD (no limit learned): a refusal slows down and holds, rate-limit headers spread the
+/// remaining quota, other successes speed up.
+fn aimd(
+    cfg: &Aimd,
+    s: &mut EndpointRate,
+    now: Instant,
+    refusal: Option<Option<Duration>>,
+    info: &RateLimitInfo,
+    endpoint: &str,
+) {
+    if let Some(hold) = refusal {
+        s.per_second = cfg.clamp(s.per_second * cfg.decrease);
+        s.changed = now;
+        if let Some(wait) = hold {
+            s.next_send = s.next_send.max(now + wait);
+        }
+        tracing::debug!(
+            endpoint,
+            per_second = s.per_second,
+            "adaptive pacing: refused, slowing down"
+        );
+        return;
+    }
+    match (info.remaining, info.reset_after) {
+        (Some(remaining), Some(reset)) if !reset.is_zero() => {
+            s.per_second = cfg.clamp(remaining as f64 / reset.as_secs_f64());
+            s.changed = now;
+        }
+        (Some(0), _) => {}
+        _ => {
+            let secs = now.saturating_duration_since(s.changed).as_secs_f64();
+            s.per_second = cfg.clamp(s.per_second + cfg.increase_per_second * secs);
+            s.changed = now;
+        }
     }
 }
 
@@ -286,15 +391,19 @@ mod tests {
     async fn aimd_and_spreading() {
         let rates = AdaptiveRates::new(Aimd::new(10.0).unwrap());
         let t0 = Instant::now();
-        assert_eq!(rates.reserve("e"), t0);
-        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(100));
+        assert_eq!(rates.reserve("e"), Slot::At(t0));
+        // The first request probes; the others wait for its answer.
+        assert_eq!(rates.reserve("e"), Slot::AfterProbe);
         // A 429 with Retry-After: half the rate, hold until the server's time.
         let mut h = HeaderMap::new();
         h.insert("retry-after", "3".parse().unwrap());
         rates.observe("e", StatusCode::TOO_MANY_REQUESTS, &h);
         assert_eq!(rates.rate("e"), Some(5.0));
-        assert_eq!(rates.reserve("e"), t0 + Duration::from_secs(3));
-        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(3200));
+        assert_eq!(rates.reserve("e"), Slot::At(t0 + Duration::from_secs(3)));
+        assert_eq!(
+            rates.reserve("e"),
+            Slot::At(t0 + Duration::from_millis(3200))
+        );
         // 2 s of success: +1/s per second.
         tokio::time::advance(Duration::from_secs(2)).await;
         rates.observe("e", StatusCode::OK, &HeaderMap::new());
@@ -351,10 +460,41 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_limit_is_learned_at_the_first_answer() {
+        let ms = Duration::from_millis;
+        let rates = AdaptiveRates::new(Aimd::new(1.0).unwrap());
+        let t0 = Instant::now();
+        assert_eq!(rates.reserve("e"), Slot::At(t0));
+        assert_eq!(rates.reserve("e"), Slot::AfterProbe);
+        // A failed probe: the next request probes again (one interval of the guess later).
+        rates.failed("e");
+        assert_eq!(rates.reserve("e"), Slot::At(t0 + Duration::from_secs(1)));
+        tokio::time::advance(ms(5)).await;
+        let t1 = Instant::now();
+        let answer = headers(&[
+            ("ratelimit-policy", "\"api\";q=100;w=10"),
+            ("ratelimit", "\"api\";r=2;t=10"),
+        ]);
+        rates.observe("e", StatusCode::OK, &answer);
+        // 10 per second at once (not 1, the guess), the 2 left now, then one per 100 ms.
+        assert_eq!(rates.rate("e"), Some(10.0));
+        let slots: Vec<_> = (0..4)
+            .map(|_| match rates.reserve("e") {
+                Slot::At(at) => at - t1,
+                Slot::AfterProbe => panic!("answered"),
+            })
+            .collect();
+        assert_eq!(slots, [ms(0), ms(0), ms(100), ms(200)]);
+        // A later failure does not reopen a probe.
+        rates.failed("e");
+        assert_eq!(rates.reserve("e"), Slot::At(t1 + ms(300)));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_grpc_refusal_slows_down_and_holds_for_the_pushback() {
         let rates = AdaptiveRates::new(Aimd::new(4.0).unwrap());
         let t0 = Instant::now();
-        assert_eq!(rates.reserve("e"), t0);
+        assert_eq!(rates.reserve("e"), Slot::At(t0));
         let refused = headers(&[
             ("grpc-status", "8"),
             ("grpc-retry-pushback-ms", "3334"),
@@ -362,8 +502,14 @@ mod tests {
         ]);
         rates.observe("e", StatusCode::OK, &refused);
         assert_eq!(rates.rate("e"), Some(2.0));
-        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(3334));
-        assert_eq!(rates.reserve("e"), t0 + Duration::from_millis(3834));
+        assert_eq!(
+            rates.reserve("e"),
+            Slot::At(t0 + Duration::from_millis(3334))
+        );
+        assert_eq!(
+            rates.reserve("e"),
+            Slot::At(t0 + Duration::from_millis(3834))
+        );
         // A trailers-only UNAVAILABLE is not a rate-limit refusal: the rate recovers.
         tokio::time::advance(Duration::from_secs(1)).await;
         let unavailable = headers(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "500")]);

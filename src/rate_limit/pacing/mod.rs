@@ -46,6 +46,7 @@
 mod adaptive;
 mod error;
 mod layer;
+mod learned;
 mod pacer;
 mod queue;
 mod service;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::Request;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
-use super::adaptive::AdaptiveRates;
+use super::adaptive::{AdaptiveRates, Slot};
 use super::error::PacingError;
 use super::queue::{KeyedPermit, KeyedSemaphores};
 use super::usage::{CompiledUsageQuota, UsageStatus};
@@ -189,7 +189,24 @@ impl Pacer {
         let Some(adaptive) = &self.adaptive else {
             return Ok(());
         };
-        let slot = adaptive.reserve(endpoint);
+        let slot = loop {
+            // Registered before reserving, so a probe answered in between is not missed.
+            let answered = adaptive.answered();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            match adaptive.reserve(endpoint) {
+                Slot::At(slot) => break slot,
+                Slot::AfterProbe => {
+                    if timeout_at(deadline, answered).await.is_err() {
+                        return Err(PacingError::WaitTooLong {
+                            rule: "adaptive".to_owned(),
+                            wait: self.max_queue_wait,
+                            source: None,
+                        });
+                    }
+                }
+            }
+        };
         if slot > deadline {
             return Err(PacingError::WaitTooLong {
                 rule: "adaptive".to_owned(),

@@ -93,7 +93,10 @@ where
                     .await
                     .map_err(fail)?;
             }
+            // Until an answer is observed, a failed or dropped call reopens the probe.
+            let unanswered = Unanswered(&pacer, endpoint.as_deref());
             let mut res = inner.call(req).await.map_err(Error::new)?;
+            std::mem::forget(unanswered);
             if let (Some(adaptive), Some(endpoint)) = (&pacer.adaptive, &endpoint) {
                 adaptive.observe(endpoint, res.status(), res.headers());
             }
@@ -103,5 +106,17 @@ where
             }
             Ok(res)
         })
+    }
+}
+
+/// Tells adaptive pacing that a sent request got no answer (an error, or the caller
+/// dropped it) when dropped, so a probe that failed does not hold the others back.
+struct Unanswered<'a>(&'a Pacer, Option<&'a str>);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let (Some(adaptive), Some(endpoint)) = (&self.0.adaptive, self.1) {
+            adaptive.failed(endpoint);
+        }
     }
 }
