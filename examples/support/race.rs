@@ -17,11 +17,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::BackoffLayer;
 use tower_throttle::key::BearerToken;
-use tower_throttle::monitor::{HeaderMonitorLayer, MonitorHandle};
-use tower_throttle::retry_after::RetryAfterLayer;
-use tower_throttle::{Quota, RateLimitLayer, ReplayBody, Rule};
+use tower_throttle::monitor::MonitorHandle;
+use tower_throttle::{ClientStack, Quota, RateLimitLayer, ReplayBody, Rule};
 
 /// Clerk's backend limit on a development instance: 100 requests per 10 s per secret key.
 pub const LIMIT: u32 = 100;
@@ -108,11 +106,11 @@ fn get(base: &str, key: &str) -> Request<Full<Bytes>> {
         .expect("valid request")
 }
 
-/// The crate's client stack, outermost first: the Retry-After gate (requests to an
-/// endpoint the server blocked wait before anything else), backoff (transport errors and
-/// 5xx, with jitter), pacing with Clerk's documented limit (so retries are paced again, and
-/// the server rarely has to refuse), the header monitor (it sees every answer on the
-/// wire), then the HTTP client.
+/// The crate's client stack (`ClientStack`), outermost first: the Retry-After gate
+/// (requests to an endpoint the server blocked wait before anything else), backoff
+/// (transport errors and 5xx, with jitter), pacing with Clerk's documented limit (so
+/// retries are paced again, and the server rarely has to refuse), the header monitor (it
+/// sees every answer on the wire), then the HTTP client.
 pub async fn crate_stack(base: String, calls: u64, tasks: u64, tally: Arc<Tally>) -> Report {
     let pacing = RateLimitLayer::builder()
         .rule(Rule::new("instance", Quota::new(LIMIT, WINDOW).expect("quota")).key(BearerToken))
@@ -122,18 +120,13 @@ pub async fn crate_stack(base: String, calls: u64, tasks: u64, tally: Arc<Tally>
         .max_queue_wait(Duration::from_secs(60))
         .build()
         .expect("valid pacing");
-    let monitor = HeaderMonitorLayer::new();
-    let handle = monitor.handle();
+    let stack = ClientStack::builder(pacing).build();
+    let handle = stack.monitor_handle();
     let http = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
-    let svc = ServiceBuilder::new()
-        .layer(RetryAfterLayer::builder().build().expect("valid layer"))
-        .layer(BackoffLayer::builder().build().expect("valid layer"))
-        .layer(pacing)
-        .layer(monitor)
-        .service(Wire {
-            inner: http,
-            tally: Arc::clone(&tally),
-        });
+    let svc = ServiceBuilder::new().layer(stack).service(Wire {
+        inner: http,
+        tally: Arc::clone(&tally),
+    });
     let start = Instant::now();
     let workers: Vec<_> = (0..tasks)
         .map(|_| {
