@@ -6,8 +6,8 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use super::Timer;
 #[cfg(feature = "metrics")]
 use super::{
-    BAD_PATHS_TOTAL, EXEMPTED_TOTAL, REDIS_FALLBACK, REQUESTS_TOTAL, STORE_DURATION_SECONDS,
-    STORE_ERRORS_TOTAL, STORE_FAILING,
+    BAD_PATHS_TOTAL, EXEMPTED_TOTAL, REQUESTS_TOTAL, STORE_DURATION_SECONDS, STORE_ERRORS_TOTAL,
+    STORE_FAILING,
 };
 
 /// One rule's handles: `tower_throttle_requests_total{rule, outcome}`.
@@ -142,5 +142,5 @@ impl ServerMetrics {
 #[inline]
 pub(crate) fn redis_fallback(_down: bool) {
     #[cfg(feature = "metrics")]
-    gauge!(REDIS_FALLBACK).set(f64::from(u8::from(_down)));
+    gauge!(super::REDIS_FALLBACK).set(f64::from(u8::from(_down)));
 }
