@@ -17,7 +17,10 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use mock::{secs, status, Mock};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_throttle::backoff::{Backoff, Jitter};
-use tower_throttle::telemetry::{CLIENT_GIVE_UPS_TOTAL, CLIENT_RETRIES_TOTAL, REQUESTS_TOTAL};
+use tower_throttle::telemetry::{
+    CLIENT_GIVE_UPS_TOTAL, CLIENT_RETRIES_TOTAL, GATE_WAITS_TOTAL, GATE_WAIT_SECONDS,
+    PACING_WAIT_SECONDS, REQUESTS_TOTAL,
+};
 use tower_throttle::{BackoffLayer, Quota, RateLimitLayer, Rule};
 
 type Snap = Vec<(
@@ -145,4 +148,79 @@ async fn client_counts_retries_by_reason_and_the_give_up() {
         ),
         1
     );
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(format!("http://api.test{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn histogram(snap: &Snap, name: &str) -> Vec<f64> {
+    match value(snap, name, &[]) {
+        Some(DebugValue::Histogram(v)) => {
+            let mut v: Vec<f64> = v.iter().map(|x| x.into_inner()).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        }
+        other => panic!("{name}: {other:?} in {snap:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_gate_counts_and_times_the_requests_it_holds() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let mock = Mock::new(vec![mock::with(429, &[("retry-after", "10")])]);
+    let svc = tower_throttle::RetryAfterLayer::builder()
+        .release_jitter(Duration::ZERO)
+        .build()
+        .unwrap()
+        .layer(mock.service());
+    let first = tokio::spawn(svc.clone().oneshot(get("/v1/users")));
+    tokio::time::sleep(secs(1.0)).await;
+    let held = svc.oneshot(get("/v1/users")).await.unwrap();
+    assert_eq!(held.status().as_u16(), 200);
+    assert_eq!(first.await.unwrap().unwrap().status().as_u16(), 200);
+    let snap = take(&snap);
+    assert_eq!(counter(&snap, GATE_WAITS_TOTAL, &[]), 1);
+    assert_eq!(histogram(&snap, GATE_WAIT_SECONDS), [9.0]);
+    assert_eq!(
+        counter(
+            &snap,
+            CLIENT_RETRIES_TOTAL,
+            &[("layer", "retry_after"), ("reason", "status")]
+        ),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pacing_waits_are_recorded_exactly() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let layer = RateLimitLayer::builder()
+        .rule(Rule::new(
+            "api",
+            Quota::new(2, Duration::from_secs(1)).unwrap(),
+        ))
+        .build()
+        .unwrap()
+        .pacing()
+        .build()
+        .unwrap();
+    let mock = Mock::new(vec![]);
+    let svc = layer.layer(mock.service());
+    let tasks: Vec<_> = (0..4)
+        .map(|i| tokio::spawn(svc.clone().oneshot(get(&format!("/item/{i}")))))
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().status().as_u16(), 200);
+    }
+    let snap = take(&snap);
+    // 2 per second: a burst of 2, then one every 0.5 s.
+    assert_eq!(histogram(&snap, PACING_WAIT_SECONDS), [0.0, 0.0, 0.5, 1.0]);
 }
