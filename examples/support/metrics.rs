@@ -12,10 +12,17 @@ pub fn serve(addr: &str) {
             eprintln!("--metrics-addr {addr}: {e}");
             std::process::exit(2)
         });
-        if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new()
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        // `_seconds` metrics as Prometheus histograms (else the exporter renders summaries),
+        // from 100 µs (a store call) to 60 s (a long pacing or gate wait).
+        const BUCKETS: &[f64] = &[
+            0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0,
+        ];
+        let installed = PrometheusBuilder::new()
             .with_http_listener(addr)
-            .install()
-        {
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .and_then(PrometheusBuilder::install);
+        if let Err(e) = installed {
             eprintln!("--metrics-addr {addr}: {e}");
             std::process::exit(2)
         }
