@@ -27,6 +27,8 @@
 mod clerk;
 #[path = "support/logging.rs"]
 mod logging;
+#[path = "support/metrics.rs"]
+mod metrics;
 
 use clerk::Instance;
 
@@ -36,7 +38,7 @@ const SECRET_VAR: &str = "TOWER_THROTTLE_KEY_SECRET";
 fn usage() -> ! {
     eprintln!(
         "usage: clerk_server [--addr HOST:PORT] [--instance development|production] \
-         [--redis URL [--key-secret HEX]] [--config FILE]\n\
+         [--redis URL [--key-secret HEX]] [--config FILE] [--metrics-addr HOST:PORT]\n\
          defaults: --addr 127.0.0.1:3000 --instance development, in-memory store\n\
          with --redis, the key secret (32 hex digits, the same on every instance) comes from \
          --key-secret or ${SECRET_VAR}"
@@ -107,6 +109,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("--redis", Some(v)) => redis = Some(v),
             ("--key-secret", Some(v)) => secret = Some(v),
             ("--config", Some(v)) => config = Some(v),
+            // Before the layers are built: they resolve their metric handles then.
+            ("--metrics-addr", Some(v)) => metrics::serve(&v),
             _ => usage(),
         }
     }

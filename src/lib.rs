@@ -30,6 +30,7 @@ pub mod headers;
 pub mod monitor;
 pub mod rate_limit;
 pub mod retry_after;
+pub mod telemetry;
 
 pub use engine::{clock, gcra, quota, store};
 pub use rate_limit::pacing;

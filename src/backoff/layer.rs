@@ -17,6 +17,7 @@ use crate::client::retry::{AttemptInfo, Outcome, Policy, Verdict};
 use crate::client::{RetryContext, RetryError, Retrying, Rng, DEFAULT_MAX_REPLAY_BYTES};
 use crate::headers::parse::{grpc_forbids_retry, retry_hint, DEFAULT_HINT_CAP};
 use crate::headers::GrpcCode;
+use crate::telemetry;
 
 /// How a response's `Retry-After` (or equivalent) combines with the backoff schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -177,13 +178,16 @@ impl Policy for BackoffPolicy {
             .max_elapsed
             .is_some_and(|max| info.elapsed.saturating_add(delay) > max)
         {
+            telemetry::gave_up("backoff", "exhausted");
             return Verdict::GiveUp { hint };
         }
         if !ctx.try_claim(self.settings.max_retries) {
+            telemetry::gave_up("backoff", "exhausted");
             return Verdict::GiveUp { hint };
         }
         if let Some(budget) = &self.settings.budget {
             if !budget.withdraw() {
+                telemetry::gave_up("backoff", "budget");
                 return Verdict::Fail(RetryError::BudgetExhausted {
                     attempts: ctx.retries(),
                     last_status: outcome.status(),
@@ -191,6 +195,7 @@ impl Policy for BackoffPolicy {
                 });
             }
         }
+        telemetry::retried("backoff", outcome, hint, &self.settings.statuses);
         Verdict::Retry(delay)
     }
 

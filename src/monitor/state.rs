@@ -15,6 +15,7 @@ use crate::headers::ratelimit::{
     parse_rate_limit_at, Dialect, RateLimitInfo, RateLimitPolicy, RateLimitState, SfMemo,
 };
 use crate::headers::{grpc_status, GrpcCode};
+use crate::telemetry;
 
 /// Turns a request head into an endpoint key.
 pub(crate) type KeyFn = Arc<dyn Fn(&http::request::Parts) -> String + Send + Sync>;
@@ -212,6 +213,7 @@ impl Shared {
             built: None,
         };
         let events = self.events(&info, answer, &mut key);
+        telemetry::monitor_remaining(info.remaining, || key.get());
         let mut before = Before::default();
         if !info.is_empty() {
             let replaced = self.keep(info, answer, &key);

@@ -15,6 +15,7 @@ use super::body::{BodyMode, Wrapped};
 use super::limiter::{Headline, Limiter, Settled};
 use crate::engine::gcra::Decision;
 use crate::engine::store::StoreError;
+use crate::telemetry::Timer;
 
 pin_project! {
     /// Response future of [`RateLimit`](super::RateLimit).
@@ -36,6 +37,7 @@ pin_project! {
             req: Option<Request<R>>,
             limiter: Arc<Limiter>,
             matched: u64,
+            timer: Timer,
         },
         Calling { #[pin] fut: F },
         Respond { res: Option<Response<Bytes>> },
@@ -65,6 +67,7 @@ impl<F, C, S, R, M> ResponseFuture<F, C, S, R, M> {
         req: Request<R>,
         limiter: Arc<Limiter>,
         matched: u64,
+        timer: Timer,
     ) -> Self {
         ResponseFuture {
             state: State::Checking {
@@ -73,6 +76,7 @@ impl<F, C, S, R, M> ResponseFuture<F, C, S, R, M> {
                 req: Some(req),
                 limiter,
                 matched,
+                timer,
             },
             headers: None,
             mode: PhantomData,
@@ -99,12 +103,13 @@ where
                     req,
                     limiter,
                     matched,
+                    timer,
                 } => {
                     let result = ready!(Pin::new(check).poll(cx));
                     let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
                         panic!("ResponseFuture polled after completion");
                     };
-                    match limiter.settle(*matched, result, &req) {
+                    match limiter.settled(*timer).settle(*matched, result, &req) {
                         Settled::Admit(headline) => {
                             *this.headers = headline.map(|h| (Arc::clone(limiter), h));
                             let fut = inner.call(req);

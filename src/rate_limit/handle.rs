@@ -84,6 +84,8 @@ pub(crate) struct Stats {
     /// Whether the last store call failed: store failures are logged once per
     /// transition (failing, then recovered), not once per request.
     pub(crate) store_failing: Arc<std::sync::atomic::AtomicBool>,
+    /// The same counts for the metrics recorder (feature `metrics`; else zero-sized).
+    pub(crate) metrics: crate::telemetry::ServerMetrics,
 }
 
 #[inline]

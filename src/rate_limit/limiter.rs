@@ -14,6 +14,7 @@ use super::rule_set::RuleSet;
 use crate::engine::gcra::{Decision, LimitState};
 use crate::engine::store::StoreError;
 use crate::headers::HeaderDialects;
+use crate::telemetry::Timer;
 
 /// What a layer does when its store fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,6 +57,13 @@ pub(crate) enum Settled {
 }
 
 impl Limiter {
+    /// Records the store call timed by `timer` (feature `metrics`); returns `self`.
+    #[inline]
+    pub(crate) fn settled(&self, timer: Timer) -> &Self {
+        self.rules.stats.metrics.store_done(timer);
+        self
+    }
+
     /// Counts the store's answer for the rules in `matched` and turns it into what to do
     /// with `req`.
     pub(crate) fn settle<B>(
@@ -112,13 +120,16 @@ impl Limiter {
             if !denied {
                 if decision.admitted {
                     bump_at(&counters.admitted, stripe);
+                    stats.metrics.rule(i).admitted();
                 }
             } else if self.rules.rules[i].shadow {
                 bump_at(&counters.shadow_limited, stripe);
+                stats.metrics.rule(i).shadow_limited();
                 let rule = &self.rules.rules[i].name;
                 tracing::info!(rule = %rule, "shadow rule would have refused a request");
             } else {
                 bump_at(&counters.limited, stripe);
+                stats.metrics.rule(i).limited();
             }
         }
         headline_rule
@@ -133,6 +144,7 @@ impl Limiter {
         if stats.store_failing.load(Ordering::Relaxed)
             && stats.store_failing.swap(false, Ordering::Relaxed)
         {
+            stats.metrics.store_failing(false);
             tracing::info!(
                 transition = "recovered",
                 store_errors = stats.store_errors.load(),
@@ -147,9 +159,11 @@ impl Limiter {
     fn store_failed<B>(&self, error: &StoreError, req: &Request<B>) -> Settled {
         let stats = &self.rules.stats;
         bump(&stats.store_errors);
+        stats.metrics.store_error();
         if stats.store_failing.swap(true, Ordering::Relaxed) {
             tracing::debug!(%error, "rate-limit store failed");
         } else {
+            stats.metrics.store_failing(true);
             tracing::warn!(
                 transition = "failing",
                 %error,

@@ -193,6 +193,9 @@ fn carry_state(old: &RuleSet, new: &mut RuleSet) -> ReloadReport {
         store_errors: old.stats.store_errors.clone(),
         bad_paths: old.stats.bad_paths.clone(),
         store_failing: Arc::clone(&old.stats.store_failing),
+        // The recorder keys series by name and labels: handles resolved anew for the new
+        // set continue the series of kept rules.
+        metrics: crate::telemetry::ServerMetrics::new(&new.stats.names),
     });
     report
 }

@@ -19,6 +19,7 @@ use crate::headers::write::LimitHeaders;
 use crate::rules::key::{KeyBuilder, KeyExtractor, PathParams, RequestParts};
 use crate::rules::path::PathError;
 use crate::rules::{CompiledRoute, MissingKey, PathMatching, Route, Rule, Target};
+use crate::telemetry::ServerMetrics;
 
 /// One rule, validated and prepared for requests.
 #[derive(Clone)]
@@ -153,11 +154,12 @@ impl RuleSet {
             .collect::<Result<Vec<_>, _>>()?;
         let stats = Arc::new(Stats {
             rules: names.iter().map(|_| RuleCounters::default()).collect(),
-            names: names.into_boxed_slice(),
             exempted: Counter::default(),
             store_errors: Counter::default(),
             bad_paths: Counter::default(),
             store_failing: Default::default(),
+            metrics: ServerMetrics::new(&names),
+            names: names.into_boxed_slice(),
         });
         Ok(RuleSet {
             rules: compiled.into_boxed_slice(),
@@ -194,6 +196,7 @@ impl RuleSet {
             .any(|r| r.excludes(method, &target, &mut parts.path_params))
         {
             bump(&self.stats.exempted);
+            self.stats.metrics.exempted();
             return Plan::Pass;
         }
         let mut matched = 0u64;
@@ -239,6 +242,7 @@ impl RuleSet {
             Err(missing) => missing,
         };
         bump(&self.stats.rules[i].missing_key);
+        self.stats.metrics.rule(i).missing_key();
         match rule.missing_key {
             MissingKey::Shared => Ok(Some(rule.keyless)),
             MissingKey::Skip => Ok(None),

@@ -18,6 +18,7 @@ use super::responder::RejectionReason;
 use super::rule_set::{Checks, Plan};
 use crate::engine::clock::Clock;
 use crate::engine::store::{MemoryStore, Store};
+use crate::telemetry::Timer;
 
 /// Enforces a [`RateLimitLayer`](super::RateLimitLayer)'s rules in front of `S`.
 ///
@@ -84,6 +85,7 @@ where
             Plan::Pass => return ResponseFuture::calling(self.inner.call(req), None),
             Plan::BadPath(e) => {
                 bump(&limiter.rules.stats.bad_paths);
+                limiter.rules.stats.metrics.bad_path();
                 let reason = RejectionReason::BadPath(e.what());
                 return ResponseFuture::respond(limiter.reject(reason, None, &req));
             }
@@ -94,12 +96,13 @@ where
             Plan::Check { matched } => matched,
         };
         let now = limiter.rules.clock.now();
+        let timer = Timer::start();
         let mut check = self.store.check(now, checks.as_slice());
         // Stores that decide synchronously (the in-memory one) are settled right here,
         // without cloning the inner service.
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(&mut check).poll(&mut cx) {
-            Poll::Ready(result) => match limiter.settle(matched, result, &req) {
+            Poll::Ready(result) => match limiter.settled(timer).settle(matched, result, &req) {
                 Settled::Admit(headline) => {
                     let headers = headline.map(|h| (Arc::clone(limiter), h));
                     ResponseFuture::calling(self.inner.call(req), headers)
@@ -111,7 +114,7 @@ where
                 let limiter = Arc::clone(limiter);
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, inner, req, limiter, matched)
+                ResponseFuture::checking(check, inner, req, limiter, matched, timer)
             }
         }
     }

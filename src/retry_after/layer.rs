@@ -15,6 +15,7 @@ use crate::client::retry::{AttemptInfo, Outcome, Policy, Verdict};
 use crate::client::{Endpoint, RetryContext, RetryError, Retrying, Rng, DEFAULT_MAX_REPLAY_BYTES};
 use crate::headers::parse::{retry_hint, DEFAULT_HINT_CAP};
 use crate::headers::GrpcCode;
+use crate::telemetry;
 
 /// What to do when the server asks for a wait longer than `max_wait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,9 +195,12 @@ impl Policy for RetryAfterPolicy {
         // Released requests spread out upwards: never before the server's time.
         let wait = left + self.jitter();
         match self.bounded(wait, None) {
-            Ok(wait) => Ok(Some(wait)),
+            Ok(wait) => Ok(Some(telemetry::gate_wait(wait))),
             // A gRPC call's error carries the status its caller reads.
-            Err(_) => Err(gate_refusal(head, wait, left, self.settings.max_wait)),
+            Err(_) => {
+                telemetry::gave_up("retry_after", "wait_too_long");
+                Err(gate_refusal(head, wait, left, self.settings.max_wait))
+            }
         }
     }
 
@@ -246,7 +250,10 @@ impl Policy for RetryAfterPolicy {
         let wait = match hint {
             Some(hint) => match self.bounded(hint, Some(*status)) {
                 Ok(wait) => wait,
-                Err(e) => return Verdict::Fail(e),
+                Err(e) => {
+                    telemetry::gave_up("retry_after", "wait_too_long");
+                    return Verdict::Fail(e);
+                }
             },
             None => self.bare_delay(ctx.retries()),
         };
@@ -260,9 +267,11 @@ impl Policy for RetryAfterPolicy {
                 && self.admitted_since(info.elapsed)
                 && info.elapsed.saturating_add(wait) <= self.settings.max_wait;
             if !progressing {
+                telemetry::gave_up("retry_after", "exhausted");
                 return Verdict::GiveUp { hint };
             }
         }
+        telemetry::retried("retry_after", outcome, hint, &self.settings.statuses);
         Verdict::Retry(wait)
     }
 

@@ -18,6 +18,7 @@ use crate::engine::gcra::{checks_key, Check};
 use crate::engine::store::{Store, Usage};
 use crate::rate_limit::handle::{bump, Counter, RuleCounters};
 use crate::rate_limit::rule_set::{Checks, Plan, RuleSet};
+use crate::telemetry;
 
 /// The client mode's state, shared by every clone of a layer and its services: the
 /// rules (as in the server mode), the queues, the usage quotas and the adaptive rates.
@@ -232,6 +233,7 @@ fn usage_status(q: &CompiledUsageQuota, usage: &Usage) -> Result<UsageStatus, Pa
             source: None,
         });
     }
+    telemetry::usage_used(&q.name, usage.lifetime_used);
     let warned = q
         .warn_at
         .is_some_and(|w| usage.lifetime_used >= w && usage.lifetime_used - 1 < w);

@@ -14,6 +14,7 @@ use super::pacer::Pacer;
 use crate::client::{BoxError, Endpoint, Error};
 use crate::engine::store::{MemoryStore, Store};
 use crate::headers::is_grpc;
+use crate::telemetry;
 
 /// The response future of [`Pacing`]: boxed, since it waits in several stages (turn,
 /// limits, quotas) before the inner call; one allocation per request on the client side.
@@ -72,6 +73,7 @@ where
             let grpc = is_grpc(req.headers());
             let fail = |e: PacingError| Error::from(if grpc { e.for_grpc_call() } else { e });
             let deadline = Instant::now() + pacer.max_queue_wait;
+            let waited = telemetry::Timer::start();
             let planned = pacer.plan(&req).map_err(fail)?;
             let permits = pacer
                 .acquire_permits(&planned, deadline)
@@ -93,6 +95,7 @@ where
                     .await
                     .map_err(fail)?;
             }
+            waited.pacing_wait();
             // Until an answer is observed, a failed or dropped call reopens the probe.
             let unanswered = Unanswered(&pacer, endpoint.as_deref());
             let mut res = inner.call(req).await.map_err(Error::new)?;

@@ -188,6 +188,7 @@ impl Health {
         });
         self.down_since.store(now, Ordering::Release);
         self.outages.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::redis_fallback(true);
         tracing::warn!(
             transition = "lost",
             prefix = %self.prefix,
@@ -250,6 +251,7 @@ impl Health {
         };
         self.recovering_since.store(0, Ordering::Relaxed);
         self.recoveries.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::redis_fallback(false);
         let since = |counter: &AtomicU64, before: u64| {
             counter.load(Ordering::Relaxed).saturating_sub(before)
         };
