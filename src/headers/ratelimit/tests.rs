@@ -34,7 +34,7 @@ fn info(
     retry_after: Option<Duration>,
     malformed: u32,
 ) -> RateLimitInfo {
-    RateLimitInfo {
+    let mut info = RateLimitInfo {
         dialect,
         limit,
         remaining,
@@ -42,9 +42,15 @@ fn info(
         retry_after,
         policies: Vec::new(),
         states: Vec::new(),
+        dimensions: Vec::new(),
         malformed,
         capped: false,
+    };
+    // The single unsuffixed dimension `""` of every dialect but draft-11.
+    if dialect.is_some_and(|d| d != Dialect::IetfDraft11) {
+        info.dimensions = dims::headline(&info);
     }
+    info
 }
 
 fn policy(name: Option<&str>, quota: u64, window: Option<u64>) -> RateLimitPolicy {
