@@ -128,7 +128,10 @@ fn hostile_suffixes_keep_at_most_eight_dimensions() {
 #[test]
 fn ietf_named_policies_are_two_dimensions() {
     let info = read(&[
-        ("ratelimit-policy", r#""requests";q=100;w=60, "tokens";q=50000;w=60"#),
+        (
+            "ratelimit-policy",
+            r#""requests";q=100;w=60, "tokens";q=50000;w=60"#,
+        ),
         ("ratelimit", r#""requests";r=90;t=30, "tokens";r=1000;t=45"#),
     ]);
     assert_eq!(info.dialect, Some(Dialect::IetfDraft11));

@@ -270,7 +270,10 @@ pub(crate) fn parse_rate_limit_at<'m>(
 fn cap_resets(info: &mut RateLimitInfo, cap: Duration) {
     let resets = info.states.iter_mut().map(|s| &mut s.reset_after);
     let dims = info.dimensions.iter_mut().map(|d| &mut d.reset_after);
-    for reset in std::iter::once(&mut info.reset_after).chain(resets).chain(dims) {
+    for reset in std::iter::once(&mut info.reset_after)
+        .chain(resets)
+        .chain(dims)
+    {
         if let Some(value) = reset.as_mut().filter(|v| **v > cap) {
             *value = cap;
             info.capped = true;
