@@ -51,8 +51,8 @@ pub use parse::{
     GRPC_RETRY_PUSHBACK_MS,
 };
 pub use ratelimit::{
-    parse_rate_limit, parse_rate_limit_capped, parse_reset, Dialect, RateLimitInfo,
-    RateLimitPolicy, RateLimitState, DEFAULT_RESET_CAP, MAX_ITEMS,
+    parse_rate_limit, parse_rate_limit_capped, parse_reset, Dialect, Dimension, RateLimitInfo,
+    RateLimitPolicy, RateLimitState, DEFAULT_RESET_CAP, MAX_DIMENSIONS, MAX_ITEMS,
 };
 pub use write::{ceil_secs, retry_after_value, HeaderDialects, LimitSnapshot, LEGACY_RESET_MAX};
 

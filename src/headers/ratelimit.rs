@@ -87,6 +87,15 @@ pub struct RateLimitInfo {
     pub policies: Vec<RateLimitPolicy>,
     /// Per-policy states (draft-11 `RateLimit` items).
     pub states: Vec<RateLimitState>,
+    /// Every limit dimension of the winning dialect (see [`Dimension`]): one per draft-11
+    /// state (or policy, without states), one per legacy suffixed family
+    /// (`x-ratelimit-remaining-tokens`), else the single unsuffixed reading named `""`. At
+    /// most [`MAX_DIMENSIONS`]. With two or more, the headline (`limit`, `remaining`,
+    /// `reset_after`) is the most restrictive: an exhausted one (`remaining` 0; of several,
+    /// the longest reset), else the lowest remaining/limit fraction (ties: the longer
+    /// reset). A draft-11 reading with more states than [`MAX_DIMENSIONS`] keeps its
+    /// lowest-remaining headline.
+    pub dimensions: Vec<Dimension>,
     /// Count of malformed fields or members that were ignored (e.g. unparsable numbers, an
     /// SF list that does not parse, a RateLimit item missing `r`, a repeated policy name, a
     /// list cut at [`MAX_ITEMS`]).
@@ -124,6 +133,7 @@ impl RateLimitInfo {
             retry_after,
             policies,
             states,
+            dimensions,
             malformed: _,
             capped: _,
         } = self;
@@ -134,6 +144,7 @@ impl RateLimitInfo {
             && retry_after.is_none()
             && policies.is_empty()
             && states.is_empty()
+            && dimensions.is_empty()
     }
 }
 
@@ -206,7 +217,8 @@ pub(crate) fn parse_rate_limit_at<'m>(
     cap: Duration,
 ) -> Option<(RateLimitInfo, Option<MutexGuard<'m, SfMemo>>)> {
     let fields = Fields::read(headers);
-    if fields.is_empty() {
+    let legacy = dims::Legacy::scan(headers);
+    if fields.is_empty() && legacy.is_empty() {
         return None;
     }
     let mut memo = memo.and_then(|m| m.try_lock().ok());
@@ -219,16 +231,29 @@ pub(crate) fn parse_rate_limit_at<'m>(
     let ietf = cx.ietf(memo.as_deref_mut());
     let x = cx.x_family(&X_RATELIMIT);
     let x_dashed = cx.x_family(&X_RATE_LIMIT);
+    let suffixed = if legacy.is_empty() {
+        Vec::new()
+    } else {
+        let reference = cx.reference();
+        legacy.read(reference, &mut cx.malformed)
+    };
     let hint = cx.retry_reading(headers, cap);
     // The first non-empty reading in precedence order (the others are dropped unmoved).
     let (dialect, mut info) = if let Some((dialect, info)) = ietf {
         (Some(dialect), info)
-    } else if !x.is_empty() {
+    } else if !x.is_empty() || !suffixed.is_empty() {
         (Some(Dialect::XRateLimit), x)
     } else if !x_dashed.is_empty() {
         (Some(Dialect::XRateLimitDashed), x_dashed)
     } else {
         (None, RateLimitInfo::default())
+    };
+    let complete = info.states.len() <= MAX_DIMENSIONS;
+    info.dimensions = match dialect {
+        Some(Dialect::IetfDraft11) => dims::from_ietf(&info.policies, &info.states),
+        Some(Dialect::XRateLimit) if !suffixed.is_empty() => suffixed,
+        Some(_) => dims::headline(&info),
+        None => Vec::new(),
     };
     let retry_after = hint.map(|hint| hint.delay);
     info.dialect = dialect.or(retry_after.map(|_| Dialect::RetryAfterOnly));
@@ -236,14 +261,19 @@ pub(crate) fn parse_rate_limit_at<'m>(
     info.malformed = cx.malformed;
     info.capped = hint.is_some_and(|h| h.capped);
     cap_resets(&mut info, cap);
+    dims::set_headline(&mut info, complete);
     Some((info, memo))
 }
 
-/// Caps the headline's reset and every state's at `cap`, setting `capped` when one was
-/// longer.
+/// Caps the headline's reset, every state's and every dimension's at `cap`, setting
+/// `capped` when one was longer.
 fn cap_resets(info: &mut RateLimitInfo, cap: Duration) {
     let resets = info.states.iter_mut().map(|s| &mut s.reset_after);
-    for reset in std::iter::once(&mut info.reset_after).chain(resets) {
+    let dims = info.dimensions.iter_mut().map(|d| &mut d.reset_after);
+    for reset in std::iter::once(&mut info.reset_after)
+        .chain(resets)
+        .chain(dims)
+    {
         if let Some(value) = reset.as_mut().filter(|v| **v > cap) {
             *value = cap;
             info.capped = true;
@@ -441,6 +471,8 @@ impl<'a> Ctx<'a> {
     }
 }
 
+#[path = "ratelimit/dims.rs"]
+mod dims;
 #[path = "ratelimit/draft11.rs"]
 mod draft11;
 #[path = "ratelimit/line.rs"]
@@ -454,6 +486,7 @@ mod reset;
 #[path = "ratelimit/sf.rs"]
 mod sf;
 
+pub use dims::{Dimension, MAX_DIMENSIONS};
 pub use draft11::MAX_ITEMS;
 use reset::decimal;
 pub use reset::parse_reset;

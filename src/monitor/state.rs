@@ -12,7 +12,7 @@ use super::event::{is_refusal, Before, MonitorEvent, Threshold};
 use super::handle::Counters;
 use crate::client::Endpoint;
 use crate::headers::ratelimit::{
-    parse_rate_limit_at, Dialect, RateLimitInfo, RateLimitPolicy, RateLimitState, SfMemo,
+    parse_rate_limit_at, Dialect, Dimension, RateLimitInfo, RateLimitPolicy, RateLimitState, SfMemo,
 };
 use crate::headers::{grpc_status, GrpcCode};
 use crate::telemetry;
@@ -79,9 +79,26 @@ pub struct EndpointSnapshot {
     pub last_status: StatusCode,
     /// The gRPC status code in the response's headers (a trailers-only response), if any.
     pub last_grpc_status: Option<GrpcCode>,
+    /// Every limit dimension of the reading: see [`dimensions`](Self::dimensions).
+    pub(crate) dimensions: Vec<Dimension>,
 }
 
 impl EndpointSnapshot {
+    /// Every limit dimension the server reported ([`RateLimitInfo::dimensions`]: requests
+    /// and tokens, say); [`limit`](Self::limit), [`remaining`](Self::remaining) and
+    /// [`reset_at`](Self::reset_at) are those of the most restrictive.
+    ///
+    /// ```
+    /// use tower_throttle::monitor::EndpointSnapshot;
+    /// fn tokens_left(snapshot: &EndpointSnapshot) -> Option<u64> {
+    ///     let tokens = snapshot.dimensions().iter().find(|d| d.name == "tokens")?;
+    ///     tokens.remaining
+    /// }
+    /// ```
+    pub fn dimensions(&self) -> &[Dimension] {
+        &self.dimensions
+    }
+
     /// Time left until [`reset_at`](Self::reset_at) (zero once it has passed).
     pub fn reset_after(&self) -> Option<Duration> {
         self.reset_at
@@ -317,6 +334,7 @@ impl Shared {
             policies: info.policies,
             states: info.states,
             dialect: info.dialect,
+            dimensions: info.dimensions,
             last_seen: now,
             last_status: answer.status,
             last_grpc_status: answer.grpc,
@@ -391,6 +409,7 @@ mod tests {
             last_seen: Instant::now(),
             last_status: StatusCode::OK,
             last_grpc_status: None,
+            dimensions: Vec::new(),
         }
     }
 

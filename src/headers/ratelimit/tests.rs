@@ -34,7 +34,7 @@ fn info(
     retry_after: Option<Duration>,
     malformed: u32,
 ) -> RateLimitInfo {
-    RateLimitInfo {
+    let mut info = RateLimitInfo {
         dialect,
         limit,
         remaining,
@@ -42,9 +42,15 @@ fn info(
         retry_after,
         policies: Vec::new(),
         states: Vec::new(),
+        dimensions: Vec::new(),
         malformed,
         capped: false,
+    };
+    // The single unsuffixed dimension `""` of every dialect but draft-11.
+    if dialect.is_some_and(|d| d != Dialect::IetfDraft11) {
+        info.dimensions = dims::headline(&info);
     }
+    info
 }
 
 fn policy(name: Option<&str>, quota: u64, window: Option<u64>) -> RateLimitPolicy {
@@ -72,7 +78,23 @@ fn with(
 ) -> RateLimitInfo {
     info.policies = policies;
     info.states = states;
+    if info.dialect == Some(Dialect::IetfDraft11) {
+        info.dimensions = dims::from_ietf(&info.policies, &info.states);
+    }
     info
+}
+
+/// A dimension (its fields are all known).
+fn dim(
+    name: &str,
+    (limit, remaining, reset_after): (Option<u64>, Option<u64>, Option<Duration>),
+) -> Dimension {
+    Dimension {
+        name: name.to_owned(),
+        limit,
+        remaining,
+        reset_after,
+    }
 }
 
 type Case = (
@@ -129,7 +151,13 @@ fn cases() -> Vec<Case> {
                 ("x-ratelimit-reset-requests", "1s"),
                 ("x-ratelimit-reset-tokens", "6m0s"),
             ],
-            info(Some(D::XRateLimit), some(60, 59, secs(1)), None, 0),
+            RateLimitInfo {
+                dimensions: vec![
+                    dim("requests", some(60, 59, secs(1))),
+                    dim("tokens", some(150_000, 149_984, secs(360))),
+                ],
+                ..info(Some(D::XRateLimit), some(60, 59, secs(1)), None, 0)
+            },
         ),
         (
             "Twitter/X: dashed, epoch seconds",
