@@ -127,31 +127,19 @@ pub async fn crate_stack(base: String, calls: u64, tasks: u64, tally: Arc<Tally>
         inner: http,
         tally: Arc::clone(&tally),
     });
-    let start = Instant::now();
-    let workers: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (svc, tally, base) = (svc.clone(), Arc::clone(&tally), base.clone());
-            tokio::spawn(async move {
-                for _ in 0..calls / tasks {
-                    let counter = match svc.clone().oneshot(get(&base, "sk_test_paced")).await {
-                        Ok(res) if res.status().is_success() => &tally.succeeded,
-                        _ => &tally.failed,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.expect("worker");
-    }
-    Report {
-        name: "tower-throttle client stack",
+    let call = move || {
+        let (svc, req) = (svc.clone(), get(&base, "sk_test_paced"));
+        async move { matches!(svc.oneshot(req).await, Ok(res) if res.status().is_success()) }
+    };
+    drive(
+        "tower-throttle client stack",
         calls,
+        tasks,
         tally,
-        elapsed: start.elapsed(),
-        monitor: Some(handle),
-    }
+        Some(handle),
+        call,
+    )
+    .await
 }
 
 /// A naive client: a hand-written loop that sends, and on a 429 sleeps for the server's
@@ -162,31 +150,54 @@ pub async fn naive(base: String, calls: u64, tasks: u64, tally: Arc<Tally>) -> R
         inner: http,
         tally: Arc::clone(&tally),
     };
+    let call = move || {
+        let (svc, base) = (svc.clone(), base.clone());
+        async move {
+            loop {
+                let req = Request::get(format!("{base}/v1/users"))
+                    .header("authorization", "Bearer sk_test_naive")
+                    .body(Empty::<Bytes>::new())
+                    .expect("valid request");
+                match svc.clone().oneshot(req).await {
+                    Ok(res) if res.status() == StatusCode::TOO_MANY_REQUESTS => {
+                        let secs = res
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok()?.parse().ok())
+                            .unwrap_or(1);
+                        tokio::time::sleep(Duration::from_secs(secs)).await;
+                    }
+                    Ok(res) => return res.status().is_success(),
+                    Err(_) => return false,
+                }
+            }
+        }
+    };
+    let name = "naive client (retry on 429 only)";
+    drive(name, calls, tasks, tally, None, call).await
+}
+
+/// Makes `calls` calls from `tasks` tasks, each call a `call()` that says whether it
+/// succeeded, counting the outcomes in `tally`.
+async fn drive<F, Fut>(
+    name: &'static str,
+    calls: u64,
+    tasks: u64,
+    tally: Arc<Tally>,
+    monitor: Option<MonitorHandle>,
+    call: F,
+) -> Report
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let start = Instant::now();
     let workers: Vec<_> = (0..tasks)
         .map(|_| {
-            let (svc, tally, base) = (svc.clone(), Arc::clone(&tally), base.clone());
+            let (call, tally) = (call.clone(), Arc::clone(&tally));
             tokio::spawn(async move {
                 for _ in 0..calls / tasks {
-                    let succeeded = loop {
-                        let req = Request::get(format!("{base}/v1/users"))
-                            .header("authorization", "Bearer sk_test_naive")
-                            .body(Empty::<Bytes>::new())
-                            .expect("valid request");
-                        match svc.clone().oneshot(req).await {
-                            Ok(res) if res.status() == StatusCode::TOO_MANY_REQUESTS => {
-                                let secs = res
-                                    .headers()
-                                    .get("retry-after")
-                                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                                    .unwrap_or(1);
-                                tokio::time::sleep(Duration::from_secs(secs)).await;
-                            }
-                            Ok(res) => break res.status().is_success(),
-                            Err(_) => break false,
-                        }
-                    };
-                    let counter = if succeeded {
+                    let counter = if call().await {
                         &tally.succeeded
                     } else {
                         &tally.failed
@@ -200,11 +211,11 @@ pub async fn naive(base: String, calls: u64, tasks: u64, tally: Arc<Tally>) -> R
         w.await.expect("worker");
     }
     Report {
-        name: "naive client (retry on 429 only)",
+        name,
         calls,
         tally,
         elapsed: start.elapsed(),
-        monitor: None,
+        monitor,
     }
 }
 
