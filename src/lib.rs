@@ -41,6 +41,7 @@ pub use backoff::BackoffLayer;
 pub use client::{
     BodyNotReplayable, BoxError, Error, ReplayBody, RetryContext, RetryError, RetryFuture, Retrying,
 };
+pub use client::{BufferResponse, BufferResponseFuture, BufferedBody};
 pub use client::{ClientInner, ClientService, ClientStack, ClientStackBuilder};
 #[cfg(feature = "tonic")]
 pub use client::{TonicBody, TonicBodyLayer};

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tower_layer::Layer;
 
+use super::body::{BodyDecision, BodyMode, HeadOnly};
 use super::budget::RetryBudget;
 use super::classify::{
     is_idempotent, is_retry_error, is_timeout, never_sent, DEFAULT_RETRY_STATUSES, IDEMPOTENCY_KEY,
@@ -33,14 +34,19 @@ pub enum HintMode {
 
 type ResponsePredicate = Arc<dyn Fn(StatusCode, &HeaderMap) -> bool + Send + Sync>;
 
+/// A decision on a response's body: see [`BackoffLayerBuilder::retry_if_body`].
+pub(super) type BodyPredicate =
+    Arc<dyn Fn(StatusCode, &HeaderMap, &[u8]) -> BodyDecision + Send + Sync>;
+
 /// What a [`BackoffLayerBuilder`] sets and a [`BackoffPolicy`] decides with.
-struct Settings {
+pub(super) struct Settings {
     backoff: Backoff,
     max_retries: u32,
     max_elapsed: Option<Duration>,
     statuses: Vec<StatusCode>,
     grpc_retry_codes: GrpcRetryCodes,
     retry_if: Option<ResponsePredicate>,
+    pub(super) retry_if_body: Option<BodyPredicate>,
     retry_timeouts: bool,
     retry_never_sent: bool,
     idempotent_only: bool,
@@ -87,28 +93,40 @@ impl BackoffPolicy {
             !self.settings.idempotent_only || is_idempotent(&head.method, &head.headers);
         let ignore_hints = self.settings.hint_mode == HintMode::Ignore;
         match outcome {
-            Outcome::Response { status, headers } => {
+            Outcome::Response {
+                status,
+                headers,
+                body,
+            } => {
                 // A gRPC status in the headers is read by gRPC's rules (its retry codes,
                 // whatever the method: every gRPC call is a POST), instead of the HTTP
-                // status, the predicate and idempotency.
+                // status, the predicates and idempotency.
                 if let Some(grpc) = classify(headers, self.settings.grpc_retry_codes) {
                     return match grpc {
                         GrpcVerdict::Retry { hint } => Some(hint.filter(|_| !ignore_hints)),
                         GrpcVerdict::Final => None,
                     };
                 }
+                // The body is asked about only when it was read whole.
+                let on_body = match (&self.settings.retry_if_body, body) {
+                    (Some(decide), Some(body)) => decide(*status, headers, body),
+                    _ => BodyDecision::Return,
+                };
                 let asked = self.settings.statuses.contains(status)
                     || self
                         .settings
                         .retry_if
                         .as_ref()
-                        .is_some_and(|p| p(*status, headers));
+                        .is_some_and(|p| p(*status, headers))
+                    || on_body != BodyDecision::Return;
                 if !asked || !repeatable || grpc_forbids_retry(headers) {
                     return None;
                 }
-                Some(match ignore_hints {
-                    true => None,
-                    false => {
+                Some(match (ignore_hints, on_body) {
+                    (true, _) => None,
+                    // The body's delay stands in for a header hint, capped alike.
+                    (false, BodyDecision::RetryAfter(delay)) => Some(delay.min(DEFAULT_HINT_CAP)),
+                    (false, _) => {
                         retry_hint(headers, SystemTime::now(), DEFAULT_HINT_CAP).map(|h| h.delay)
                     }
                 })
@@ -237,11 +255,12 @@ impl Policy for BackoffPolicy {
 /// # Ok::<(), tower_throttle::backoff::BackoffError>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct BackoffLayer {
-    policy: Arc<BackoffPolicy>,
+pub struct BackoffLayer<R = HeadOnly> {
+    pub(super) policy: Arc<BackoffPolicy>,
+    pub(super) mode: R,
 }
 
-impl BackoffLayer {
+impl BackoffLayer<HeadOnly> {
     /// Starts a configuration with the defaults above.
     pub fn builder() -> BackoffLayerBuilder {
         let backoff = Backoff::exponential(Duration::from_secs(1), 2.0)
@@ -256,6 +275,7 @@ impl BackoffLayer {
                 statuses: DEFAULT_RETRY_STATUSES.to_vec(),
                 grpc_retry_codes: GrpcRetryCodes::default(),
                 retry_if: None,
+                retry_if_body: None,
                 retry_timeouts: false,
                 retry_never_sent: true,
                 idempotent_only: true,
@@ -265,16 +285,19 @@ impl BackoffLayer {
                 max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             },
             seed: None,
+            mode: HeadOnly,
         }
     }
+}
 
+impl<R> BackoffLayer<R> {
     /// The retry budget shared by every clone, if enabled.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.policy.settings.budget.as_ref()
     }
 }
 
-impl<S> Layer<S> for BackoffLayer {
+impl<S> Layer<S> for BackoffLayer<HeadOnly> {
     type Service = Retrying<S, BackoffPolicy>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -284,12 +307,13 @@ impl<S> Layer<S> for BackoffLayer {
 
 /// Configures a [`BackoffLayer`]; [`build`](Self::build) validates the configuration.
 #[derive(Debug)]
-pub struct BackoffLayerBuilder {
-    settings: Settings,
-    seed: Option<u64>,
+pub struct BackoffLayerBuilder<R = HeadOnly> {
+    pub(super) settings: Settings,
+    pub(super) seed: Option<u64>,
+    pub(super) mode: R,
 }
 
-impl BackoffLayerBuilder {
+impl<R: BodyMode> BackoffLayerBuilder<R> {
     /// The delay schedule (default 1 s × 2ⁿ, max 60 s, equal jitter).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.settings.backoff = backoff;
@@ -421,7 +445,8 @@ impl BackoffLayerBuilder {
     /// are validated where they are made ([`Backoff`], [`RetryBudget`]); this refuses a
     /// zero [`max_elapsed`](Self::max_elapsed), which would never retry, and gRPC retry
     /// codes that are never retried.
-    pub fn build(self) -> Result<BackoffLayer, BackoffError> {
+    pub fn build(self) -> Result<BackoffLayer<R>, BackoffError> {
+        self.mode.check()?;
         if let Some(code) = self.settings.grpc_retry_codes.unretryable() {
             return Err(BackoffError::UnretryableGrpcCode(code));
         }
@@ -433,6 +458,7 @@ impl BackoffLayerBuilder {
                 rng: Mutex::new(self.seed.map_or_else(Rng::from_entropy, Rng::seeded)),
                 settings: self.settings,
             }),
+            mode: self.mode,
         })
     }
 }

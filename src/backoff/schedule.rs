@@ -45,6 +45,8 @@ pub enum BackoffError {
     /// The layer's `grpc_retry_codes` listed `OK` or a code of
     /// [`NEVER_RETRIED_GRPC_CODES`](crate::NEVER_RETRIED_GRPC_CODES).
     UnretryableGrpcCode(crate::headers::GrpcCode),
+    /// The layer's `max_response_bytes` was zero: no body would ever be read.
+    ZeroMaxResponseBytes,
 }
 
 impl fmt::Display for BackoffError {
@@ -57,6 +59,7 @@ impl fmt::Display for BackoffError {
             BackoffError::BadFactor => "backoff factor must be finite and at least 1.0",
             BackoffError::MaxBelowBase => "backoff max delay must be at least the base delay",
             BackoffError::ZeroMaxElapsed => "backoff max_elapsed must be longer than zero",
+            BackoffError::ZeroMaxResponseBytes => "backoff max_response_bytes must be above zero",
             BackoffError::UnretryableGrpcCode(_) => "gRPC code is never retried",
         })
     }

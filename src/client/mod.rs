@@ -10,6 +10,7 @@
 //! [`RetryContext`](crate::RetryContext), [`Retrying`](crate::Retrying),
 //! [`RetryFuture`](crate::RetryFuture)); everything else is internal.
 
+mod buffer;
 mod endpoint;
 mod error;
 pub(crate) mod grpc;
@@ -20,6 +21,8 @@ mod stack;
 #[cfg(feature = "tonic")]
 mod tonic_body;
 
+pub use buffer::{BufferResponse, BufferResponseFuture, BufferedBody, DEFAULT_MAX_RESPONSE_BYTES};
+pub(crate) use buffer::{BufferSettings, ResponseBytes};
 pub(crate) use endpoint::Endpoint;
 pub(crate) use error::{find_cause, into_box_error, poll_ready_boxed};
 pub use error::{BoxError, Error, RetryError};

@@ -212,7 +212,9 @@ impl Policy for RetryAfterPolicy {
         outcome: &Outcome<'_>,
     ) -> Verdict {
         let (status, headers) = match outcome {
-            Outcome::Response { status, headers } => (status, *headers),
+            Outcome::Response {
+                status, headers, ..
+            } => (status, *headers),
             Outcome::Error(e) => {
                 // An inner retrying layer gave up on a gated status: still honor its hint
                 // for new requests.

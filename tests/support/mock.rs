@@ -18,6 +18,8 @@ use tower_throttle::BoxError;
 #[derive(Debug, Clone)]
 pub enum Reply {
     Status(u16, Vec<(&'static str, String)>),
+    /// A status, headers and this body.
+    Body(u16, Vec<(&'static str, String)>, Bytes),
     Fail(io::ErrorKind),
     Message(&'static str),
 }
@@ -32,6 +34,15 @@ pub fn with(code: u16, headers: &[(&'static str, &str)]) -> Reply {
     Reply::Status(
         code,
         headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+    )
+}
+
+/// A `200` with a JSON body (`content-type: application/json`).
+pub fn json(body: &str) -> Reply {
+    Reply::Body(
+        200,
+        vec![("content-type", "application/json".to_owned())],
+        Bytes::copy_from_slice(body.as_bytes()),
     )
 }
 
@@ -113,9 +124,16 @@ impl Mock {
                     .unwrap()
                     .pop_front()
                     .unwrap_or_else(|| mock.fallback.clone());
-                match reply {
+                let (reply, body) = match reply {
                     Reply::Status(code, headers) => {
-                        let mut res = Response::new(Full::new(Bytes::from("reply")));
+                        (Reply::Status(code, headers), Bytes::from("reply"))
+                    }
+                    Reply::Body(code, headers, body) => (Reply::Status(code, headers), body),
+                    other => (other, Bytes::new()),
+                };
+                match reply {
+                    Reply::Status(code, headers) | Reply::Body(code, headers, _) => {
+                        let mut res = Response::new(Full::new(body));
                         *res.status_mut() = StatusCode::from_u16(code).unwrap();
                         for (k, v) in headers {
                             res.headers_mut().insert(k, v.parse().unwrap());

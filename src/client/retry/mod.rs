@@ -12,9 +12,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 
-use super::{BoxError, RetryError};
+use super::{BoxError, ResponseBytes, RetryError};
 
 mod context;
 mod future;
@@ -33,6 +34,9 @@ pub enum Outcome<'a> {
         status: StatusCode,
         /// The response headers.
         headers: &'a HeaderMap,
+        /// The response body, when a [`BufferResponse`](crate::BufferResponse) under the
+        /// layer read it whole (within its bound).
+        body: Option<&'a Bytes>,
     },
     /// The service failed.
     Error(&'a BoxError),
@@ -137,6 +141,7 @@ pub(crate) fn outcome_of<B>(result: &Result<Response<B>, BoxError>) -> Outcome<'
         Ok(res) => Outcome::Response {
             status: res.status(),
             headers: res.headers(),
+            body: res.extensions().get::<ResponseBytes>().map(|b| &b.0),
         },
         Err(e) => Outcome::Error(e),
     }
