@@ -12,7 +12,7 @@ use futures_util::stream;
 use http::{Method, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{Full, StreamBody};
-use mock::{secs, status, with, Mock, Reply};
+use mock::{cumulative, secs, status, with, Mock, Reply};
 use tower::{Layer, ServiceExt};
 use tower_throttle::backoff::{
     Backoff, BackoffLayer, BackoffLayerBuilder, HintMode, Jitter, RetryBudget,
@@ -46,20 +46,6 @@ fn retry_error(e: tower_throttle::Error) -> RetryError {
     *e.into_inner()
         .downcast::<RetryError>()
         .expect("a RetryError")
-}
-
-/// Arrival time of each attempt, from the delays between them. tokio's timers have a
-/// resolution of 1 ms and round a deadline up, so each wait ends on the next whole ms:
-/// never earlier than asked.
-fn cumulative(delays: &[Duration]) -> Vec<Duration> {
-    let mut at = Duration::ZERO;
-    let mut out = vec![at];
-    for d in delays {
-        let ms = d.as_nanos().div_ceil(1_000_000) as u64;
-        at += Duration::from_millis(ms);
-        out.push(at);
-    }
-    out
 }
 
 #[tokio::test(start_paused = true)]

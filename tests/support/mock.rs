@@ -151,6 +151,20 @@ impl Mock {
 /// `Infallible` helper for tests that need it.
 pub type Never = Infallible;
 
+/// Arrival time of each attempt, from the delays between them. tokio's timers have a
+/// resolution of 1 ms and round a deadline up, so each wait ends on the next whole ms:
+/// never earlier than asked.
+pub fn cumulative(delays: &[Duration]) -> Vec<Duration> {
+    let mut at = Duration::ZERO;
+    let mut out = vec![at];
+    for d in delays {
+        let ms = d.as_nanos().div_ceil(1_000_000) as u64;
+        at += Duration::from_millis(ms);
+        out.push(at);
+    }
+    out
+}
+
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
