@@ -1,63 +1,60 @@
-//! Polling a Clari export job until it is done, following Clari's client guide
-//! (shared/reference/clari-client-practices.md, `poll_with_backoff`):
+//! Polling a Clari export job until it is done, as Clari's client guide does
+//! (shared/reference/clari-client-practices.md, `poll_with_backoff`), on the job's JSON
+//! body (`{"status": "PENDING" | "COMPLETED" | "FAILED", …}`):
 //!
-//! - a `429` waits exactly `Retry-After`, 5 s when the header is absent;
-//! - while the job is pending, poll again after 5 × 1.5ⁿ s, capped at 60 s
-//!   (5, 7.5, 11.25, 16.875, … 56.953125, 60, 60 s);
-//! - at most 60 attempts, then a timeout error.
+//! - while the job is neither `COMPLETED` nor `FAILED`, poll again after
+//!   `min(5 × 1.5^attempt, 60)` s (5, 7.5, 11.25, 16.875, … 56.953125, 60, 60 s);
+//! - a `429` waits exactly `Retry-After`, 5 s when the header is absent, and counts as an
+//!   attempt, so the poll after it waits one step further along, as the guide's loop;
+//! - any other error status ends the poll (the guide's `raise_for_status()`);
+//! - at most 60 attempts in all, then the guide's timeout error.
 //!
 //! ```text
-//! cargo run --example clari_poll                          # against a scripted local mock
-//! cargo run --example clari_poll -- --max-attempts 2      # the timeout path, in 5 s
-//! cargo run --example clari_poll -- --mock-429            # the mock answers 429 first
-//! CLARI_API_KEY=… cargo run --example clari_poll -- --url https://api.clari.com/v4/export --job ID
+//! cargo run --example clari_poll                       # a local mock: pending, pending, completed
+//! cargo run --example clari_poll -- --mock-429         # the mock answers a bare 429 first
+//! cargo run --example clari_poll -- --mock-failed      # the job fails
+//! cargo run --example clari_poll -- --max-attempts 2   # the timeout error, after 5 s
+//! CLARI_API_KEY=… cargo run --example clari_poll -- --url http://HOST/v4/export --job ID
 //! ```
 //!
-//! The poll is one request through this stack, outermost first:
+//! Requests go to `BASE_URL/jobs/ID` with the `apikey` header from `CLARI_API_KEY`. The
+//! client is hyper-util's plain-HTTP client: for `https://api.clari.com/v4/export`, build it
+//! with a TLS connector (hyper-rustls or hyper-tls) instead; the layers do not change.
 //!
-//! 1. `RetryAfterLayer` for `429` only, `default_delay(5 s)`, `max_retries(59)`.
-//! 2. `BackoffLayer`: `Backoff::exponential(5 s, 1.5)`, max 60 s, no jitter,
-//!    `max_retries(59)`, no retried statuses (a `5xx` is an error, as the guide's
-//!    `raise_for_status()`), `retry_if` the response is `200` with `x-job-status: pending`,
-//!    no retry budget (polling is not an overload signal).
-//! 3. A logging wrapper (prints every attempt) around a hyper-util client.
+//! Exit status: 0 when the job completed, 3 when it failed (its state is printed), 1 on
+//! the timeout error or another poll error, 2 on a bad command line.
 //!
-//! Both layers share one attempt count, bounded by the smaller `max_retries`, so **both**
-//! must allow 59 retries: the `RetryAfterLayer`'s default of 3 would end the poll after 4
-//! attempts. When the count runs out the `BackoffLayer` returns
-//! `RetryError::Exhausted { last_status: Some(200), .. }`: the guide's `TimeoutError`.
+//! The stack, outermost first (built in `support/clari.rs`, which tests/clari.rs runs
+//! under paused time):
 //!
-//! `retry_if` sees the status and headers, not the body, so the job state must come from a
-//! header. The mock sends `x-job-status: pending` twice, then `done` (waits of 5 s and 7.5 s,
-//! about 12.5 s in all). Clari itself reports the state in its JSON body; against it, map the
-//! body to a header in a small service under the layers.
+//! 1. `RetryAfterLayer` for `429` only: `Retry-After` exactly, else 5 s (not doubled, no
+//!    jitter), at most 10 minutes.
+//! 2. `BackoffLayer` with `retry_if_body`: it reads each `200` body (up to 16 KiB) and polls
+//!    again while the JSON `status` is not final; `Backoff::exponential(5 s, 1.5)`, max
+//!    60 s, no jitter, no retried statuses, no retry budget.
+//! 3. A logging wrapper (prints every attempt) around the HTTP client.
 //!
-//! A `429` goes to the outer `RetryAfterLayer`, which sends the poll through the
-//! `BackoffLayer` again: the backoff schedule then starts over at 5 s (the guide's loop keeps
-//! counting, so its next poll delay would be one step further along).
+//! Both layers share one attempt count: the backoff schedule and the 60-attempt limit count
+//! the 429s too, and both allow `max_attempts - 1` retries.
 
+#[path = "support/clari.rs"]
+mod clari;
 #[path = "support/logging.rs"]
 mod logging;
 #[path = "support/mock.rs"]
 mod mock;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower::{ServiceBuilder, ServiceExt};
-use tower_throttle::backoff::{Backoff, BackoffLayer, Jitter};
-use tower_throttle::retry_after::RetryAfterLayer;
-use tower_throttle::BoxError;
-use tower_throttle::ReplayBody;
-use tower_throttle::RetryError;
+use tower::ServiceBuilder;
+use tower_throttle::{BoxError, ReplayBody};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: clari_poll [--url BASE_URL] [--job ID] [--max-attempts N] [--mock-429]\n\
+        "usage: clari_poll [--url BASE_URL] [--job ID] [--max-attempts N] [--mock-429] \
+         [--mock-failed]\n\
          defaults: a local mock server, --job 42, --max-attempts 60"
     );
     std::process::exit(2)
@@ -68,7 +65,7 @@ struct Args {
     url: Option<String>,
     job: String,
     max_attempts: u32,
-    mock_429: bool,
+    mock: mock::ClariScript,
 }
 
 impl Args {
@@ -76,22 +73,32 @@ impl Args {
         let mut parsed = Args {
             url: None,
             job: "42".to_owned(),
-            max_attempts: 60,
-            mock_429: false,
+            max_attempts: clari::MAX_ATTEMPTS,
+            mock: mock::ClariScript {
+                first_429: false,
+                pending: 2,
+                end: "COMPLETED",
+            },
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
-            if flag == "--mock-429" {
-                parsed.mock_429 = true;
-                continue;
-            }
-            match (flag.as_str(), args.next()) {
-                ("--url", Some(v)) => parsed.url = Some(v.trim_end_matches('/').to_owned()),
-                ("--job", Some(v)) => parsed.job = v,
-                ("--max-attempts", Some(v)) => match v.parse() {
-                    Ok(n) if n >= 1 => parsed.max_attempts = n,
-                    _ => usage(),
-                },
+            match flag.as_str() {
+                "--mock-429" => parsed.mock.first_429 = true,
+                "--mock-failed" => parsed.mock.end = "FAILED",
+                "--url" | "--job" | "--max-attempts" => {
+                    let Some(value) = args.next() else { usage() };
+                    match flag.as_str() {
+                        "--url" => parsed.url = Some(value.trim_end_matches('/').to_owned()),
+                        "--job" if !value.is_empty() && !value.contains(['/', '?', '#']) => {
+                            parsed.job = value
+                        }
+                        "--max-attempts" => match value.parse() {
+                            Ok(n) if n >= 1 => parsed.max_attempts = n,
+                            _ => usage(),
+                        },
+                        _ => usage(),
+                    }
+                }
                 _ => usage(),
             }
         }
@@ -103,13 +110,14 @@ impl Args {
         if let Some(url) = &self.url {
             return Ok(url.clone());
         }
-        let url = mock::spawn(mock::clari(self.mock_429)).await?;
-        let first = if self.mock_429 {
+        let url = mock::spawn(mock::clari(self.mock)).await?;
+        let first = if self.mock.first_429 {
             "429 (no Retry-After), "
         } else {
             ""
         };
-        println!("mock Clari API on {url}: {first}pending, pending, done");
+        let end = self.mock.end;
+        println!("mock Clari API on {url}: {first}PENDING, PENDING, {end}");
         Ok(url)
     }
 }
@@ -118,102 +126,43 @@ impl Args {
 async fn main() -> Result<(), BoxError> {
     logging::init();
     let args = Args::parse();
-    let (base, job) = (args.base_url().await?, &args.job);
-    let max_retries = args.max_attempts - 1;
-
-    let retry_after = RetryAfterLayer::builder()
-        .statuses([StatusCode::TOO_MANY_REQUESTS])
-        .default_delay(Duration::from_secs(5))
-        .max_retries(max_retries)
-        .build()?;
-    let backoff = BackoffLayer::builder()
-        .backoff(
-            Backoff::exponential(Duration::from_secs(5), 1.5)?
-                .max_delay(Duration::from_secs(60))?
-                .jitter(Jitter::None),
-        )
-        .max_retries(max_retries)
-        .statuses(Vec::new())
-        .retry_if(|status, headers| {
-            status == StatusCode::OK
-                && headers
-                    .get("x-job-status")
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"pending"))
-        })
-        .budget(None)
-        .build()?;
-    let log = mock::Log::new(&["x-job-status"]);
+    let base = args.base_url().await?;
+    let log = mock::Log::new(&["content-type"]);
+    let states = log.clone();
+    let (retry_after, backoff) = clari::layers(args.max_attempts, move |state| {
+        states.say(format_args!("  job state: {state}"))
+    })?;
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody>();
     let svc = ServiceBuilder::new()
         .layer(retry_after)
         .layer(backoff)
         .service(mock::Logged::new(client, log.clone()));
 
-    let mut req = Request::get(format!("{base}/jobs/{job}"));
-    if let Ok(key) = std::env::var("CLARI_API_KEY") {
-        req = req.header("apikey", key);
-    }
-    let req = req.body(Full::new(Bytes::new()))?;
-
+    let key = std::env::var("CLARI_API_KEY").ok();
     let started = Instant::now();
-    let outcome = svc.oneshot(req).await;
+    let outcome = clari::poll_with_backoff(svc, &base, &args.job, key.as_deref()).await;
     let attempts = log.take_attempts();
     let took = mock::secs(started.elapsed());
-    if !report(&log, job, outcome, attempts, &took).await? {
-        std::process::exit(1);
-    }
-    Ok(())
-}
-
-/// Prints the outcome; whether the job finished.
-async fn report<B>(
-    log: &mock::Log,
-    job: &str,
-    outcome: Result<http::Response<B>, tower_throttle::Error>,
-    attempts: usize,
-    took: &str,
-) -> Result<bool, BoxError>
-where
-    B: http_body::Body,
-    B::Error: Into<BoxError>,
-{
-    match outcome {
-        Ok(res) if res.status().is_success() => {
-            let status = res.status();
-            let body = res
-                .into_body()
-                .collect()
-                .await
-                .map_err(Into::into)?
-                .to_bytes();
+    let job = &args.job;
+    let code = match outcome {
+        Ok(done) => {
+            let state = clari::state_of(&done).unwrap_or_default();
             log.say(format_args!(
-                "outcome: job {job} finished ({status}) after {attempts} attempt(s) in {took}: {}",
-                String::from_utf8_lossy(&body)
+                "outcome: job {job} {state} after {attempts} attempt(s) in {took}: {done}"
             ));
-            Ok(true)
-        }
-        Ok(res) => {
-            log.say(format_args!(
-                "outcome: error {} after {attempts} attempt(s) in {took}",
-                res.status()
-            ));
-            Ok(false)
+            if state == "COMPLETED" {
+                0
+            } else {
+                3
+            }
         }
         Err(e) => {
-            match e.downcast_ref::<RetryError>() {
-                Some(RetryError::Exhausted {
-                    last_status: Some(StatusCode::OK),
-                    ..
-                }) => log.say(format_args!(
-                    "outcome: TimeoutError: job {job} did not complete in {attempts} attempts \
-                     ({took}; layer: {e})"
-                )),
-                Some(other) => log.say(format_args!(
-                    "outcome: gave up after {attempts} attempt(s) in {took}: {other}"
-                )),
-                None => log.say(format_args!("outcome: request failed after {took}: {e}")),
-            }
-            Ok(false)
+            log.say(format_args!(
+                "outcome: {e} (after {attempts} attempt(s) in {took})"
+            ));
+            eprintln!("{e}");
+            1
         }
-    }
+    };
+    std::process::exit(code)
 }

@@ -243,3 +243,15 @@ async fn the_oversized_answer_reaches_the_caller_byte_for_byte() {
     assert_eq!(got, big);
     assert_eq!(mock.times().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_is_down_is_a_failure_not_a_timeout() {
+    // Connection refused: retried on the schedule (the request never reached the server),
+    // then reported as the transport failure it is.
+    let mock = Mock::with_fallback(vec![], Reply::Fail(std::io::ErrorKind::ConnectionRefused));
+    let (out, _) = poll(&mock, 3).await;
+    let err = out.unwrap_err();
+    assert!(matches!(err, PollError::Failed(_)), "{err:?}");
+    assert!(err.to_string().contains("connection refused"), "{err}");
+    assert_eq!(gaps(&mock), [secs(5.0), secs(7.5)]);
+}

@@ -12,6 +12,7 @@
 //! | `status["status"] in ("COMPLETED", "FAILED")` | `retry_if_body`: any other state polls again |
 //! | `sleep(min(5 × 1.5 ** attempt, 60))` | `Backoff::exponential(5 s, 1.5)`, max 60 s, no jitter, on the shared count |
 //! | `raise TimeoutError` | [`PollError::Timeout`] (`RetryError::Exhausted`), without the loop's last, useless sleep |
+//! | `requests.get` raising on a connection error | the backoff layer's default: a request that never reached the server (connection refused) is retried on the same schedule; when the attempts run out, [`PollError::Failed`] |
 #![allow(dead_code)]
 
 use std::fmt;
@@ -156,12 +157,18 @@ where
         Ok(res) => res,
         Err(e) => {
             return Err(match RetryError::find(&e) {
-                Some(RetryError::Exhausted { attempts, .. }) => PollError::Timeout {
+                // Every attempt answered (pending, or 429): the guide's timeout. Attempts
+                // that failed without an answer are a transport failure, not a timeout.
+                Some(RetryError::Exhausted {
+                    attempts,
+                    last_status: Some(_),
+                    ..
+                }) => PollError::Timeout {
                     job: job.to_owned(),
                     attempts: *attempts,
                 },
                 _ => PollError::Failed(e.into()),
-            })
+            });
         }
     };
     if !res.status().is_success() {

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -293,42 +293,45 @@ pub fn clay() -> Router {
         .with_state(Counter::default())
 }
 
-/// Clari's `GET /jobs/{id}`: `200` with `x-job-status: pending` twice, then `200` with
-/// `x-job-status: done` and the job as JSON. With `first_429`, the very first request gets
-/// `429` without `Retry-After` instead.
-pub fn clari(first_429: bool) -> Router {
+/// What the Clari mock answers: `pending` times `PENDING`, then `end` (`COMPLETED` or
+/// `FAILED`); with `first_429`, the very first request gets a `429` without `Retry-After`.
+#[derive(Clone, Copy)]
+pub struct ClariScript {
+    pub first_429: bool,
+    pub pending: usize,
+    pub end: &'static str,
+}
+
+/// Clari's `GET /jobs/{id}`, answering as Clari does: the job's state in a JSON body
+/// (`{"jobId": …, "status": "PENDING" | "COMPLETED" | "FAILED", …}`), nothing in headers.
+pub fn clari(script: ClariScript) -> Router {
     #[derive(Clone)]
     struct Job {
         seen: Counter,
-        first_429: bool,
+        script: ClariScript,
     }
     async fn job(State(job): State<Job>, Path(id): Path<String>) -> Response<axum::body::Body> {
         let mut n = job.seen.next();
-        if job.first_429 {
+        if job.script.first_429 {
             if n == 0 {
                 return StatusCode::TOO_MANY_REQUESTS.into_response();
             }
             n -= 1;
         }
-        let (status, body) = if n < 2 {
-            (
-                "pending",
-                serde_json::json!({"jobId": id, "status": "PENDING"}),
-            )
-        } else {
-            (
-                "done",
-                serde_json::json!({"jobId": id, "status": "COMPLETED", "rows": 1280}),
-            )
+        let body = match n < job.script.pending {
+            true => serde_json::json!({"jobId": id, "status": "PENDING"}),
+            false => match job.script.end {
+                "FAILED" => serde_json::json!({"jobId": id, "status": "FAILED",
+                    "error": "export failed: forecast not found"}),
+                end => serde_json::json!({"jobId": id, "status": end, "rows": 1280,
+                    "downloadUrl": format!("/exports/{id}.csv")}),
+            },
         };
-        let mut headers = HeaderMap::new();
-        let (name, value) = header("x-job-status", status);
-        headers.insert(name, value);
-        (StatusCode::OK, headers, Json(body)).into_response()
+        (StatusCode::OK, Json(body)).into_response()
     }
     Router::new().route("/jobs/{id}", get(job)).with_state(Job {
         seen: Counter::default(),
-        first_429,
+        script,
     })
 }
 
