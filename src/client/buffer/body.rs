@@ -197,3 +197,26 @@ where
         })
     })
 }
+
+impl<B: std::fmt::Debug> std::fmt::Debug for BufferedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Untouched { body } => f.debug_tuple("Untouched").field(body).finish(),
+            Kind::Whole { data, trailers } => f
+                .debug_struct("Whole")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .field("trailers", &trailers.is_some())
+                .finish(),
+            Kind::Partial {
+                prefix,
+                rest,
+                error,
+            } => f
+                .debug_struct("Partial")
+                .field("prefix_frames", &prefix.len())
+                .field("rest", rest)
+                .field("error", error)
+                .finish(),
+        }
+    }
+}

@@ -36,9 +36,52 @@ struct Reading<B> {
     head: http::response::Parts,
     // Boxed so that a body over the bound can be handed on after it was polled here.
     body: Pin<Box<B>>,
-    chunks: Vec<Bytes>,
-    len: usize,
+    read: Joined,
     trailers: Option<HeaderMap>,
+}
+
+/// The bytes read so far, in as few buffers as possible: a body that came in one chunk is
+/// kept as that chunk (no copy); from the second chunk on they are copied into one buffer,
+/// so many small chunks cost no more memory than their bytes (a server sending 1-byte
+/// chunks must not make a 64 KiB bound hold 64 Ki chunk handles).
+enum Joined {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Joined {
+    fn len(&self) -> usize {
+        match self {
+            Joined::Empty => 0,
+            Joined::One(b) => b.len(),
+            Joined::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        *self = match std::mem::replace(self, Joined::Empty) {
+            Joined::Empty => Joined::One(data),
+            Joined::One(first) => {
+                let mut many = BytesMut::with_capacity(first.len() + data.len());
+                many.extend_from_slice(&first);
+                many.extend_from_slice(&data);
+                Joined::Many(many)
+            }
+            Joined::Many(mut many) => {
+                many.extend_from_slice(&data);
+                Joined::Many(many)
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Joined::Empty => Bytes::new(),
+            Joined::One(b) => b,
+            Joined::Many(b) => b.freeze(),
+        }
+    }
 }
 
 impl<F, B> BufferResponseFuture<F, B> {
@@ -79,8 +122,7 @@ where
                         read: Some(Reading {
                             head,
                             body: Box::pin(body),
-                            chunks: Vec::new(),
-                            len: 0,
+                            read: Joined::Empty,
                             trailers: None,
                         }),
                     });
@@ -117,8 +159,8 @@ fn whole<B>(
 enum Ended {
     /// The body ended within the bound.
     Whole,
-    /// The body passed the bound; the rest is still in it.
-    OverBound,
+    /// The body passed the bound with this chunk; the rest is still in it.
+    OverBound(Bytes),
     /// The body failed.
     Failed(BoxError),
 }
@@ -139,12 +181,11 @@ where
             match frame.into_data() {
                 Ok(mut data) => {
                     let data = data.copy_to_bytes(data.remaining());
-                    self.len = self.len.saturating_add(data.len());
-                    if !data.is_empty() {
-                        self.chunks.push(data);
+                    if data.len() > max_bytes.saturating_sub(self.read.len()) {
+                        break Ended::OverBound(data);
                     }
-                    if self.len > max_bytes {
-                        break Ended::OverBound;
+                    if !data.is_empty() {
+                        self.read.push(data);
                     }
                 }
                 Err(frame) => {
@@ -164,36 +205,27 @@ where
         let Reading {
             head,
             body,
-            mut chunks,
-            len,
+            read,
             trailers,
         } = self;
-        let (rest, error) = match ended {
-            Ended::Whole => {
-                // One chunk is handed on as it came; several are joined (one copy).
-                let bytes = match chunks.len() {
-                    0 => Bytes::new(),
-                    1 => chunks.swap_remove(0),
-                    _ => {
-                        let mut joined = BytesMut::with_capacity(len);
-                        for chunk in &chunks {
-                            joined.extend_from_slice(chunk);
-                        }
-                        joined.freeze()
-                    }
-                };
-                return whole(head, bytes, trailers);
-            }
-            Ended::OverBound => {
+        let len = read.len();
+        let (crossing, rest, error) = match ended {
+            Ended::Whole => return whole(head, read.into_bytes(), trailers),
+            Ended::OverBound(crossing) => {
                 tracing::debug!(read = len, "response body over the bound: handed on unread");
-                (Some(body), None)
+                (Some(crossing), Some(body), None)
             }
             Ended::Failed(e) => {
                 tracing::debug!(read = len, "response body failed while read: handed on");
-                (None, Some(e))
+                (None, None, Some(e))
             }
         };
-        let body = BufferedBody::partial(chunks, trailers, rest, error);
+        let prefix = Some(read.into_bytes())
+            .filter(|b| !b.is_empty())
+            .into_iter()
+            .chain(crossing)
+            .collect();
+        let body = BufferedBody::partial(prefix, trailers, rest, error);
         Response::from_parts(head, body)
     }
 }

@@ -207,3 +207,42 @@ async fn an_empty_body_is_read_as_empty() {
     assert_eq!(read_bytes(&res).map(|b| b.len()), Some(0));
     assert!(http_body::Body::is_end_stream(res.body()));
 }
+
+/// The data frames the caller receives.
+async fn frames<B>(mut body: B) -> Vec<Bytes>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame.unwrap().into_data() {
+            out.push(d);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn many_small_chunks_are_kept_in_one_buffer() {
+    // A hostile server sends 1-byte chunks: the read holds one buffer, not one handle per
+    // byte, and hands the body on as one frame.
+    let one_byte = || Ok(Frame::data(Bytes::from_static(b"z")));
+    let res = through(1000, &[], (0..1000).map(|_| one_byte()).collect()).await;
+    assert_eq!(read_bytes(&res).map(Bytes::len), Some(1000));
+    let got = frames(res.into_body()).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0], vec![b'z'; 1000]);
+}
+
+#[tokio::test]
+async fn over_the_bound_the_read_part_is_one_frame_then_the_rest_as_it_comes() {
+    let one_byte = || Ok(Frame::data(Bytes::from_static(b"z")));
+    let mut chunks: Frames = (0..10).map(|_| one_byte()).collect();
+    chunks.push(data("crossing"));
+    chunks.push(data("rest"));
+    let res = through(12, &[], chunks).await;
+    assert!(read_bytes(&res).is_none());
+    let got = frames(res.into_body()).await;
+    let expect: [&[u8]; 3] = [b"zzzzzzzzzz", b"crossing", b"rest"];
+    assert_eq!(got, expect);
+}
