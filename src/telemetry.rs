@@ -27,7 +27,7 @@
 //! | `tower_throttle_store_duration_seconds` | histogram | | server mode: time of one store decision (answered or failed) |
 //! | `tower_throttle_store_failing` | gauge | | server mode: 1 while the store fails (the layer follows its `StoreFailure` policy), 0 once it answers again |
 //! | `tower_throttle_redis_fallback` | gauge | | Redis store: 1 while Redis is lost and requests are decided without it, 0 once it is back |
-//! | `tower_throttle_client_retries_total` | counter | `layer` = `retry_after` \| `backoff`, `reason` = `status` \| `pushback` \| `connection` \| `predicate` | retries scheduled: for a listed status (HTTP or gRPC code), a gRPC pushback, a request never sent or timed out, a `retry_if` predicate |
+//! | `tower_throttle_client_retries_total` | counter | `layer` = `retry_after` \| `backoff`, `reason` = `status` \| `pushback` \| `connection` \| `predicate` | retries scheduled: for a listed status (HTTP or gRPC code), a gRPC pushback, a request never sent or timed out, a `retry_if` or `retry_if_body` predicate |
 //! | `tower_throttle_client_give_ups_total` | counter | `layer`, `reason` = `exhausted` \| `budget` \| `wait_too_long` | retries abandoned: attempts (or `max_elapsed`) used up, retry budget empty, server's wait over `max_wait` |
 //! | `tower_throttle_gate_waits_total` | counter | | requests the Retry-After gate held back before sending |
 //! | `tower_throttle_gate_wait_seconds` | histogram | | how long the gate held each of them |

@@ -239,3 +239,25 @@ fn a_zero_bound_is_refused() {
         "backoff max_response_bytes must be above zero"
     );
 }
+
+#[test]
+fn the_body_reading_stack_is_send_and_clone() {
+    fn send_clone<T: Send + Clone>(_: &T) {}
+    fn send_future<F: std::future::Future + Send>(_: &F) {}
+    let mock = Mock::new(vec![]);
+    let svc = plain()
+        .retry_if_body(|_, _, _| BodyDecision::Return)
+        .build()
+        .unwrap()
+        .layer(mock.service());
+    send_clone(&svc);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let fut = svc.oneshot(get());
+    send_future(&fut);
+    let res = rt.block_on(fut).unwrap();
+    fn send_body<B: http_body::Body + Send + Unpin + 'static>(_: &B) {}
+    send_body(res.body());
+}

@@ -14,7 +14,8 @@ use super::{
 use crate::client::retry::Outcome;
 
 /// A retry scheduled by `layer` for `outcome` (`hint`: the server's wait, if any;
-/// `listed`: the statuses the layer retries, so any other was retried by a predicate).
+/// `listed`: the statuses the layer retries, so any other was retried by a predicate:
+/// `retry_if` or `retry_if_body`).
 #[inline]
 pub(crate) fn retried(
     _layer: &'static str,
