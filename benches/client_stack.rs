@@ -11,10 +11,9 @@
 //! heap allocations per request for each case and side (a counting allocator that only
 //! counts while enabled, i.e. outside the timed loops).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,39 +29,8 @@ use tower_throttle::headers::{
 use tower_throttle::monitor::HeaderMonitorLayer;
 use tower_throttle::retry_after::RetryAfterLayer;
 
-/// Counts allocations while `COUNTING` is set (one relaxed load otherwise).
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-// (As in benches/memory.rs: a counting allocator needs `unsafe`; the library forbids it.)
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
 
 const URL: &str = "http://api.example.com/v1/users";
 /// A small JSON body for the POST case.
@@ -202,11 +170,7 @@ where
 {
     const N: u64 = 1_000;
     rt.block_on(drive(svc, case, N));
-    ALLOCS.store(0, Ordering::Relaxed);
-    COUNTING.store(true, Ordering::Relaxed);
-    rt.block_on(drive(svc, case, N));
-    COUNTING.store(false, Ordering::Relaxed);
-    ALLOCS.load(Ordering::Relaxed) as f64 / N as f64
+    alloc_count::count(|| rt.block_on(drive(svc, case, N))) as f64 / N as f64
 }
 
 /// For profilers: `CLIENT_STACK_PROFILE=<case>/<bare|stack>[/<n>]` sends `n` (default

@@ -13,10 +13,8 @@
 //! `RESPONSE_BODY_PROFILE=<case>/<side>/<n>` sends `n` requests and exits, without
 //! criterion (`bash benches/response_body_callgrind.sh` runs every pair under callgrind).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,39 +27,8 @@ use tower::{Layer, Service, ServiceExt};
 use tower_throttle::backoff::{BackoffLayer, BodyDecision};
 use tower_throttle::BoxError;
 
-/// Counts allocations while `COUNTING` is set (one relaxed load otherwise).
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-// (As in benches/memory.rs: a counting allocator needs `unsafe`; the library forbids it.)
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/alloc_count.rs"]
+mod alloc_count;
 
 /// One answer: `chunks` chunks of `chunk` bytes of a JSON job status.
 #[derive(Clone, Copy)]
@@ -87,6 +54,7 @@ const CASES: [Case; 2] = [
 const SIDES: [&str; 3] = ["head_only", "reads_body", "reads_json"];
 
 type Chunks = stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>;
+type Answer = Response<StreamBody<Chunks>>;
 
 /// The answer's chunks: `{"status":"COMPLETED","pad":"xxx…"}` cut into `case.chunks`.
 fn chunks(case: Case) -> Vec<Bytes> {
@@ -106,9 +74,9 @@ fn answer(
     body: Vec<Bytes>,
 ) -> impl Service<
     Request<tower_throttle::ReplayBody>,
-    Response = Response<StreamBody<Chunks>>,
+    Response = Answer,
     Error = Infallible,
-    Future = std::future::Ready<Result<Response<StreamBody<Chunks>>, Infallible>>,
+    Future = std::future::Ready<Result<Answer, Infallible>>,
 > + Clone {
     tower::service_fn(move |_req| {
         let frames: Vec<_> = body.iter().cloned().map(|b| Ok(Frame::data(b))).collect();
@@ -213,11 +181,8 @@ fn bench(c: &mut Criterion) {
         for side in SIDES {
             with_side!(side, case, |svc| {
                 rt.block_on(drive(&mut svc, 1_000));
-                ALLOCS.store(0, Ordering::Relaxed);
-                COUNTING.store(true, Ordering::Relaxed);
-                rt.block_on(drive(&mut svc, 1_000));
-                COUNTING.store(false, Ordering::Relaxed);
-                let allocs = ALLOCS.load(Ordering::Relaxed) as f64 / 1_000.0;
+                let allocs =
+                    alloc_count::count(|| rt.block_on(drive(&mut svc, 1_000))) as f64 / 1_000.0;
                 println!(
                     "response_body/{}/{side}: heap allocations per request: {allocs:.2}",
                     case.name

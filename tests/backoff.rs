@@ -140,7 +140,7 @@ async fn clay_schedule_with_bounded_additive_jitter() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn clari_polling_schedule_and_sixty_attempt_limit() {
+async fn polling_on_a_header_schedule_and_sixty_attempt_limit() {
     let pending = with(200, &[("x-job-status", "pending")]);
     let done = with(200, &[("x-job-status", "done")]);
     let clari = || {

@@ -21,8 +21,8 @@ mod stack;
 #[cfg(feature = "tonic")]
 mod tonic_body;
 
+pub(crate) use buffer::{poll_bytes, BufferSettings, ResponseBytes};
 pub use buffer::{BufferResponse, BufferResponseFuture, BufferedBody, DEFAULT_MAX_RESPONSE_BYTES};
-pub(crate) use buffer::{BufferSettings, ResponseBytes};
 pub(crate) use endpoint::Endpoint;
 pub(crate) use error::{find_cause, into_box_error, poll_ready_boxed};
 pub use error::{BoxError, Error, RetryError};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::{fmt, mem, pin::Pin};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -51,12 +51,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().body.poll_frame(cx).map(|frame| {
-            frame.map(|r| {
-                r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))
-                    .map_err(Into::into)
-            })
-        })
+        super::poll_bytes(self.project().body, cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -182,7 +182,7 @@ where
 
 /// Polls `body` for a frame, its data as `Bytes` (no copy when it is `Bytes`) and its error
 /// boxed.
-fn poll_bytes<B>(
+pub(crate) fn poll_bytes<B>(
     body: Pin<&mut B>,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>

@@ -31,6 +31,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use body::poll_bytes;
 pub use body::BufferedBody;
 pub use future::BufferResponseFuture;
 pub use service::BufferResponse;
