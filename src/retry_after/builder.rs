@@ -142,7 +142,7 @@ impl RetryAfterLayerBuilder {
         self
     }
 
-    /// How requests map to gated endpoints (default [`default_endpoint`]: method,
+    /// How requests map to gated endpoints (default [`default_endpoint`](super::default_endpoint): method,
     /// authority or `Host`, and path).
     pub fn endpoint_key<F>(mut self, f: F) -> Self
     where
