@@ -107,6 +107,11 @@ impl BackoffPolicy {
                         GrpcVerdict::Final => None,
                     };
                 }
+                // A response that may not be sent again is never retried: the predicates
+                // (a body predicate may parse JSON) are not asked about it.
+                if !repeatable || grpc_forbids_retry(headers) {
+                    return None;
+                }
                 // The body is asked about only when it was read whole.
                 let on_body = match (&self.settings.retry_if_body, body) {
                     (Some(decide), Some(body)) => decide(*status, headers, body),
@@ -119,7 +124,7 @@ impl BackoffPolicy {
                         .as_ref()
                         .is_some_and(|p| p(*status, headers))
                     || on_body != BodyDecision::Return;
-                if !asked || !repeatable || grpc_forbids_retry(headers) {
+                if !asked {
                     return None;
                 }
                 Some(match (ignore_hints, on_body) {
